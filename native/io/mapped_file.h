@@ -1,0 +1,37 @@
+// Memory mapping of a whole file for reading (RAII, private: the file is never modified). Pages are faulted in lazily,
+// so a mapping costs address space, not memory; release() drops resident pages
+// of a range from this process (they stay in the page cache) to keep RSS bounded
+// while streaming through files larger than RAM.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace dfm {
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  // Writable alias for zero-copy JS views: writes land in private copy-on-write
+  // pages and never reach the file.
+  uint8_t* mutable_data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+  // Hints that [offset, offset+len) will be read soon / sequentially.
+  void will_need(size_t offset, size_t len) const;
+  // Drops this process's resident pages of [offset, offset+len).
+  void release(size_t offset, size_t len) const;
+
+ private:
+  std::string path_;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace dfm

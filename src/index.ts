@@ -1,0 +1,12 @@
+/** dfmerge public TypeScript API. */
+export { SafetensorsFile, type TensorInfo } from './io/safetensors.js';
+export { Checkpoint, type TensorLocation, INDEX_FILE, SINGLE_FILE } from './io/checkpoint.js';
+export {
+  SafetensorsWriter, CheckpointWriter, planShards, shardFileName, layoutSafetensors, writeFileAtomic,
+  DEFAULT_SHARD_SIZE, WriteError, type TensorSpec, type Slot,
+} from './io/writer.js';
+export { summarize, type CheckpointSummary } from './io/inspect.js';
+export { DTYPE_BITS, byteSize, numelOf, isComputeDtype } from './io/dtypes.js';
+export { DfmergeError, SafetensorsError, CheckpointError, UsageError, NativeError } from './errors.js';
+export { loadAddon, type ComputeDtype } from './native/addon.js';
+export { VERSION } from './version.js';

@@ -1,0 +1,167 @@
+/**
+ * A checkpoint: one safetensors file, or a Hugging Face folder holding either
+ * `model.safetensors` or shards listed by `model.safetensors.index.json`.
+ * Opening validates every file and the index (every shard and every named
+ * tensor must exist; no tensor may live in two shards).
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { CheckpointError } from '../errors.js';
+import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+import { byteSize } from './dtypes.js';
+
+export const INDEX_FILE = 'model.safetensors.index.json';
+export const SINGLE_FILE = 'model.safetensors';
+
+export interface TensorLocation {
+  readonly file: SafetensorsFile;
+  readonly info: TensorInfo;
+}
+
+export interface ShardIndex {
+  metadata: Record<string, unknown>;
+  weightMap: Record<string, string>;
+}
+
+export class Checkpoint {
+  /** The folder (or, for a bare file, the file's folder). */
+  readonly dir: string;
+  /** What the user named: a folder or a single .safetensors file. */
+  readonly path: string;
+  readonly files: readonly SafetensorsFile[];
+  readonly index: ShardIndex | undefined;
+  private readonly locations: Map<string, TensorLocation>;
+
+  private constructor(path: string, dir: string, files: SafetensorsFile[], index: ShardIndex | undefined) {
+    this.path = path;
+    this.dir = dir;
+    this.files = files;
+    this.index = index;
+    this.locations = new Map();
+    for (const file of files) {
+      for (const info of file.tensors) {
+        const prior = this.locations.get(info.name);
+        if (prior) {
+          this.close();
+          throw new CheckpointError(path, 'DuplicateTensor',
+            `tensor "${info.name}" is stored in both ${basename(prior.file.path)} and ${basename(file.path)}`);
+        }
+        this.locations.set(info.name, { file, info });
+      }
+    }
+  }
+
+  /** Opens a .safetensors file or a checkpoint folder. */
+  static open(pathOrDir: string): Checkpoint {
+    const path = resolve(pathOrDir);
+    if (!existsSync(path)) throw new CheckpointError(path, 'NotFound', 'no such file or folder');
+    if (statSync(path).isFile()) {
+      return new Checkpoint(path, resolve(path, '..'), [SafetensorsFile.open(path)], undefined);
+    }
+    const indexPath = join(path, INDEX_FILE);
+    if (existsSync(indexPath)) return new Checkpoint(path, path, openShards(path, indexPath), parseIndex(indexPath));
+    const single = join(path, SINGLE_FILE);
+    if (existsSync(single)) return new Checkpoint(path, path, [SafetensorsFile.open(single)], undefined);
+    const found = readdirSync(path).filter((f) => f.endsWith('.safetensors'));
+    if (found.length === 1) return new Checkpoint(path, path, [SafetensorsFile.open(join(path, found[0]!))], undefined);
+    throw new CheckpointError(path, 'NoWeights', found.length === 0
+      ? `no ${SINGLE_FILE}, no ${INDEX_FILE} and no other .safetensors file in this folder`
+      : `${found.length} .safetensors files (${found.join(', ')}) but no ${INDEX_FILE} saying how they fit together`);
+  }
+
+  /** Tensor names, in file order then header order. */
+  get names(): string[] {
+    return [...this.locations.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.locations.has(name);
+  }
+
+  locate(name: string): TensorLocation {
+    const loc = this.locations.get(name);
+    if (!loc) throw new CheckpointError(this.path, 'TensorNotFound', `no tensor named "${name}"`);
+    return loc;
+  }
+
+  /** Sum of tensor bytes (what an index's metadata.total_size should say). */
+  get totalBytes(): number {
+    let n = 0;
+    for (const { info } of this.locations.values()) n += byteSize(info.dtype, info.shape);
+    return n;
+  }
+
+  /** config.json of the folder, parsed, or undefined when there is none. */
+  config(): Record<string, unknown> | undefined {
+    const p = join(this.dir, 'config.json');
+    if (!existsSync(p)) return undefined;
+    return readJsonObject(p);
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+}
+
+function readJsonObject(path: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new CheckpointError(path, 'InvalidJson', `not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new CheckpointError(path, 'InvalidJson', 'expected a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function parseIndex(indexPath: string): ShardIndex {
+  const raw = readJsonObject(indexPath);
+  const wm = raw.weight_map;
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
+    throw new CheckpointError(indexPath, 'InvalidIndex', 'missing "weight_map" object');
+  }
+  const weightMap: Record<string, string> = {};
+  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard.length === 0 || shard.includes('/') || shard.includes('\\')) {
+      throw new CheckpointError(indexPath, 'InvalidIndex', `weight_map entry for "${name}" is not a shard file name`);
+    }
+    weightMap[name] = shard;
+  }
+  const md = raw.metadata;
+  const metadata = typeof md === 'object' && md !== null && !Array.isArray(md) ? (md as Record<string, unknown>) : {};
+  return { metadata, weightMap };
+}
+
+/** Opens every shard named by the index and checks the index against their headers. */
+function openShards(dir: string, indexPath: string): SafetensorsFile[] {
+  const index = parseIndex(indexPath);
+  const shardNames = [...new Set(Object.values(index.weightMap))].sort();
+  const missing = shardNames.filter((s) => !existsSync(join(dir, s)));
+  if (missing.length > 0) {
+    throw new CheckpointError(indexPath, 'MissingShard', `shard file(s) listed in the index do not exist: ${missing.join(', ')}`);
+  }
+  const files: SafetensorsFile[] = [];
+  try {
+    for (const s of shardNames) files.push(SafetensorsFile.open(join(dir, s)));
+    const byName = new Map(files.map((f) => [basename(f.path), f]));
+    for (const [name, shard] of Object.entries(index.weightMap)) {
+      if (!byName.get(shard)!.has(name)) {
+        throw new CheckpointError(indexPath, 'MissingTensor', `tensor "${name}" is mapped to ${shard}, which does not contain it`);
+      }
+    }
+    for (const f of files) {
+      for (const t of f.tensors) {
+        if (index.weightMap[t.name] !== basename(f.path)) {
+          throw new CheckpointError(indexPath, 'UnlistedTensor',
+            `tensor "${t.name}" in ${basename(f.path)} is not mapped to that shard by the index`);
+        }
+      }
+    }
+  } catch (e) {
+    for (const f of files) f.close();
+    throw e;
+  }
+  return files;
+}

@@ -1,0 +1,128 @@
+/**
+ * One safetensors file, memory-mapped by the native layer and validated in full
+ * when opened (DESIGN.md §2). Tensors are zero-copy views into the mapping.
+ */
+import { SafetensorsError, nativeErrorFields } from '../errors.js';
+import { addon, type NativeSafetensorsFile } from '../native/addon.js';
+import { isComputeDtype } from './dtypes.js';
+
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  /** Byte range inside the data section. */
+  readonly begin: number;
+  readonly end: number;
+}
+
+export class SafetensorsFile {
+  readonly path: string;
+  readonly fileSize: number;
+  readonly headerLength: number;
+  /** Absolute file offset of the data section. */
+  readonly dataStart: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Tensors in header order. */
+  readonly tensors: readonly TensorInfo[];
+  private readonly byName: Map<string, TensorInfo>;
+  private handle: NativeSafetensorsFile | undefined;
+
+  private constructor(path: string, handle: NativeSafetensorsFile) {
+    this.path = path;
+    this.handle = handle;
+    const h = this.call(() => handle.header());
+    this.fileSize = h.fileSize;
+    this.headerLength = h.headerLength;
+    this.dataStart = h.dataStart;
+    this.metadata = h.metadata;
+    this.tensors = h.tensors;
+    this.byName = new Map(h.tensors.map((t) => [t.name, t]));
+  }
+
+  /** Opens and validates `path`; throws SafetensorsError naming the file, rule and tensor. */
+  static open(path: string): SafetensorsFile {
+    let handle: NativeSafetensorsFile;
+    try {
+      const Ctor = addon().SafetensorsFile;
+      handle = new Ctor(path);
+    } catch (e) {
+      throw toSafetensorsError(path, e);
+    }
+    return new SafetensorsFile(path, handle);
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.byName.get(name);
+    if (!t) throw new SafetensorsError(this.path, 'TensorNotFound', `no tensor named "${name}"`, name);
+    return t;
+  }
+
+  /** The raw bytes of a tensor, zero-copy. */
+  bytes(name: string): Uint8Array {
+    const t = this.info(name);
+    const buf = this.call(() => this.open().view(t.begin, t.end));
+    return new Uint8Array(buf);
+  }
+
+  /**
+   * A typed view of a tensor: Float32Array for F32, Uint16Array for F16/BF16
+   * (zero-copy when the data is suitably aligned, else a copy), raw bytes otherwise.
+   */
+  view(name: string): Float32Array | Uint16Array | Uint8Array {
+    const t = this.info(name);
+    const bytes = this.bytes(name);
+    const width = t.dtype === 'F32' ? 4 : t.dtype === 'F16' || t.dtype === 'BF16' ? 2 : 1;
+    if (width === 1) return bytes;
+    const aligned = (this.dataStart + t.begin) % width === 0 ? bytes : bytes.slice();
+    const n = aligned.byteLength / width;
+    return width === 4
+      ? new Float32Array(aligned.buffer, aligned.byteOffset, n)
+      : new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+  }
+
+  /** A tensor converted to f32 (a new array); F32, F16 and BF16 only. */
+  toFloat32(name: string): Float32Array {
+    const t = this.info(name);
+    if (!isComputeDtype(t.dtype)) {
+      throw new SafetensorsError(this.path, 'NotFloat', `tensor "${name}" has dtype ${t.dtype}, not F32/F16/BF16`, name);
+    }
+    const dtype = t.dtype;
+    const bytes = this.bytes(name);
+    return this.call(() => addon().toFloat32(bytes, dtype));
+  }
+
+  /** Drops this process's resident pages of a tensor (they stay in the page cache). */
+  release(name: string): void {
+    const t = this.info(name);
+    this.call(() => this.open().release(t.begin, t.end));
+  }
+
+  /** Unmaps the file once no view is left (views already taken stay valid). */
+  close(): void {
+    this.handle?.close();
+    this.handle = undefined;
+  }
+
+  private open(): NativeSafetensorsFile {
+    if (!this.handle) throw new SafetensorsError(this.path, 'Closed', 'file was closed');
+    return this.handle;
+  }
+
+  private call<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      throw toSafetensorsError(this.path, e);
+    }
+  }
+}
+
+function toSafetensorsError(path: string, e: unknown): SafetensorsError {
+  if (e instanceof SafetensorsError) return e;
+  const f = nativeErrorFields(e);
+  return new SafetensorsError(path, f.code, f.message, f.tensor);
+}

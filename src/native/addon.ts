@@ -1,0 +1,113 @@
+/**
+ * Loads the native addon: the CUDA build (build-cuda/, from `npm run build:cuda`)
+ * when it exists and a GPU answers, else the CPU build (build/, from `npm install`).
+ * DFMERGE_BUILD=cpu|cuda forces one. This file is the typed boundary: nothing
+ * outside it sees an untyped addon object.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NativeError } from '../errors.js';
+
+export interface NativeTensorEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface NativeHeader {
+  fileSize: number;
+  headerLength: number;
+  dataStart: number;
+  tensors: NativeTensorEntry[];
+  metadata: Record<string, string>;
+}
+
+export interface NativeSafetensorsFile {
+  header(): NativeHeader;
+  view(begin: number, end: number): ArrayBuffer;
+  release(begin: number, end: number): void;
+  close(): void;
+}
+
+export type ComputeDtype = 'F32' | 'F16' | 'BF16';
+
+export interface NativeBuildInfo {
+  cuda: boolean;
+  cudaDevices: number;
+  cudaDeviceNames: string[];
+  threads: number;
+  compiler: string;
+}
+
+export interface NativeAddon {
+  SafetensorsFile: new (path: string) => NativeSafetensorsFile;
+  toFloat32(src: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Float32Array;
+  fromFloat32(src: Float32Array, dtype: ComputeDtype): Uint8Array;
+  buildInfo(): NativeBuildInfo;
+  setThreads(n: number): number;
+}
+
+export interface LoadedAddon {
+  addon: NativeAddon;
+  variant: 'cpu' | 'cuda';
+  path: string;
+}
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+let loaded: LoadedAddon | undefined;
+
+function candidates(): { variant: 'cpu' | 'cuda'; path: string }[] {
+  const cpu = { variant: 'cpu' as const, path: join(root, 'build', 'Release', 'dfmerge.node') };
+  const cuda = { variant: 'cuda' as const, path: join(root, 'build-cuda', 'Release', 'dfmerge.node') };
+  const forced = process.env.DFMERGE_BUILD;
+  if (forced === 'cpu') return [cpu];
+  if (forced === 'cuda') return [cuda];
+  return [cuda, cpu];
+}
+
+/** The loaded addon (loaded once, on first use). */
+export function loadAddon(): LoadedAddon {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  let cpuCapableCuda: LoadedAddon | undefined;
+  for (const c of candidates()) {
+    if (!existsSync(c.path)) {
+      tried.push(`${c.path} (not built)`);
+      continue;
+    }
+    let addon: NativeAddon;
+    try {
+      addon = require(c.path) as NativeAddon;
+    } catch (e) {
+      tried.push(`${c.path} (${e instanceof Error ? e.message : String(e)})`);
+      continue;
+    }
+    // A CUDA build on a machine without a GPU: keep looking for the CPU build
+    // unless the user forced CUDA.
+    if (c.variant === 'cuda' && addon.buildInfo().cudaDevices === 0 && process.env.DFMERGE_BUILD !== 'cuda') {
+      tried.push(`${c.path} (no CUDA device answers)`);
+      cpuCapableCuda = { addon, variant: c.variant, path: c.path };
+      continue;
+    }
+    loaded = { addon, variant: c.variant, path: c.path };
+    return loaded;
+  }
+  // The CUDA build also carries every CPU kernel: use it when it is all there is.
+  if (cpuCapableCuda) {
+    loaded = cpuCapableCuda;
+    return loaded;
+  }
+  throw new NativeError(
+    'AddonMissing',
+    `the dfmerge native addon could not be loaded; run \`npm install\` (or \`npm run build:native\`). Tried: ${tried.join('; ')}`,
+  );
+}
+
+export function addon(): NativeAddon {
+  return loadAddon().addon;
+}
