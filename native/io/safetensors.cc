@@ -49,16 +49,18 @@ TensorEntry parse_entry(const std::string& name, const Json& v) {
   const int bits = dtype_bits(t.dtype);
   if (bits == 0) reject("UnknownDtype", who + " has unknown dtype \"" + t.dtype + "\"", name);
   uint64_t numel = 1;
-  bool overflow = false;
+  bool overflow = false, has_zero = false;
   for (const Json& d : shape->array) {
     if (d.kind != Json::Kind::Number || !d.is_uint) {
       reject("InvalidShape", who + " has a shape entry that is not a non-negative integer", name);
     }
     t.shape.push_back(d.uint);
+    if (d.uint == 0) has_zero = true;
     if (d.uint != 0 && numel > UINT64_MAX / d.uint) overflow = true;
     numel *= d.uint;
   }
-  if (overflow && numel != 0) reject("InvalidShape", who + " has a shape whose element count overflows", name);
+  if (has_zero) numel = 0;
+  if (overflow && !has_zero) reject("InvalidShape", who + " has a shape whose element count overflows", name);
   if (offsets->array.size() != 2) reject("InvalidOffsets", who + " needs data_offsets [begin, end]", name);
   for (const Json& o : offsets->array) {
     if (o.kind != Json::Kind::Number || !o.is_uint) {
