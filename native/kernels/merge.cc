@@ -300,30 +300,6 @@ void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off) {
   }
 }
 
-// Releases, as a stream advances, the whole pages of each input before `pos`.
-class PageReleaser {
- public:
-  PageReleaser(bool enabled, std::vector<TensorIn> inputs) : enabled_(enabled), inputs_(std::move(inputs)) {
-    for (const TensorIn& in : inputs_) from_.push_back(reinterpret_cast<uintptr_t>(in.data));
-  }
-  void upto(size_t pos) {
-    if (!enabled_) return;
-    static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    for (size_t i = 0; i < inputs_.size(); ++i) {
-      if (inputs_[i].data == nullptr) continue;
-      const uintptr_t to = reinterpret_cast<uintptr_t>(inputs_[i].data) + pos * dtype_size(inputs_[i].dtype);
-      if (to <= from_[i]) continue;
-      release_if_mapped(reinterpret_cast<const void*>(from_[i]), to - from_[i]);
-      from_[i] = std::max(from_[i], to / page * page);
-    }
-  }
-
- private:
-  bool enabled_;
-  std::vector<TensorIn> inputs_;
-  std::vector<uintptr_t> from_;
-};
-
 // First exception thrown by any thread of a parallel region.
 class Failure {
  public:
@@ -405,16 +381,8 @@ struct Scratch {
   std::vector<uint8_t> stage;  // output bytes of this thread's share (file output)
 };
 
-// The per-model constants of a merge, prepared once per tensor.
-struct Prepared {
-  int k = 0;
-  float scale = 1.0f;                  // linear / task arithmetic normalisation
-  float inv_lam_sum = 1.0f;            // fisher fallback
-  std::vector<uint32_t> thresholds;    // ties
-  std::vector<uint64_t> keys;          // dare
-  uint32_t keep_thr = 0;               // dare
-  float keep_prob = 1.0f;              // dare
-  std::vector<float> c;                // fisher scales
+struct Prepared : MergeConstants {
+  std::vector<uint32_t> thresholds;  // ties
 };
 
 double weight_sum(const std::vector<float>& w) {
@@ -427,30 +395,8 @@ bool uses_base(MergeMethod m) { return m != MergeMethod::Linear && m != MergeMet
 
 Prepared prepare(const MergeJob& j) {
   Prepared p;
-  p.k = static_cast<int>(j.models.size());
-  const double ws = weight_sum(j.weights);
-  switch (j.method) {
-    case MergeMethod::Linear:
-      p.scale = j.normalize ? static_cast<float>(1.0 / ws) : 1.0f;
-      break;
-    case MergeMethod::TaskArithmetic:
-    case MergeMethod::DareLinear:
-      // mergekit: divisor Σλ, with |Σλ| < 1e-8 treated as 1
-      p.scale = j.normalize && std::fabs(ws) >= 1e-8 ? static_cast<float>(1.0 / ws) : 1.0f;
-      break;
-    case MergeMethod::Fisher:
-      p.inv_lam_sum = static_cast<float>(1.0 / ws);
-      p.c = j.fisher_scale.empty() ? std::vector<float>(j.models.size(), 1.0f) : j.fisher_scale;
-      break;
-    default:
-      break;
-  }
+  static_cast<MergeConstants&>(p) = merge_constants(j);
   if (j.method == MergeMethod::Ties) p.thresholds = ties_thresholds(j);
-  if (j.method == MergeMethod::DareLinear || j.method == MergeMethod::DareTies) {
-    for (int m = 0; m < p.k; ++m) p.keys.push_back(dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(m)));
-    p.keep_thr = dare_keep_threshold(1.0 - j.density);
-    p.keep_prob = static_cast<float>(j.density);
-  }
   return p;
 }
 
@@ -504,6 +450,52 @@ constexpr int kMaxModels = 64;
 
 // ===========================================================================
 // Whole-tensor jobs.
+
+PageReleaser::PageReleaser(bool enabled, std::vector<TensorIn> inputs) : enabled_(enabled), inputs_(std::move(inputs)) {
+  for (const TensorIn& in : inputs_) from_.push_back(reinterpret_cast<uintptr_t>(in.data));
+}
+
+void PageReleaser::upto(size_t pos) {
+  if (!enabled_) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (inputs_[i].data == nullptr) continue;
+    const uintptr_t to = reinterpret_cast<uintptr_t>(inputs_[i].data) + pos * dtype_size(inputs_[i].dtype);
+    if (to <= from_[i]) continue;
+    release_if_mapped(reinterpret_cast<const void*>(from_[i]), to - from_[i]);
+    from_[i] = std::max(from_[i], to / page * page);  // page aligned from now on: nothing is skipped
+  }
+}
+
+bool merge_uses_base(MergeMethod m) { return uses_base(m); }
+
+MergeConstants merge_constants(const MergeJob& j) {
+  MergeConstants p;
+  p.k = static_cast<int>(j.models.size());
+  const double ws = weight_sum(j.weights);
+  switch (j.method) {
+    case MergeMethod::Linear:
+      p.scale = j.normalize ? static_cast<float>(1.0 / ws) : 1.0f;
+      break;
+    case MergeMethod::TaskArithmetic:
+    case MergeMethod::DareLinear:
+      // mergekit: divisor Σλ, with |Σλ| < 1e-8 treated as 1
+      p.scale = j.normalize && std::fabs(ws) >= 1e-8 ? static_cast<float>(1.0 / ws) : 1.0f;
+      break;
+    case MergeMethod::Fisher:
+      p.inv_lam_sum = static_cast<float>(1.0 / ws);
+      p.c = j.fisher_scale.empty() ? std::vector<float>(j.models.size(), 1.0f) : j.fisher_scale;
+      break;
+    default:
+      break;
+  }
+  if (j.method == MergeMethod::DareLinear || j.method == MergeMethod::DareTies) {
+    for (int m = 0; m < p.k; ++m) p.keys.push_back(dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(m)));
+    p.keep_thr = dare_keep_threshold(1.0 - j.density);
+    p.keep_prob = static_cast<float>(j.density);
+  }
+  return p;
+}
 
 MergeMethod parse_merge_method(const std::string& name) {
   if (name == "linear") return MergeMethod::Linear;
@@ -750,10 +742,14 @@ double sum_of_squares_cpu(TensorIn x, size_t n, int threads, bool release_inputs
 }
 
 void stream_copy(const uint8_t* src, uint8_t* dst, size_t n, int threads) {
+  // Copies in 16 KiB pieces (regular cached stores, like the merge's tile stores).
   PageReleaser none(false, {});
   run_chunked(
-      n, size_t(4) << 20, threads, none, [](size_t) { return 0; },
-      [&](int, size_t b0, size_t e0) { std::memcpy(dst + b0, src + b0, e0 - b0); });
+      n, size_t(8) << 20, threads, none, [](size_t) { return 0; },
+      [&](int, size_t b0, size_t e0) {
+        constexpr size_t kPiece = 16384;
+        for (size_t p = b0; p < e0; p += kPiece) std::memcpy(dst + p, src + p, std::min(kPiece, e0 - p));
+      });
 }
 
 }  // namespace dfm

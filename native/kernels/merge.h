@@ -106,11 +106,37 @@ struct MergeJob {
   bool release_inputs = true;      // madvise(DONTNEED) finished pages of file-mapped inputs
 };
 
+// Releases, as a stream over n elements advances, the whole pages of each input
+// before element `pos` (only inputs inside a live MappedFile: see release_if_mapped).
+class PageReleaser {
+ public:
+  PageReleaser(bool enabled, std::vector<TensorIn> inputs);
+  void upto(size_t pos);
+
+ private:
+  bool enabled_;
+  std::vector<TensorIn> inputs_;
+  std::vector<uintptr_t> from_;
+};
+
 // Checks a job's shape and parameters; throws DfError("InvalidArgument", ...).
 void validate_merge_job(const MergeJob& job);
 
-// Runs a validated job on the CPU.
+// Runs a job on the CPU (validates it first).
 void merge_tensor_cpu(const MergeJob& job);
+
+// The per-tensor constants of a job, derived once (shared by the CPU and CUDA drivers).
+struct MergeConstants {
+  int k = 0;
+  float scale = 1.0f;         // linear / task arithmetic / dare_linear: 1/Σw when normalising, else 1
+  float inv_lam_sum = 1.0f;   // fisher: 1/Σλ (the 0/0 fallback)
+  std::vector<float> c;       // fisher: c_k
+  std::vector<uint64_t> keys; // dare: per-model keys
+  uint32_t keep_thr = 0;      // dare: ceil(p · 2^24)
+  float keep_prob = 1.0f;     // dare: 1 − p
+};
+MergeConstants merge_constants(const MergeJob& job);
+bool merge_uses_base(MergeMethod m);
 
 // TIES: per model, the f32 bit pattern of the kk-th largest |x_k − b| over the
 // whole tensor, kk = round(density · n), by an exact two-pass radix selection
