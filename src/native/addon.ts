@@ -110,6 +110,7 @@ export interface NativeAddon {
   fromFloat32(src: Float32Array, dtype: ComputeDtype): Uint8Array;
   buildInfo(): NativeBuildInfo;
   setThreads(n: number): number;
+  /** Argument errors throw synchronously (with `code`); failures while merging reject. */
   mergeTensor(req: NativeMergeRequest): Promise<void>;
   accumulateFisher(req: NativeAccumulateRequest): Promise<void>;
   sumOfSquares(data: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Promise<number>;
