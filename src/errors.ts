@@ -38,6 +38,15 @@ export class UsageError extends DfmergeError {
   }
 }
 
+/** A merge that cannot run: bad arguments, an unknown method, no CUDA device, a failed write. */
+export class MergeError extends DfmergeError {
+  readonly tensor: string | undefined;
+  constructor(code: string, message: string, tensor?: string) {
+    super(code, tensor !== undefined && !message.includes(tensor) ? `${tensor}: ${message}` : message);
+    this.tensor = tensor;
+  }
+}
+
 /** The native addon could not be loaded or misbehaved. */
 export class NativeError extends DfmergeError {}
 

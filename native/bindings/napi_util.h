@@ -56,9 +56,8 @@ Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
   throw err;
 }
 
-// Bytes of a TypedArray, DataView, Buffer or ArrayBuffer argument.
-inline ByteSpan bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  Napi::Value v = info[i];
+// Bytes of a TypedArray, DataView, Buffer or ArrayBuffer value.
+inline ByteSpan bytes_value(Napi::Env env, Napi::Value v, const std::string& what) {
   ByteSpan s;
   if (v.IsTypedArray()) {
     Napi::TypedArray t = v.As<Napi::TypedArray>();
@@ -73,9 +72,14 @@ inline ByteSpan bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* 
     s.data = static_cast<uint8_t*>(b.Data());
     s.size = b.ByteLength();
   } else {
-    throw_type(info.Env(), std::string(what) + " must be a TypedArray or ArrayBuffer");
+    throw_type(env, what + " must be a TypedArray or ArrayBuffer");
   }
   return s;
+}
+
+// Bytes of a TypedArray, DataView, Buffer or ArrayBuffer argument.
+inline ByteSpan bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return bytes_value(info.Env(), info[i], what);
 }
 
 inline double number_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {

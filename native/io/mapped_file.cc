@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "util/error.h"
 
@@ -22,7 +24,27 @@ bool page_range(size_t size, size_t offset, size_t len, size_t* begin, size_t* l
   *length = offset + len - *begin;
   return true;
 }
+// Live mappings, begin -> end, for release_if_mapped().
+std::mutex g_registry_mutex;
+std::map<uintptr_t, uintptr_t>& registry() {
+  static std::map<uintptr_t, uintptr_t> r;
+  return r;
+}
 }  // namespace
+
+void release_if_mapped(const void* p, size_t len) {
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (b + page - 1) / page * page;  // whole pages inside the range
+  const uintptr_t last = (b + len) / page * page;
+  if (len == 0 || first >= last) return;
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  auto it = registry().upper_bound(b);
+  if (it == registry().begin()) return;
+  --it;
+  if (b < it->first || b + len > it->second) return;  // not (entirely) inside one mapping
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -51,12 +73,19 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       throw DfError("MapFailed", std::string("cannot mmap: ") + std::strerror(e));
     }
     data_ = static_cast<uint8_t*>(p);
+    std::lock_guard<std::mutex> lock(g_registry_mutex);
+    registry()[reinterpret_cast<uintptr_t>(data_)] = reinterpret_cast<uintptr_t>(data_) + size_;
   }
   ::close(fd);  // the mapping keeps the file alive
 }
 
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(data_, size_);
+  if (data_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mutex);
+    registry().erase(reinterpret_cast<uintptr_t>(data_));
+  }
+  ::munmap(data_, size_);
 }
 
 void MappedFile::will_need(size_t offset, size_t len) const {

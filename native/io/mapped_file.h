@@ -9,6 +9,12 @@
 
 namespace dfm {
 
+// Drops this process's resident pages of the whole pages inside [p, p+len) when
+// they lie in a live MappedFile (file-backed and unmodified, so they fault back in
+// from the page cache if read again). Does nothing for any other memory, where
+// MADV_DONTNEED would discard data. Safe to call from any thread.
+void release_if_mapped(const void* p, size_t len);
+
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);

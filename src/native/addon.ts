@@ -43,12 +43,79 @@ export interface NativeBuildInfo {
   compiler: string;
 }
 
+/** One input tensor: n elements of `dtype` (bytes, no alignment needed; zero-copy mmap views welcome). */
+export interface NativeTensorInput {
+  data: ArrayBufferView | ArrayBuffer;
+  dtype: ComputeDtype;
+}
+
+export type NativeMergeMethod = 'linear' | 'task_arithmetic' | 'ties' | 'dare_linear' | 'dare_ties' | 'fisher' | 'dfmerge';
+
+/** Where the merged tensor goes: a buffer of n elements of `dtype`, or a file slot written with pwrite(). */
+export type NativeMergeOutput =
+  | { data: ArrayBufferView | ArrayBuffer; dtype: ComputeDtype }
+  | { fd: number; offset: number; dtype: ComputeDtype };
+
+/** The native merge request (src/merge/kernels.ts builds it; see native/kernels/merge.h for the formulas). */
+export interface NativeMergeRequest {
+  method: NativeMergeMethod;
+  /** Elements of every input and of the output. */
+  n: number;
+  /** Tensor name, for error messages. */
+  tensor?: string;
+  base?: NativeTensorInput;
+  /** k models; for 'dfmerge' the two accumulators [W, S]. */
+  models: NativeTensorInput[];
+  /** 'fisher': one per model. */
+  fishers?: NativeTensorInput[];
+  /** w_k / λ_k, one per model (not used by 'dfmerge'). */
+  weights?: number[];
+  normalize?: boolean;
+  /** ties: fraction of |τ| kept; dare: keep probability 1 − p. */
+  density?: number;
+  seed?: bigint;
+  /** FNV-1a 64 of the tensor name (dare). */
+  tensorId?: bigint;
+  fisherScale?: number[];
+  fisherFloor?: number;
+  /** 'dfmerge': M. */
+  scale?: number;
+  out: NativeMergeOutput;
+  /** Elements per chunk (default 2^20). */
+  chunk?: number;
+  /** Threads (default: the addon's setThreads() value). */
+  threads?: number;
+  /** Drop finished pages of file-mapped inputs (default true; other memory is never touched). */
+  release?: boolean;
+  device?: 'cpu' | 'cuda';
+}
+
+/** S += F; W += F ⊙ λ (model − base) (or F ⊙ λ model without base). */
+export interface NativeAccumulateRequest {
+  n: number;
+  fisher: NativeTensorInput;
+  model: NativeTensorInput;
+  base?: NativeTensorInput;
+  lambda: number;
+  s: Float32Array;
+  w: Float32Array;
+  chunk?: number;
+  threads?: number;
+  release?: boolean;
+}
+
 export interface NativeAddon {
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
   toFloat32(src: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Float32Array;
   fromFloat32(src: Float32Array, dtype: ComputeDtype): Uint8Array;
   buildInfo(): NativeBuildInfo;
   setThreads(n: number): number;
+  /** Argument errors throw synchronously (with `code`); failures while merging reject. */
+  mergeTensor(req: NativeMergeRequest): Promise<void>;
+  accumulateFisher(req: NativeAccumulateRequest): Promise<void>;
+  sumOfSquares(data: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Promise<number>;
+  /** Copies src to dst (same byte length) with the merge driver's threading; returns the byte count. */
+  streamCopy(src: ArrayBufferView | ArrayBuffer, dst: ArrayBufferView | ArrayBuffer): number;
 }
 
 export interface LoadedAddon {

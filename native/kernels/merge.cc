@@ -1,0 +1,755 @@
+// CPU merge kernels and the chunked streaming driver (see merge.h).
+#include "kernels/merge.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <mutex>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#include "io/mapped_file.h"
+#include "kernels/merge_rng.h"
+#include "util/error.h"
+
+namespace dfm {
+
+// ===========================================================================
+// Tile kernels. Loops run over the model index outside and the element index
+// inside, so each inner loop is a straight SIMD stream over cache-resident tiles.
+
+void linear_tile(const float* const* x, const float* w, int k, float s, float* __restrict out, size_t n) {
+  // out = s · Σ_k w_k x_k  (mergekit "linear"; s = 1/Σw when normalising)
+  {
+    const float* __restrict x0 = x[0];
+    const float w0 = w[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = w0 * x0[i];
+  }
+  for (int m = 1; m < k; ++m) {
+    const float* __restrict xm = x[m];
+    const float wm = w[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] += wm * xm[i];
+  }
+  if (s != 1.0f) {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] *= s;
+  }
+}
+
+void delta_tile(const float* __restrict b, float* __restrict x, size_t n) {
+  // τ = x − θ_pre
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) x[i] -= b[i];
+}
+
+void ties_trim_tile(const float* __restrict b, float* __restrict x, uint32_t thr, size_t n) {
+  // TIES "trim": keep τ where |τ| is among the top-density fraction of the tensor,
+  // i.e. bits(|τ|) ≥ thr (f32 bit patterns of non-negative floats order like the values).
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    const float t = x[i] - b[i];
+    uint32_t u;
+    std::memcpy(&u, &t, 4);
+    x[i] = (u & 0x7fffffffu) >= thr ? t : 0.0f;
+  }
+}
+
+void dare_drop_tile(const float* __restrict b, float* __restrict x, uint64_t key, uint32_t keep_thr,
+                    float keep_prob, uint64_t first, size_t n) {
+  // DARE (Yu et al.): τ̃ = m ⊙ τ / (1 − p), m_i ~ Bernoulli(1 − p) from the counter-based hash.
+  if (n == 0) return;
+  const uint32_t hi = static_cast<uint32_t>(first >> 32);
+  if (hi == static_cast<uint32_t>((first + n - 1) >> 32)) {
+    const uint32_t lo0 = static_cast<uint32_t>(first);
+    const uint32_t k0 = static_cast<uint32_t>(key);
+    const uint32_t k1 = hi + static_cast<uint32_t>(key >> 32);
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t u = mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8;  // = dare_u24(key, first+i)
+      const float t = (x[i] - b[i]) / keep_prob;
+      x[i] = u >= keep_thr ? t : 0.0f;
+    }
+  } else {  // the tile straddles a 2^32 element boundary
+    for (size_t i = 0; i < n; ++i) {
+      const float t = (x[i] - b[i]) / keep_prob;
+      x[i] = dare_u24(key, first + i) >= keep_thr ? t : 0.0f;
+    }
+  }
+}
+
+void delta_sum_tile(const float* __restrict b, const float* const* d, const float* lam, int k, float s,
+                    float* __restrict out, size_t n) {
+  // Task arithmetic (Ilharco et al.): θ = θ_pre + s · Σ_k λ_k τ_k
+  {
+    const float* __restrict d0 = d[0];
+    const float l0 = lam[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = l0 * d0[i];
+  }
+  for (int m = 1; m < k; ++m) {
+    const float* __restrict dm = d[m];
+    const float lm = lam[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] += lm * dm[i];
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + s * out[i];
+}
+
+void sign_elect_tile(const float* __restrict b, const float* const* d, const float* w, int k, bool normalize,
+                     float* __restrict out, float* __restrict tmp, size_t n) {
+  // TIES (Yadav et al.) "elect" and "disjoint merge", as mergekit's sum consensus:
+  //   sign = +1 if Σ_k w_k τ_k ≥ 0 else −1
+  //   mixed = Σ_k [sign(w_k τ_k) = sign] w_k τ_k,  div = Σ_k [sign(w_k τ_k) = sign] w_k  (0 → 1)
+  float* __restrict sgn = tmp;
+  float* __restrict div = tmp + n;
+  {
+    const float* __restrict d0 = d[0];
+    const float w0 = w[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) sgn[i] = w0 * d0[i];
+  }
+  for (int m = 1; m < k; ++m) {
+    const float* __restrict dm = d[m];
+    const float wm = w[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) sgn[i] += wm * dm[i];
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    sgn[i] = sgn[i] >= 0.0f ? 1.0f : -1.0f;
+    out[i] = 0.0f;
+    div[i] = 0.0f;
+  }
+  for (int m = 0; m < k; ++m) {
+    const float* __restrict dm = d[m];
+    const float wm = w[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      const float wd = wm * dm[i];
+      const bool agree = wd * sgn[i] > 0.0f;
+      out[i] += agree ? wd : 0.0f;
+      div[i] += agree ? wm : 0.0f;
+    }
+  }
+  if (normalize) {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i] / (div[i] == 0.0f ? 1.0f : div[i]);
+  } else {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i];
+  }
+}
+
+void fisher_tile(const float* const* x, const float* const* f, const float* lam, const float* c, float floor,
+                 int k, float inv_lam_sum, float* __restrict out, float* __restrict tmp, size_t n) {
+  // Fisher merging (Matena & Raffel, eq. 3): θ = Σ_k λ_k F̂_k θ_k / Σ_k λ_k F̂_k,
+  // F̂_k = max(c_k F_k, floor) (c_k: optional per-model normalisation).
+  float* __restrict den = tmp;
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = 0.0f;
+    den[i] = 0.0f;
+  }
+  for (int m = 0; m < k; ++m) {
+    const float* __restrict xm = x[m];
+    const float* __restrict fm = f[m];
+    const float lm = lam[m], cm = c[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      float fh = cm * fm[i];
+      fh = fh < floor ? floor : fh;
+      const float lf = lm * fh;
+      out[i] += lf * xm[i];
+      den[i] += lf;
+    }
+  }
+  bool any_zero = false;
+#pragma omp simd reduction(| : any_zero)
+  for (size_t i = 0; i < n; ++i) {
+    any_zero |= den[i] == 0.0f;
+    out[i] = out[i] / (den[i] == 0.0f ? 1.0f : den[i]);
+  }
+  if (any_zero) {
+    // No Fisher mass anywhere: the λ-weighted average.
+    for (size_t i = 0; i < n; ++i) {
+      if (den[i] != 0.0f) continue;
+      float acc = 0.0f;
+      for (int m = 0; m < k; ++m) acc += lam[m] * x[m][i];
+      out[i] = acc * inv_lam_sum;
+    }
+  }
+}
+
+void df_combine_tile(const float* __restrict b, const float* __restrict w, const float* __restrict s, float m,
+                     float* __restrict out, size_t n) {
+  // DF-Merge (DESIGN.md §1): θ* = θ_pre + M · (Σ_i F_i ⊙ λ_i τ_i) ⊘ (Σ_i F_i) = θ_pre + M · W ⊘ S
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + (s[i] != 0.0f ? m * w[i] / s[i] : 0.0f);
+}
+
+void df_accumulate_tile(const float* __restrict f, const float* __restrict d, float lam, float* __restrict s,
+                        float* __restrict w, size_t n) {
+  // DF-Merge accumulators: S += F_i, W += F_i ⊙ λ_i τ_i
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    s[i] += f[i];
+    w[i] += f[i] * (lam * d[i]);
+  }
+}
+
+// ===========================================================================
+// Conversion of one tile between storage dtypes and f32 (one dtype switch per tile).
+
+namespace {
+
+constexpr size_t kTile = 4096;   // elements per tile (cache resident)
+constexpr size_t kAlign = 256;   // threads' shares of a chunk start at multiples of this
+
+void load_tile(const TensorIn& in, size_t first, float* __restrict dst, size_t n) {
+  switch (in.dtype) {
+    case Dtype::F32:
+      std::memcpy(dst, in.data + 4 * first, 4 * n);
+      return;
+    case Dtype::BF16: {
+      const uint8_t* __restrict s = in.data + 2 * first;
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        const uint32_t u = static_cast<uint32_t>(h) << 16;
+        std::memcpy(dst + i, &u, 4);
+      }
+      return;
+    }
+    case Dtype::F16: {
+      const uint8_t* s = in.data + 2 * first;
+      size_t i = 0;
+#if defined(__F16C__)
+      for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+      }
+#endif
+      for (; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = f16_to_f32(h);
+      }
+      return;
+    }
+  }
+}
+
+void store_tile(const float* __restrict src, Dtype d, uint8_t* dst, size_t n) {
+  switch (d) {
+    case Dtype::F32:
+      std::memcpy(dst, src, 4 * n);
+      return;
+    case Dtype::BF16: {
+      uint8_t* __restrict o = dst;
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, src + i, 4);
+        const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // nearest, ties to even
+        const uint32_t nan = (u >> 16) | 0x0040u;                          // quiet NaN, sign kept
+        const uint16_t h = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+        std::memcpy(o + 2 * i, &h, 2);
+      }
+      return;
+    }
+    case Dtype::F16: {
+      size_t i = 0;
+#if defined(__F16C__)
+      for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i), h);
+      }
+#endif
+      for (; i < n; ++i) {
+        const uint16_t h = f32_to_f16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    }
+  }
+}
+
+void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off) {
+  while (len > 0) {
+    const ssize_t w = ::pwrite(fd, p, len, static_cast<off_t>(off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw DfError("WriteFailed", std::string("pwrite of merged tensor failed: ") + std::strerror(errno));
+    }
+    if (w == 0) throw DfError("WriteFailed", "pwrite of merged tensor wrote nothing");
+    p += w;
+    len -= static_cast<size_t>(w);
+    off += static_cast<uint64_t>(w);
+  }
+}
+
+// First exception thrown by any thread of a parallel region.
+class Failure {
+ public:
+  void capture() {
+    std::lock_guard<std::mutex> lock(m_);
+    if (!ep_) ep_ = std::current_exception();
+    failed_.store(true, std::memory_order_relaxed);
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  void rethrow() const {
+    if (ep_) std::rethrow_exception(ep_);
+  }
+
+ private:
+  std::mutex m_;
+  std::exception_ptr ep_;
+  std::atomic<bool> failed_{false};
+};
+
+// Streams [0, n) in chunks. In each chunk every thread gets one contiguous share
+// [b, e) and calls work(state, b, e) on it; after the chunk, the finished input
+// pages are released. `make_state(max_share)` builds each thread's scratch;
+// finish(state) runs once per thread at the end (e.g. to fold partial results).
+template <class MakeState, class Work, class Finish>
+void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, MakeState&& make_state, Work&& work,
+                 Finish&& finish) {
+  if (n == 0) return;
+  chunk = std::max<size_t>(chunk, kAlign);
+  threads = std::max(1, threads);
+  if (n < 2 * kAlign * static_cast<size_t>(threads)) threads = 1;  // tiny tensors: no team
+  Failure failure;
+#pragma omp parallel num_threads(threads)
+  {
+    const size_t nt = static_cast<size_t>(omp_get_num_threads());
+    const size_t tid = static_cast<size_t>(omp_get_thread_num());
+    const size_t share_max = ((std::min(chunk, n) + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
+    bool have_state = false;
+    try {
+      auto state = make_state(share_max);
+      have_state = true;
+      for (size_t c0 = 0; c0 < n; c0 += chunk) {
+        const size_t c1 = std::min(n, c0 + chunk);
+        const size_t share = ((c1 - c0 + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
+        const size_t b = std::min(c1, c0 + tid * share);
+        const size_t e = std::min(c1, b + share);
+        if (b < e && !failure.failed()) {
+          try {
+            work(state, b, e);
+          } catch (...) {
+            failure.capture();
+          }
+        }
+#pragma omp barrier
+        if (tid == 0 && !failure.failed()) releaser.upto(c1);
+      }
+      if (!failure.failed()) finish(state);
+    } catch (...) {
+      failure.capture();
+      if (!have_state) {
+        // make_state failed (out of memory): this thread takes no share, but still
+        // meets the others at every barrier, so nobody deadlocks.
+        for (size_t c0 = 0; c0 < n; c0 += chunk) {
+#pragma omp barrier
+        }
+      }
+    }
+  }
+  failure.rethrow();
+}
+
+template <class MakeState, class Work>
+void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, MakeState&& make_state, Work&& work) {
+  run_chunked(n, chunk, threads, releaser, make_state, work, [](auto&) {});
+}
+
+// Per-thread f32 scratch.
+struct Scratch {
+  std::vector<float> buf;
+  std::vector<uint8_t> stage;  // output bytes of this thread's share (file output)
+};
+
+struct Prepared : MergeConstants {
+  std::vector<uint32_t> thresholds;  // ties
+};
+
+double weight_sum(const std::vector<float>& w) {
+  double s = 0;
+  for (float x : w) s += x;
+  return s;
+}
+
+bool uses_base(MergeMethod m) { return m != MergeMethod::Linear && m != MergeMethod::Fisher; }
+
+Prepared prepare(const MergeJob& j) {
+  Prepared p;
+  static_cast<MergeConstants&>(p) = merge_constants(j);
+  if (j.method == MergeMethod::Ties) p.thresholds = ties_thresholds(j);
+  return p;
+}
+
+// Computes output elements [i0, i0 + m) of a merge into `out` (f32), using `s`
+// (scratch laid out as base | x_0..x_{k-1} | f_0..f_{k-1} | tmp(2 tiles)).
+void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_t m, float* out) {
+  const int k = p.k;
+  float* b = s;
+  float* xs[64];
+  float* fs[64];
+  for (int q = 0; q < k; ++q) xs[q] = s + kTile * (1 + q);
+  for (int q = 0; q < k; ++q) fs[q] = s + kTile * (1 + k + q);
+  float* tmp = s + kTile * (1 + 2 * k);
+  if (uses_base(j.method)) load_tile(j.base, i0, b, m);
+  for (int q = 0; q < k; ++q) load_tile(j.models[q], i0, xs[q], m);
+  const float* w = j.weights.data();
+  switch (j.method) {
+    case MergeMethod::Linear:
+      linear_tile(xs, w, k, p.scale, out, m);
+      break;
+    case MergeMethod::TaskArithmetic:
+      for (int q = 0; q < k; ++q) delta_tile(b, xs[q], m);
+      delta_sum_tile(b, xs, w, k, p.scale, out, m);
+      break;
+    case MergeMethod::Ties:
+      for (int q = 0; q < k; ++q) ties_trim_tile(b, xs[q], p.thresholds[q], m);
+      sign_elect_tile(b, xs, w, k, j.normalize, out, tmp, m);
+      break;
+    case MergeMethod::DareLinear:
+    case MergeMethod::DareTies:
+      for (int q = 0; q < k; ++q) dare_drop_tile(b, xs[q], p.keys[q], p.keep_thr, p.keep_prob, i0, m);
+      if (j.method == MergeMethod::DareLinear) {
+        delta_sum_tile(b, xs, w, k, p.scale, out, m);
+      } else {
+        sign_elect_tile(b, xs, w, k, j.normalize, out, tmp, m);
+      }
+      break;
+    case MergeMethod::Fisher:
+      for (int q = 0; q < k; ++q) load_tile(j.fishers[q], i0, fs[q], m);
+      fisher_tile(xs, fs, w, p.c.data(), j.fisher_floor, k, p.inv_lam_sum, out, tmp, m);
+      break;
+    case MergeMethod::DfCombine:
+      df_combine_tile(b, xs[0], xs[1], j.df_scale, out, m);
+      break;
+  }
+}
+
+constexpr int kMaxModels = 64;
+
+}  // namespace
+
+// ===========================================================================
+// Whole-tensor jobs.
+
+PageReleaser::PageReleaser(bool enabled, std::vector<TensorIn> inputs) : enabled_(enabled), inputs_(std::move(inputs)) {
+  for (const TensorIn& in : inputs_) from_.push_back(reinterpret_cast<uintptr_t>(in.data));
+}
+
+void PageReleaser::upto(size_t pos) {
+  if (!enabled_) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (inputs_[i].data == nullptr) continue;
+    const uintptr_t to = reinterpret_cast<uintptr_t>(inputs_[i].data) + pos * dtype_size(inputs_[i].dtype);
+    if (to <= from_[i]) continue;
+    release_if_mapped(reinterpret_cast<const void*>(from_[i]), to - from_[i]);
+    from_[i] = std::max(from_[i], to / page * page);  // page aligned from now on: nothing is skipped
+  }
+}
+
+bool merge_uses_base(MergeMethod m) { return uses_base(m); }
+
+MergeConstants merge_constants(const MergeJob& j) {
+  MergeConstants p;
+  p.k = static_cast<int>(j.models.size());
+  const double ws = weight_sum(j.weights);
+  switch (j.method) {
+    case MergeMethod::Linear:
+      p.scale = j.normalize ? static_cast<float>(1.0 / ws) : 1.0f;
+      break;
+    case MergeMethod::TaskArithmetic:
+    case MergeMethod::DareLinear:
+      // mergekit: divisor Σλ, with |Σλ| < 1e-8 treated as 1
+      p.scale = j.normalize && std::fabs(ws) >= 1e-8 ? static_cast<float>(1.0 / ws) : 1.0f;
+      break;
+    case MergeMethod::Fisher:
+      p.inv_lam_sum = static_cast<float>(1.0 / ws);
+      p.c = j.fisher_scale.empty() ? std::vector<float>(j.models.size(), 1.0f) : j.fisher_scale;
+      break;
+    default:
+      break;
+  }
+  if (j.method == MergeMethod::DareLinear || j.method == MergeMethod::DareTies) {
+    for (int m = 0; m < p.k; ++m) p.keys.push_back(dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(m)));
+    p.keep_thr = dare_keep_threshold(1.0 - j.density);
+    p.keep_prob = static_cast<float>(j.density);
+  }
+  return p;
+}
+
+MergeMethod parse_merge_method(const std::string& name) {
+  if (name == "linear") return MergeMethod::Linear;
+  if (name == "task_arithmetic") return MergeMethod::TaskArithmetic;
+  if (name == "ties") return MergeMethod::Ties;
+  if (name == "dare_linear") return MergeMethod::DareLinear;
+  if (name == "dare_ties") return MergeMethod::DareTies;
+  if (name == "fisher") return MergeMethod::Fisher;
+  if (name == "dfmerge") return MergeMethod::DfCombine;
+  throw DfError("UnknownMethod", "unknown merge method \"" + name +
+                                     "\" (expected linear, task_arithmetic, ties, dare_linear, dare_ties, fisher or dfmerge)");
+}
+
+const char* merge_method_name(MergeMethod m) {
+  switch (m) {
+    case MergeMethod::Linear: return "linear";
+    case MergeMethod::TaskArithmetic: return "task_arithmetic";
+    case MergeMethod::Ties: return "ties";
+    case MergeMethod::DareLinear: return "dare_linear";
+    case MergeMethod::DareTies: return "dare_ties";
+    case MergeMethod::Fisher: return "fisher";
+    case MergeMethod::DfCombine: return "dfmerge";
+  }
+  return "?";
+}
+
+void validate_merge_job(const MergeJob& j) {
+  const std::string what = std::string(merge_method_name(j.method)) + (j.tensor.empty() ? "" : " of " + j.tensor);
+  auto bad = [&](const std::string& msg) { throw DfError("InvalidArgument", what + ": " + msg, j.tensor); };
+  const size_t k = j.models.size();
+  if (j.method == MergeMethod::DfCombine) {
+    if (k != 2) bad("dfmerge takes exactly the two accumulators W and S");
+  } else {
+    if (k == 0) bad("at least one model is needed");
+    if (k > static_cast<size_t>(kMaxModels)) bad("at most 64 models can be merged at once");
+    if (j.weights.size() != k) bad("expected " + std::to_string(k) + " weights, got " + std::to_string(j.weights.size()));
+    for (float w : j.weights) {
+      if (!std::isfinite(w)) bad("weights must be finite");
+    }
+  }
+  if (uses_base(j.method) && j.base.data == nullptr && j.n > 0) bad("a base model is needed");
+  for (const TensorIn& in : j.models) {
+    if (in.data == nullptr && j.n > 0) bad("missing model input");
+  }
+  const double ws = weight_sum(j.weights);
+  if (j.method == MergeMethod::Linear && j.normalize && ws == 0.0) bad("weights sum to zero, cannot normalise");
+  if (j.method == MergeMethod::Fisher) {
+    if (j.fishers.size() != k) bad("expected one Fisher tensor per model (" + std::to_string(k) + "), got " + std::to_string(j.fishers.size()));
+    for (const TensorIn& in : j.fishers) {
+      if (in.data == nullptr && j.n > 0) bad("missing Fisher input");
+    }
+    if (!j.fisher_scale.empty() && j.fisher_scale.size() != k) bad("expected one Fisher scale per model");
+    for (float c : j.fisher_scale) {
+      if (!std::isfinite(c) || c < 0) bad("Fisher scales must be finite and non-negative");
+    }
+    if (ws == 0.0) bad("weights sum to zero");
+    if (std::isnan(j.fisher_floor)) bad("Fisher floor is NaN");
+  }
+  if (j.method == MergeMethod::Ties && !(j.density >= 0.0 && j.density <= 1.0)) bad("density must be in [0, 1]");
+  if ((j.method == MergeMethod::DareLinear || j.method == MergeMethod::DareTies) && !(j.density > 0.0 && j.density <= 1.0)) {
+    bad("density (keep probability 1 - p) must be in (0, 1]");
+  }
+  if (j.method == MergeMethod::DfCombine && !std::isfinite(j.df_scale)) bad("scale M must be finite");
+  if ((j.out == nullptr) == (j.fd < 0)) bad("exactly one output (memory or file) is needed");
+  if (j.chunk == 0) bad("chunk size must be positive");
+}
+
+uint32_t ties_select_high(const uint64_t* hist, uint64_t kk, uint64_t* remaining) {
+  // The bin holding the kk-th largest value, scanning from the top.
+  uint64_t above = 0;
+  for (int h = 0xffff; h >= 0; --h) {
+    if (above + hist[h] >= kk) {
+      *remaining = kk - above;
+      return static_cast<uint32_t>(h);
+    }
+    above += hist[h];
+  }
+  *remaining = 0;
+  return 0;
+}
+
+uint32_t ties_select_low(const uint64_t* hist, uint64_t remaining) {
+  uint64_t above = 0;
+  for (int l = 0xffff; l >= 0; --l) {
+    above += hist[l];
+    if (above >= remaining) return static_cast<uint32_t>(l);
+  }
+  return 0;
+}
+
+std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
+  const size_t k = j.models.size();
+  const uint64_t kk = static_cast<uint64_t>(std::llround(j.density * static_cast<double>(j.n)));
+  std::vector<uint32_t> thr(k, 0);
+  if (kk == 0) return std::vector<uint32_t>(k, 0xffffffffu);
+  if (kk >= j.n) return thr;  // everything kept
+  std::vector<TensorIn> inputs = j.models;
+  inputs.push_back(j.base);
+  std::vector<uint64_t> total(k * 65536, 0);
+  std::mutex fold_mutex;
+  // Per-thread 32-bit counts, folded into `total` at the end (and after every
+  // share when a thread could see 2^32 elements).
+  const bool fold_often = j.n >= (uint64_t(1) << 32);
+  auto fold = [&](std::vector<uint32_t>& h) {
+    std::lock_guard<std::mutex> lock(fold_mutex);
+    for (size_t q = 0; q < h.size(); ++q) total[q] += h[q];
+    std::fill(h.begin(), h.end(), 0u);
+  };
+  struct HistState {
+    std::vector<float> b, x;
+    std::vector<uint32_t> hist;
+  };
+
+  // pass 0: histogram of the high 16 bits of |τ|; pass 1: of the low 16 bits
+  // inside each model's chosen bin.
+  std::vector<uint32_t> high(k, 0);
+  std::vector<uint64_t> remaining(k, 0);
+  for (int pass = 0; pass < 2; ++pass) {
+    std::fill(total.begin(), total.end(), 0);
+    PageReleaser releaser(j.release_inputs, inputs);
+    run_chunked(
+        j.n, j.chunk, j.threads, releaser,
+        [&](size_t) { return HistState{std::vector<float>(kTile), std::vector<float>(kTile), std::vector<uint32_t>(k * 65536, 0u)}; },
+        [&](HistState& st, size_t b0, size_t e0) {
+          for (size_t t0 = b0; t0 < e0; t0 += kTile) {
+            const size_t m = std::min(kTile, e0 - t0);
+            load_tile(j.base, t0, st.b.data(), m);
+            for (size_t q = 0; q < k; ++q) {
+              load_tile(j.models[q], t0, st.x.data(), m);
+              uint32_t* h = st.hist.data() + q * 65536;
+              const float* bb = st.b.data();
+              const float* xx = st.x.data();
+              if (pass == 0) {
+                for (size_t i = 0; i < m; ++i) {
+                  const float t = xx[i] - bb[i];
+                  uint32_t u;
+                  std::memcpy(&u, &t, 4);
+                  ++h[(u & 0x7fffffffu) >> 16];
+                }
+              } else {
+                const uint32_t hb = high[q];
+                for (size_t i = 0; i < m; ++i) {
+                  const float t = xx[i] - bb[i];
+                  uint32_t u;
+                  std::memcpy(&u, &t, 4);
+                  u &= 0x7fffffffu;
+                  if ((u >> 16) == hb) ++h[u & 0xffffu];
+                }
+              }
+            }
+          }
+          if (fold_often) fold(st.hist);
+        },
+        [&](HistState& st) { fold(st.hist); });
+    for (size_t q = 0; q < k; ++q) {
+      if (pass == 0) {
+        high[q] = ties_select_high(total.data() + q * 65536, kk, &remaining[q]);
+      } else {
+        thr[q] = (high[q] << 16) | ties_select_low(total.data() + q * 65536, remaining[q]);
+      }
+    }
+  }
+  return thr;
+}
+
+void merge_tensor_cpu(const MergeJob& j) {
+  validate_merge_job(j);
+  const Prepared p = prepare(j);
+  const int k = p.k;
+  const size_t osz = dtype_size(j.out_dtype);
+  std::vector<TensorIn> inputs = j.models;
+  if (uses_base(j.method)) inputs.push_back(j.base);
+  for (const TensorIn& f : j.fishers) inputs.push_back(f);
+  PageReleaser releaser(j.release_inputs, inputs);
+  const size_t scratch_floats = kTile * (1 + 2 * static_cast<size_t>(k) + 3);
+  run_chunked(
+      j.n, j.chunk, j.threads, releaser,
+      [&](size_t share_max) {
+        Scratch s;
+        s.buf.resize(scratch_floats);
+        if (j.fd >= 0) s.stage.resize(share_max * osz);
+        return s;
+      },
+      [&](Scratch& s, size_t b0, size_t e0) {
+        float* out = s.buf.data() + kTile * (1 + 2 * static_cast<size_t>(k) + 2);
+        uint8_t* dst = j.fd >= 0 ? s.stage.data() : j.out + b0 * osz;
+        for (size_t t0 = b0; t0 < e0; t0 += kTile) {
+          const size_t m = std::min(kTile, e0 - t0);
+          merge_tile(j, p, s.buf.data(), t0, m, out);
+          store_tile(out, j.out_dtype, dst + (t0 - b0) * osz, m);
+        }
+        if (j.fd >= 0) pwrite_all(j.fd, s.stage.data(), (e0 - b0) * osz, j.fd_offset + b0 * osz);
+      });
+}
+
+void df_accumulate_cpu(const AccumulateJob& j) {
+  if (j.n > 0 && (j.fisher.data == nullptr || j.model.data == nullptr || j.s == nullptr || j.w == nullptr)) {
+    throw DfError("InvalidArgument", "accumulate: missing input");
+  }
+  if (!std::isfinite(j.lambda)) throw DfError("InvalidArgument", "accumulate: lambda must be finite");
+  std::vector<TensorIn> inputs{j.fisher, j.model};
+  if (j.base.data) inputs.push_back(j.base);
+  PageReleaser releaser(j.release_inputs, inputs);
+  run_chunked(
+      j.n, j.chunk, j.threads, releaser, [&](size_t) { return std::vector<float>(3 * kTile); },
+      [&](std::vector<float>& s, size_t b0, size_t e0) {
+        float* f = s.data();
+        float* d = f + kTile;
+        float* b = d + kTile;
+        for (size_t t0 = b0; t0 < e0; t0 += kTile) {
+          const size_t m = std::min(kTile, e0 - t0);
+          load_tile(j.fisher, t0, f, m);
+          load_tile(j.model, t0, d, m);
+          if (j.base.data) {
+            load_tile(j.base, t0, b, m);
+            delta_tile(b, d, m);
+          }
+          df_accumulate_tile(f, d, j.lambda, j.s + t0, j.w + t0, m);
+        }
+      });
+}
+
+double sum_of_squares_cpu(TensorIn x, size_t n, int threads, bool release_inputs) {
+  std::mutex mu;
+  double total = 0;
+  PageReleaser releaser(release_inputs, {x});
+  run_chunked(
+      n, size_t(1) << 20, threads, releaser, [&](size_t) { return std::vector<float>(kTile); },
+      [&](std::vector<float>& s, size_t b0, size_t e0) {
+        double acc = 0;
+        for (size_t t0 = b0; t0 < e0; t0 += kTile) {
+          const size_t m = std::min(kTile, e0 - t0);
+          load_tile(x, t0, s.data(), m);
+          const float* v = s.data();
+          float part = 0;
+#pragma omp simd reduction(+ : part)
+          for (size_t i = 0; i < m; ++i) part += v[i] * v[i];
+          acc += part;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        total += acc;
+      });
+  return total;
+}
+
+void stream_copy(const uint8_t* src, uint8_t* dst, size_t n, int threads) {
+  // Copies in 16 KiB pieces (regular cached stores, like the merge's tile stores).
+  PageReleaser none(false, {});
+  run_chunked(
+      n, size_t(8) << 20, threads, none, [](size_t) { return 0; },
+      [&](int, size_t b0, size_t e0) {
+        constexpr size_t kPiece = 16384;
+        for (size_t p = b0; p < e0; p += kPiece) std::memcpy(dst + p, src + p, std::min(kPiece, e0 - p));
+      });
+}
+
+}  // namespace dfm

@@ -1,0 +1,172 @@
+// Merge kernels (DESIGN.md §1, unified view): every method of mergekit that
+// dfmerge offers, plus DF-Merge's accumulate and combine steps.
+//
+// Two layers:
+//  * tile kernels: plain functions over f32 spans of one small tile of a tensor
+//    (a few thousand elements, cache resident), one formula each, vectorisable;
+//  * the chunked driver merge_tensor_cpu(): streams a whole tensor through those
+//    kernels in chunks, OpenMP-parallel, converting each tile of the F32/F16/BF16
+//    inputs into thread-local f32 scratch, writing the output (F32/F16/BF16,
+//    round to nearest even) into memory or pwrite()-ing it into a file slot, and
+//    dropping the input pages it has finished with, so resident memory stays at a
+//    few chunks whatever the tensor size.
+// merge.cu holds the CUDA twins of the tile kernels and the same driver for a GPU.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernels/convert.h"
+
+namespace dfm {
+
+// ---------------------------------------------------------------------------
+// Tile kernels (f32, n elements, no aliasing between distinct arguments unless
+// stated). k = number of models.
+
+// linear: out = s · Σ_k w_k x_k, with s = 1 / Σ_k w_k when normalising, else 1.
+void linear_tile(const float* const* x, const float* w, int k, float s, float* out, size_t n);
+
+// Task vectors in place: x ← x − b.
+void delta_tile(const float* b, float* x, size_t n);
+
+// TIES trim in place: x ← x − b where bits(|x − b|) ≥ thr, else 0 (thr from ties_thresholds).
+void ties_trim_tile(const float* b, float* x, uint32_t thr, size_t n);
+
+// DARE drop-and-rescale in place: x ← (x − b) / (1 − p) where element `first + i`
+// is kept (dare_u24(key, first + i) ≥ keep_thr), else 0.
+void dare_drop_tile(const float* b, float* x, uint64_t key, uint32_t keep_thr, float keep_prob,
+                    uint64_t first, size_t n);
+
+// Task arithmetic combine of deltas: out = b + s · Σ_k λ_k d_k.
+void delta_sum_tile(const float* b, const float* const* d, const float* lam, int k, float s, float* out,
+                    size_t n);
+
+// TIES sign election over weighted deltas (mergekit's "sum" consensus):
+//   e = Σ_k w_k d_k;  sign = +1 if e ≥ 0 else −1;
+//   mixed = Σ_k [sign(w_k d_k) = sign] w_k d_k;  div = Σ_k [sign(w_k d_k) = sign] w_k (0 → 1);
+//   out = b + (normalize ? mixed / div : mixed).
+// `tmp` is scratch of n floats.
+void sign_elect_tile(const float* b, const float* const* d, const float* w, int k, bool normalize, float* out,
+                     float* tmp, size_t n);
+
+// Fisher merging (Matena & Raffel): F̂_k = max(c_k F_k, floor);
+//   out = Σ_k λ_k F̂_k x_k / Σ_k λ_k F̂_k, or Σ_k λ_k x_k / Σ_k λ_k where the denominator is 0.
+// `tmp` is scratch of n floats.
+void fisher_tile(const float* const* x, const float* const* f, const float* lam, const float* c, float floor,
+                 int k, float inv_lam_sum, float* out, float* tmp, size_t n);
+
+// DF-Merge combine (DESIGN.md §1): out = b + m · W / S (0 where S = 0).
+void df_combine_tile(const float* b, const float* w, const float* s, float m, float* out, size_t n);
+
+// DF-Merge accumulate: S += F; W += F ⊙ λ d.
+void df_accumulate_tile(const float* f, const float* d, float lam, float* s, float* w, size_t n);
+
+// ---------------------------------------------------------------------------
+// Whole-tensor jobs.
+
+enum class MergeMethod { Linear, TaskArithmetic, Ties, DareLinear, DareTies, Fisher, DfCombine };
+
+// Parses "linear" | "task_arithmetic" | "ties" | "dare_linear" | "dare_ties" | "fisher" | "dfmerge";
+// throws DfError("UnknownMethod") otherwise.
+MergeMethod parse_merge_method(const std::string& name);
+const char* merge_method_name(MergeMethod m);
+
+// One input tensor: n elements of `dtype` at `data` (no alignment needed).
+struct TensorIn {
+  const uint8_t* data = nullptr;
+  Dtype dtype = Dtype::F32;
+};
+
+struct MergeJob {
+  MergeMethod method = MergeMethod::Linear;
+  size_t n = 0;                  // elements of every input and of the output
+  std::string tensor;            // name, for error messages
+  TensorIn base;                 // every method but linear and fisher
+  std::vector<TensorIn> models;  // k models; for DfCombine: {W, S}
+  std::vector<TensorIn> fishers; // Fisher: one per model
+  std::vector<float> weights;    // w_k / λ_k (not used by DfCombine)
+  bool normalize = false;
+  double density = 1.0;          // ties: fraction of |τ| kept; dare: keep probability 1 − p
+  uint64_t seed = 0;             // dare
+  uint64_t tensor_id = 0;        // dare: FNV-1a 64 of the tensor name
+  std::vector<float> fisher_scale;  // fisher: c_k (empty: all 1)
+  float fisher_floor = -std::numeric_limits<float>::infinity();
+  float df_scale = 1.0f;         // dfmerge: M
+  // Output: memory (out != nullptr) or a file slot (fd >= 0, at fd_offset).
+  Dtype out_dtype = Dtype::F32;
+  uint8_t* out = nullptr;
+  int fd = -1;
+  uint64_t fd_offset = 0;
+  // Execution.
+  size_t chunk = size_t(1) << 20;  // elements per chunk
+  int threads = 1;
+  bool release_inputs = true;      // madvise(DONTNEED) finished pages of file-mapped inputs
+};
+
+// Releases, as a stream over n elements advances, the whole pages of each input
+// before element `pos` (only inputs inside a live MappedFile: see release_if_mapped).
+class PageReleaser {
+ public:
+  PageReleaser(bool enabled, std::vector<TensorIn> inputs);
+  void upto(size_t pos);
+
+ private:
+  bool enabled_;
+  std::vector<TensorIn> inputs_;
+  std::vector<uintptr_t> from_;
+};
+
+// Checks a job's shape and parameters; throws DfError("InvalidArgument", ...).
+void validate_merge_job(const MergeJob& job);
+
+// Runs a job on the CPU (validates it first).
+void merge_tensor_cpu(const MergeJob& job);
+
+// The per-tensor constants of a job, derived once (shared by the CPU and CUDA drivers).
+struct MergeConstants {
+  int k = 0;
+  float scale = 1.0f;         // linear / task arithmetic / dare_linear: 1/Σw when normalising, else 1
+  float inv_lam_sum = 1.0f;   // fisher: 1/Σλ (the 0/0 fallback)
+  std::vector<float> c;       // fisher: c_k
+  std::vector<uint64_t> keys; // dare: per-model keys
+  uint32_t keep_thr = 0;      // dare: ceil(p · 2^24)
+  float keep_prob = 1.0f;     // dare: 1 − p
+};
+MergeConstants merge_constants(const MergeJob& job);
+bool merge_uses_base(MergeMethod m);
+
+// TIES: per model, the f32 bit pattern of the kk-th largest |x_k − b| over the
+// whole tensor, kk = round(density · n), by an exact two-pass radix selection
+// (16 high bits, then 16 low bits inside the chosen bin). Entries with
+// bits(|τ|) ≥ threshold are kept; kk = 0 gives 0xffffffff (keeps nothing).
+std::vector<uint32_t> ties_thresholds(const MergeJob& job);
+
+// Picks the threshold from the two histograms (shared with the CUDA driver).
+uint32_t ties_select_high(const uint64_t* hist_hi, uint64_t kk, uint64_t* remaining);
+uint32_t ties_select_low(const uint64_t* hist_lo, uint64_t remaining);
+
+// DF-Merge accumulate over a whole tensor: S += F; W += F ⊙ λ (x − base), or
+// W += F ⊙ λ x when base.data is null (x already a task vector).
+struct AccumulateJob {
+  size_t n = 0;
+  TensorIn fisher, model, base;
+  float lambda = 1.0f;
+  float* s = nullptr;
+  float* w = nullptr;
+  size_t chunk = size_t(1) << 20;
+  int threads = 1;
+  bool release_inputs = true;
+};
+void df_accumulate_cpu(const AccumulateJob& job);
+
+// Σ x² of a tensor (f32 per tile, f64 across tiles).
+double sum_of_squares_cpu(TensorIn x, size_t n, int threads, bool release_inputs);
+
+// Bandwidth probe: copies n bytes with the merge driver's threading (each thread
+// a contiguous share, in tiles), for the benchmark's baseline.
+void stream_copy(const uint8_t* src, uint8_t* dst, size_t n, int threads);
+
+}  // namespace dfm
