@@ -4,6 +4,7 @@ import { DfmergeError, UsageError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
+import { registerMerge } from './merge.js';
 
 export function versionText(): string {
   const { addon, variant, path } = loadAddon();
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     process.exit(0);
   });
   registerInspect(program);
+  registerMerge(program);
   return program;
 }
 

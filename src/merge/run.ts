@@ -1,0 +1,181 @@
+/**
+ * Runs a merge: plan → kernel → writer, one tensor at a time, straight from the
+ * memory-mapped inputs into the output file's slots. Resident memory stays at a
+ * few chunks whatever the model size; the output folder only gets files that are
+ * complete (shards and index renamed into place at the end).
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { UsageError } from '../errors.js';
+import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
+import { CheckpointWriter, writeFileAtomic } from '../io/writer.js';
+import { isComputeDtype } from '../io/dtypes.js';
+import { addon, type ComputeDtype } from '../native/addon.js';
+import { Progress } from '../util/progress.js';
+import type { MergeConfig } from './config.js';
+import { mergeTensor, sumOfSquares, type Device, type TensorInput } from './kernels.js';
+import { METHOD_BUILDERS, type MethodInputs } from './methods/index.js';
+import { buildPlan, type MergePlan, type TensorPlan } from './plan.js';
+
+export interface MergeRunOptions {
+  out: string;
+  force?: boolean;
+  shardSize?: number;
+  threads?: number;
+  device?: Device;
+  quiet?: boolean;
+  /** Called after each tensor with bytes read+written so far. */
+  onTensor?: (name: string, done: number, total: number) => void;
+}
+
+export interface MergeResult {
+  out: string;
+  files: string[];
+  inputBytes: number;
+  outputBytes: number;
+  seconds: number;
+}
+
+/** Files copied from the reference model's folder when present. */
+export const SIDE_FILES = [
+  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model',
+  'vocab.json', 'merges.txt', 'added_tokens.json', 'generation_config.json', 'chat_template.jinja',
+];
+
+const DTYPE_NAMES: Record<ComputeDtype, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' };
+
+/** Checks the output folder: refuses a non-empty one without force, and any input folder. */
+export function prepareOutputDir(out: string, force: boolean, inputs: readonly string[]): string {
+  const dir = resolve(out);
+  for (const i of inputs) {
+    if (resolve(i) === dir) throw new UsageError(`the output folder ${dir} is one of the input models; choose another --out`);
+  }
+  if (existsSync(dir)) {
+    if (!statSync(dir).isDirectory()) throw new UsageError(`${dir} exists and is not a folder`);
+    if (readdirSync(dir).length > 0 && !force) throw new UsageError(`output folder ${dir} is not empty; pass --force to overwrite it`);
+  }
+  return dir;
+}
+
+export function tensorInput(ck: Checkpoint, name: string): TensorInput {
+  const { file, info } = ck.locate(name);
+  if (!isComputeDtype(info.dtype)) throw new Error(`internal: ${name} is not a float tensor`);
+  return { data: file.bytes(name), dtype: info.dtype };
+}
+
+/** c_k = 1/‖F_k‖ over every merged tensor of model k (Fisher normalisation). */
+async function fisherScales(plan: MergePlan): Promise<number[]> {
+  const normalize = plan.tensors.some((t) => t.kind === 'merge' && t.params.normalize_fisher === true);
+  if (!normalize) return plan.fishers.map(() => 1);
+  const scales: number[] = [];
+  for (const f of plan.fishers) {
+    let ss = 0;
+    for (const t of plan.tensors) {
+      if (t.kind !== 'merge') continue;
+      ss += await sumOfSquares(tensorInput(f, t.name));
+    }
+    if (!(ss > 0)) throw new UsageError(`${f.path}: the Fisher is zero everywhere; it cannot be normalised`);
+    scales.push(1 / Math.sqrt(ss));
+  }
+  return scales;
+}
+
+function copySideFiles(plan: MergePlan, out: string): void {
+  const src = plan.reference.dir;
+  const cfgPath = join(src, 'config.json');
+  if (existsSync(cfgPath)) {
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    if (plan.config.dtype) {
+      if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = DTYPE_NAMES[plan.config.dtype];
+      if ('dtype' in cfg) cfg.dtype = DTYPE_NAMES[plan.config.dtype];
+    }
+    writeFileAtomic(join(out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+  }
+  for (const f of SIDE_FILES) {
+    const p = join(src, f);
+    if (existsSync(p)) {
+      const tmp = join(out, `.${f}.partial-${process.pid}`);
+      copyFileSync(p, tmp);
+      writeFileAtomic(join(out, f), readFileSync(tmp));
+      unlinkSync(tmp);
+    }
+  }
+}
+
+/** The merge config as YAML, saved beside the output for reproducibility. */
+export function configYaml(c: MergeConfig): string {
+  return toYaml({
+    merge_method: c.method,
+    ...(c.base ? { base_model: c.base } : {}),
+    models: c.models.map((m) => ({ model: m.path, ...(Object.keys(m.parameters).length ? { parameters: m.parameters } : {}), ...(m.fisher ? { fisher: m.fisher } : {}) })),
+    ...(Object.keys(c.parameters).length ? { parameters: c.parameters } : {}),
+    ...(c.dtype ? { dtype: DTYPE_NAMES[c.dtype] } : {}),
+    seed: c.seed,
+  });
+}
+
+/** Removes weight files of an earlier output that the new one does not have. */
+function removeStaleWeights(out: string, keep: readonly string[]): void {
+  for (const f of readdirSync(out)) {
+    if ((f.endsWith('.safetensors') || f === INDEX_FILE) && !keep.includes(f)) unlinkSync(join(out, f));
+  }
+}
+
+async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter, fisherScale: number[], device: Device, threads: number | undefined): Promise<void> {
+  const shard = writer.fileFor(t.name);
+  if (t.kind === 'copy') {
+    const { file } = plan.reference.locate(t.name);
+    shard.write(t.name, file.bytes(t.name));
+    file.release(t.name);
+    return;
+  }
+  const inputs: MethodInputs = {
+    base: plan.base ? tensorInput(plan.base, t.name) : undefined,
+    models: plan.models.map((m) => tensorInput(m, t.name)),
+    fishers: plan.fishers.map((f) => tensorInput(f, t.name)),
+    fisherScale,
+    seed: plan.config.seed,
+  };
+  const req = METHOD_BUILDERS[plan.method](t, inputs, { kind: 'writer', writer: shard, tensor: t.name });
+  await mergeTensor({ ...req, device, ...(threads !== undefined ? { threads } : {}) });
+}
+
+export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Promise<MergeResult> {
+  const inputs = [...(config.base ? [config.base] : []), ...config.models.map((m) => m.path)];
+  const out = prepareOutputDir(opts.out, opts.force === true, inputs);
+  if (opts.threads !== undefined) {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new UsageError(`threads must be a positive integer, got ${opts.threads}`);
+    addon().setThreads(opts.threads);
+  }
+  const plan = buildPlan(config);
+  mkdirSync(out, { recursive: true });
+  let writer: CheckpointWriter | undefined;
+  try {
+    const device = opts.device ?? 'cpu';
+    const fisherScale = await fisherScales(plan);
+    writer = new CheckpointWriter(out, plan.outputSpecs, {
+      ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+      metadata: { format: 'pt', merge_method: config.method, merged_by: 'dfmerge' },
+    });
+    const total = plan.inputBytes + plan.outputBytes;
+    const progress = new Progress({ label: `merge ${config.method}`, total, unit: 'bytes', quiet: opts.quiet === true });
+    let done = 0;
+    for (const t of plan.tensors) {
+      await mergeOne(plan, t, writer, fisherScale, device, opts.threads);
+      done += t.ioBytes;
+      progress.tick(t.ioBytes, t.name);
+      opts.onTensor?.(t.name, done, total);
+    }
+    const files = writer.finish();
+    writer = undefined;
+    progress.finish();
+    if (opts.force) removeStaleWeights(out, files);
+    copySideFiles(plan, out);
+    writeFileAtomic(join(out, 'dfmerge.yaml'), configYaml(config));
+    return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
+  } finally {
+    writer?.abort();
+    plan.close();
+  }
+}

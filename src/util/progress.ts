@@ -1,0 +1,70 @@
+/**
+ * Progress on stderr: a redrawn bar on a terminal, a line every few seconds
+ * otherwise (logs, CI). Silent when quiet.
+ */
+import { formatBytes } from './format.js';
+
+export interface ProgressOptions {
+  label: string;
+  total: number;
+  /** Units of `total`: 'bytes' shows sizes and a rate; 'items' shows counts. */
+  unit?: 'bytes' | 'items';
+  quiet?: boolean;
+  stream?: NodeJS.WriteStream;
+}
+
+export class Progress {
+  private done = 0;
+  private readonly start = performance.now();
+  private lastDraw = 0;
+  private detail = '';
+  private readonly stream: NodeJS.WriteStream;
+  private readonly tty: boolean;
+
+  constructor(private readonly opts: ProgressOptions) {
+    this.stream = opts.stream ?? process.stderr;
+    this.tty = this.stream.isTTY === true;
+  }
+
+  /** Advances by `n` and shows `detail` (e.g. the current tensor). */
+  tick(n: number, detail = ''): void {
+    this.done += n;
+    this.detail = detail;
+    const now = performance.now();
+    if (now - this.lastDraw >= (this.tty ? 100 : 5000) || this.done >= this.opts.total) {
+      this.lastDraw = now;
+      this.draw(false);
+    }
+  }
+
+  /** Elapsed seconds since the start. */
+  get seconds(): number {
+    return (performance.now() - this.start) / 1000;
+  }
+
+  finish(summary?: string): void {
+    this.draw(true);
+    if (summary && !this.opts.quiet) this.stream.write(summary + '\n');
+  }
+
+  private line(): string {
+    const { total, unit = 'items', label } = this.opts;
+    const frac = total > 0 ? Math.min(1, this.done / total) : 1;
+    const width = 24;
+    const filled = Math.round(frac * width);
+    const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
+    const secs = this.seconds;
+    const amount = unit === 'bytes'
+      ? `${formatBytes(this.done)}/${formatBytes(total)} ${formatBytes(secs > 0 ? this.done / secs : 0)}/s`
+      : `${this.done}/${total}`;
+    return `${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${amount} ${secs.toFixed(1)}s ${this.detail}`;
+  }
+
+  private draw(final: boolean): void {
+    if (this.opts.quiet) return;
+    const cols = this.stream.columns ?? 120;
+    const text = this.line().slice(0, Math.max(20, cols - 1));
+    if (this.tty) this.stream.write(`\r\x1b[K${text}${final ? '\n' : ''}`);
+    else this.stream.write(text + '\n');
+  }
+}
