@@ -1,0 +1,295 @@
+// LlamaModel: parameter layout, forward and backward over one sequence, and
+// the per-example scoring and Fisher contributions built on them.
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/fisher.h"
+#include "model/layers.h"
+#include "util/error.h"
+
+namespace dfm {
+
+namespace {
+constexpr size_t kNone = std::numeric_limits<size_t>::max();
+void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
+void zero(float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); }
+}  // namespace
+
+LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
+  auto bad = [](const std::string& field, const std::string& why) {
+    throw DfError("InvalidConfig", "config field " + field + " " + why);
+  };
+  if (c.hidden <= 0) bad("hidden_size", "must be positive");
+  if (c.intermediate <= 0) bad("intermediate_size", "must be positive");
+  if (c.n_heads <= 0) bad("num_attention_heads", "must be positive");
+  if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0)
+    bad("num_key_value_heads", "must be positive and divide num_attention_heads");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0) bad("head_dim", "must be positive and even");
+  if (c.n_layers <= 0) bad("num_hidden_layers", "must be positive");
+  if (c.vocab <= 0) bad("vocab_size", "must be positive");
+  if (c.max_positions <= 0) bad("max_position_embeddings", "must be positive");
+  if (!(c.rms_eps > 0)) bad("rms_norm_eps", "must be positive");
+  if (!(c.rope_theta > 0)) bad("rope_theta", "must be positive");
+  const int64_t C = c.hidden, I = c.intermediate, V = c.vocab;
+  qd_ = c.n_heads * c.head_dim;
+  kd_ = c.n_kv_heads * c.head_dim;
+  add_param("model.embed_tokens.weight", {V, C}, &wte_);
+  layers_.resize(c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l) {
+    Layer& ly = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add_param(p + "input_layernorm.weight", {C}, &ly.ln1);
+    add_param(p + "self_attn.q_proj.weight", {qd_, C}, &ly.wq);
+    ly.bq = ly.bk = ly.bv = kNone;
+    if (c.attention_bias) add_param(p + "self_attn.q_proj.bias", {qd_}, &ly.bq);
+    add_param(p + "self_attn.k_proj.weight", {kd_, C}, &ly.wk);
+    if (c.attention_bias) add_param(p + "self_attn.k_proj.bias", {kd_}, &ly.bk);
+    add_param(p + "self_attn.v_proj.weight", {kd_, C}, &ly.wv);
+    if (c.attention_bias) add_param(p + "self_attn.v_proj.bias", {kd_}, &ly.bv);
+    add_param(p + "self_attn.o_proj.weight", {C, qd_}, &ly.wo);
+    add_param(p + "post_attention_layernorm.weight", {C}, &ly.ln2);
+    add_param(p + "mlp.gate_proj.weight", {I, C}, &ly.wg);
+    add_param(p + "mlp.up_proj.weight", {I, C}, &ly.wu);
+    add_param(p + "mlp.down_proj.weight", {C, I}, &ly.wd);
+  }
+  add_param("model.norm.weight", {C}, &wnorm_);
+  if (c.tie_embeddings) {
+    wlm_ = wte_;
+  } else {
+    add_param("lm_head.weight", {V, C}, &wlm_);
+  }
+  size_t total = 0;
+  for (const ParamSpec& s : specs_) total = std::max(total, s.offset + s.numel);
+  params_.assign(total, 0.0f);
+}
+
+void LlamaModel::add_param(const std::string& name, std::vector<int64_t> shape, size_t* where) {
+  ParamSpec s;
+  s.name = name;
+  s.numel = 1;
+  for (int64_t d : shape) s.numel *= static_cast<size_t>(d);
+  s.shape = std::move(shape);
+  s.offset = specs_.empty() ? 0 : specs_.back().offset + specs_.back().numel;
+  *where = s.offset;
+  specs_.push_back(std::move(s));
+}
+
+void LlamaModel::ensure_capacity(int T) {
+  if (T <= cap_) return;
+  const size_t t = static_cast<size_t>(T);
+  const size_t C = cfg_.hidden, I = cfg_.intermediate, L = cfg_.n_layers, NH = cfg_.n_heads;
+  const size_t NKV = cfg_.n_kv_heads, V = cfg_.vocab;
+  seq_.resize(t);
+  targets_.resize(t);
+  cos_.resize(t * cfg_.head_dim / 2);
+  sin_.resize(t * cfg_.head_dim / 2);
+  rope_tables(cos_.data(), sin_.data(), T, cfg_.head_dim, cfg_.rope_theta);
+  res_.resize((L + 1) * t * C);
+  h1_.resize(L * t * C); rstd1_.resize(L * t);
+  qr_.resize(L * t * qd_); kr_.resize(L * t * kd_); v_.resize(L * t * kd_);
+  att_.resize(L * NH * t * t); y_.resize(L * t * qd_);
+  x1_.resize(L * t * C); h2_.resize(L * t * C); rstd2_.resize(L * t);
+  g_.resize(L * t * I); u_.resize(L * t * I); a_.resize(L * t * I);
+  hf_.resize(t * C); rstdf_.resize(t);
+  logits_.resize(t * V); logp_.resize(t); dlogits_.resize(t * V); dloss_.resize(t);
+  tq_.resize(t * qd_); tk_.resize(t * kd_); tc_.resize(t * C);
+  dres_.resize(t * C); dx1_.resize(t * C); dh_.resize(t * C);
+  dq_.resize(t * qd_); dk_.resize(t * kd_); dv_.resize(t * kd_);
+  dqr_.resize(t * qd_); dkr_.resize(t * kd_); dy_.resize(t * qd_);
+  dg_.resize(t * I); du_.resize(t * I); da_.resize(t * I);
+  datt_.resize(NKV * t); dhf_.resize(t * C);
+  cap_ = T;
+}
+
+// Activation slices use the current T as the stride, so that per-layer buffers
+// are contiguous [T, ...] blocks whatever the capacity.
+void LlamaModel::forward(const int32_t* tokens, int T, int p0, int p1) {
+  const LlamaConfig& c = cfg_;
+  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
+  for (int t = 0; t < T; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= V) {
+      throw DfError("TokenOutOfRange", "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) +
+                                           " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    }
+  }
+  const float* W = params_.data();
+  const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
+  embedding_forward(res_.data(), tokens, W + wte_, T, C);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const Layer& ly = layers_[l];
+    const float* x0 = res_.data() + l * tc;
+    float* h1 = h1_.data() + l * tc;
+    float* qr = qr_.data() + l * tq;
+    float* kr = kr_.data() + l * tk;
+    float* v = v_.data() + l * tk;
+    float* att = att_.data() + (size_t)l * NH * T * T;
+    float* y = y_.data() + l * tq;
+    float* x1 = x1_.data() + l * tc;
+    float* h2 = h2_.data() + l * tc;
+    float* g = g_.data() + l * ti;
+    float* u = u_.data() + l * ti;
+    float* a = a_.data() + l * ti;
+    rmsnorm_forward(h1, rstd1_.data() + (size_t)l * T, x0, W + ly.ln1, T, C, c.rms_eps);
+    matmul_forward(tq_.data(), h1, W + ly.wq, ly.bq == kNone ? nullptr : W + ly.bq, T, C, qd_);
+    matmul_forward(tk_.data(), h1, W + ly.wk, ly.bk == kNone ? nullptr : W + ly.bk, T, C, kd_);
+    matmul_forward(v, h1, W + ly.wv, ly.bv == kNone ? nullptr : W + ly.bv, T, C, kd_);
+    rope_forward(qr, tq_.data(), cos_.data(), sin_.data(), T, NH, HD);
+    rope_forward(kr, tk_.data(), cos_.data(), sin_.data(), T, NKV, HD);
+    attention_forward(y, att, qr, kr, v, T, NH, NKV, HD);
+    matmul_forward(tc_.data(), y, W + ly.wo, nullptr, T, qd_, C);
+    residual_forward(x1, x0, tc_.data(), T * C);
+    rmsnorm_forward(h2, rstd2_.data() + (size_t)l * T, x1, W + ly.ln2, T, C, c.rms_eps);
+    matmul_forward(g, h2, W + ly.wg, nullptr, T, C, I);
+    matmul_forward(u, h2, W + ly.wu, nullptr, T, C, I);
+    swiglu_forward(a, g, u, T * I);
+    matmul_forward(tc_.data(), a, W + ly.wd, nullptr, T, I, C);
+    residual_forward(res_.data() + (l + 1) * tc, x1, tc_.data(), T * C);
+  }
+  rmsnorm_forward(hf_.data(), rstdf_.data(), res_.data() + c.n_layers * tc, W + wnorm_, T, C, c.rms_eps);
+  // The LM head only at the positions whose logits are wanted.
+  matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, W + wlm_, nullptr, p1 - p0, C, V);
+}
+
+void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits) {
+  const LlamaConfig& c = cfg_;
+  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
+  if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
+  else zero(grads_);
+  const float* W = params_.data();
+  float* G = grads_.data();
+  const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
+  // LM head (into the embedding's gradient when tied) and the final norm.
+  zero(dhf_.data(), tc);
+  matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
+                  p1 - p0, C, V);
+  zero(dres_.data(), tc);
+  rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * tc, W + wnorm_, rstdf_.data(), T, C);
+  for (int l = c.n_layers - 1; l >= 0; --l) {
+    const Layer& ly = layers_[l];
+    const float* x0 = res_.data() + l * tc;
+    const float* h1 = h1_.data() + l * tc;
+    const float* qr = qr_.data() + l * tq;
+    const float* kr = kr_.data() + l * tk;
+    const float* v = v_.data() + l * tk;
+    const float* att = att_.data() + (size_t)l * NH * T * T;
+    const float* y = y_.data() + l * tq;
+    const float* x1 = x1_.data() + l * tc;
+    const float* h2 = h2_.data() + l * tc;
+    const float* g = g_.data() + l * ti;
+    const float* u = u_.data() + l * ti;
+    const float* a = a_.data() + l * ti;
+    // MLP: dres = d(layer output) = d(x1 + down(a)).
+    zero(da_.data(), ti);
+    matmul_backward(da_.data(), G + ly.wd, nullptr, dres_.data(), a, W + ly.wd, T, I, C);
+    swiglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
+    zero(dh_.data(), tc);
+    matmul_backward(dh_.data(), G + ly.wg, nullptr, dg_.data(), h2, W + ly.wg, T, C, I);
+    matmul_backward(dh_.data(), G + ly.wu, nullptr, du_.data(), h2, W + ly.wu, T, C, I);
+    std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
+    rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + (size_t)l * T, T, C);
+    // Attention: dx1 = d(x0 + o_proj(y)).
+    zero(dy_.data(), tq);
+    matmul_backward(dy_.data(), G + ly.wo, nullptr, dx1_.data(), y, W + ly.wo, T, qd_, C);
+    zero(dqr_.data(), tq);
+    zero(dkr_.data(), tk);
+    zero(dv_.data(), tk);
+    attention_backward(dqr_.data(), dkr_.data(), dv_.data(), dy_.data(), att, qr, kr, v, datt_.data(), T, NH, NKV, HD);
+    rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
+    rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
+    zero(dh_.data(), tc);
+    matmul_backward(dh_.data(), G + ly.wq, ly.bq == kNone ? nullptr : G + ly.bq, dq_.data(), h1, W + ly.wq, T, C, qd_);
+    matmul_backward(dh_.data(), G + ly.wk, ly.bk == kNone ? nullptr : G + ly.bk, dk_.data(), h1, W + ly.wk, T, C, kd_);
+    matmul_backward(dh_.data(), G + ly.wv, ly.bv == kNone ? nullptr : G + ly.bv, dv_.data(), h1, W + ly.wv, T, C, kd_);
+    std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
+    rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + (size_t)l * T, T, C);
+  }
+  embedding_backward(G + wte_, dres_.data(), tokens, T, C);
+}
+
+std::vector<float> LlamaModel::logits(const int32_t* tokens, int T) {
+  if (T <= 0) throw DfError("EmptySequence", "no tokens to run");
+  if (T > cfg_.max_positions) throw DfError("SequenceTooLong", "sequence of " + std::to_string(T) +
+      " tokens is longer than max_position_embeddings " + std::to_string(cfg_.max_positions));
+  ensure_capacity(T);
+  forward(tokens, T, 0, T);
+  return std::vector<float>(logits_.begin(), logits_.begin() + (size_t)T * cfg_.vocab);
+}
+
+// Sequence = prompt ++ choice[0..L-1): the last choice token is only a target.
+// Position P-1+j predicts choice[j], so the LM head runs on positions [P-1, P+L-1).
+double LlamaModel::run_choice(const int32_t* prompt, int P, const int32_t* choice, int L) {
+  if (P <= 0) throw DfError("EmptyPrompt", "the prompt has no tokens (a prompt needs at least one, e.g. BOS)");
+  if (L <= 0) throw DfError("EmptyChoice", "an answer choice has no tokens");
+  const int T = P + L - 1;
+  if (T > cfg_.max_positions) throw DfError("SequenceTooLong", "prompt + choice of " + std::to_string(P + L) +
+      " tokens is longer than max_position_embeddings " + std::to_string(cfg_.max_positions));
+  ensure_capacity(T);
+  std::copy(prompt, prompt + P, seq_.begin());
+  std::copy(choice, choice + L - 1, seq_.begin() + P);
+  std::copy(choice, choice + L, targets_.begin());
+  forward(seq_.data(), T, P - 1, T);
+  logprob_forward(logp_.data(), logits_.data(), targets_.data(), L, cfg_.vocab);
+  double s = 0;
+  for (int j = 0; j < L; ++j) s += logp_[j];
+  return s / L;  // length-normalised log-likelihood ℓ(y|x)
+}
+
+void LlamaModel::backward_choice(int P, int L) {
+  const int T = P + L - 1;
+  for (int j = 0; j < L; ++j) dloss_[j] = 1.0f / (float)L;  // dℓ/dlogp_j
+  logprob_backward(dlogits_.data(), logits_.data(), targets_.data(), dloss_.data(), L, cfg_.vocab);
+  backward(seq_.data(), T, P - 1, T, dlogits_.data());
+}
+
+double LlamaModel::choice_loglik(const int32_t* prompt, int P, const int32_t* choice, int L) {
+  return run_choice(prompt, P, choice, L);
+}
+
+double LlamaModel::choice_gradient(const int32_t* prompt, int P, const int32_t* choice, int L) {
+  const double ll = run_choice(prompt, P, choice, L);
+  backward_choice(P, L);
+  return ll;
+}
+
+void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<std::vector<int32_t>>& choices,
+                                FisherMode mode, int gold, double u, float* acc, double* loglik, double* prob) {
+  const int K = static_cast<int>(choices.size());
+  if (K == 0) throw DfError("NoChoices", "an example has no answer choices");
+  for (int y = 0; y < K; ++y) loglik[y] = run_choice(prompt, P, choices[y].data(), (int)choices[y].size());
+  // p(y|x) = softmax over choices of ℓ(·|x).
+  double mx = loglik[0];
+  for (int y = 1; y < K; ++y) mx = std::max(mx, loglik[y]);
+  double z = 0;
+  for (int y = 0; y < K; ++y) z += std::exp(loglik[y] - mx);
+  for (int y = 0; y < K; ++y) prob[y] = std::exp(loglik[y] - mx) / z;
+  std::vector<double> w(K, 0.0);
+  if (mode == FisherMode::Expected) {
+    for (int y = 0; y < K; ++y) w[y] = prob[y];
+  } else if (mode == FisherMode::Sampled) {
+    int pick = K - 1;
+    double c = 0;
+    for (int y = 0; y < K; ++y) {
+      c += prob[y];
+      if (u < c) { pick = y; break; }
+    }
+    w[pick] = 1.0;
+  } else {
+    if (gold < 0 || gold >= K) throw DfError("AnswerOutOfRange", "gold answer index " + std::to_string(gold) +
+                                                                     " is outside the " + std::to_string(K) + " choices");
+    w[gold] = 1.0;
+  }
+  // Backward per choice, last choice first: its activations are still in place.
+  for (int y = K - 1; y >= 0; --y) {
+    if (w[y] == 0.0) continue;
+    const int L = (int)choices[y].size();
+    if (y != K - 1) run_choice(prompt, P, choices[y].data(), L);
+    backward_choice(P, L);
+    fisher_accumulate(acc, grads_.data(), (float)w[y], grads_.size());  // acc += p(y|x)·g²
+  }
+}
+
+}  // namespace dfm
