@@ -15,7 +15,8 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                    "<!(node -p \"process.env.DFMERGE_MARCH ? '-march=' + process.env.DFMERGE_MARCH : '-march=native'\")"],
+                    "<!(node -p \"process.env.DFMERGE_MARCH ? '-march=' + process.env.DFMERGE_MARCH : '-march=native'\")",
+                    "<!@(pkg-config --exists openblas 2>/dev/null && pkg-config --cflags openblas || true)"],
       "ldflags": ["-fopenmp"],
       "libraries": ["<!@(pkg-config --exists openblas 2>/dev/null && pkg-config --libs openblas || true)"]
     }
