@@ -4,6 +4,8 @@ import { DfmergeError, UsageError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
+import { registerEval } from './eval.js';
+import { registerFisher } from './fisher.js';
 
 export function versionText(): string {
   const { addon, variant, path } = loadAddon();
@@ -31,6 +33,8 @@ export function buildProgram(): Command {
     process.exit(0);
   });
   registerInspect(program);
+  registerEval(program);
+  registerFisher(program);
   return program;
 }
 
