@@ -3,6 +3,7 @@
 // pool in an AsyncWorker and returns a Promise. One call at a time per model.
 #include <omp.h>
 
+#include <algorithm>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -204,6 +205,7 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
                                            std::to_string(a.ElementLength()), s.name);
       }
       std::memcpy(model_->params() + s.offset, a.Data(), s.numel * sizeof(float));
+      model_->params_changed();
       return info.Env().Undefined();
     });
   }
@@ -243,6 +245,9 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
                    [=] {
                      for (size_t i = 0; i < ex->size(); ++i) {
                        const Example& e = (*ex)[i];
+                       size_t longest = 0;
+                       for (const auto& c : e.choices) longest = std::max(longest, c.size());
+                       m->reserve((int)(e.prompt.size() + longest) - 1);
                        for (const auto& c : e.choices) {
                          (*out)[i].push_back(m->choice_loglik(e.prompt.data(), (int)e.prompt.size(), c.data(), (int)c.size()));
                        }

@@ -14,16 +14,16 @@
 namespace dfm {
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int T, int NH, int NKV, int HD) {
+                       int T0, int T, int NH, int NKV, int HD, int ld) {
   const int group = NH / NKV;
   const float scale = 1.0f / std::sqrt((float)HD);
   const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int h = 0; h < NH; ++h) {
-    for (int t = 0; t < T; ++t) {
+    for (int t = T0; t < T; ++t) {
       const int g = h / group;
       const float* qt = q + t * qs + (size_t)h * HD;
-      float* a = att + ((size_t)h * T + t) * T;
+      float* a = att + ((size_t)h * ld + t) * ld;
       float mx = -INFINITY;
       for (int s = 0; s <= t; ++s) {
         const float* ks_ = k + s * ks + (size_t)g * HD;
@@ -41,7 +41,6 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       }
       const float inv = (float)(1.0 / sum);
       for (int s = 0; s <= t; ++s) a[s] *= inv;
-      for (int s = t + 1; s < T; ++s) a[s] = 0.0f;
       float* o = out + t * qs + (size_t)h * HD;
       for (int i = 0; i < HD; ++i) o[i] = 0.0f;
       for (int s = 0; s <= t; ++s) {
@@ -56,7 +55,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, float* scratch,
-                        int T, int NH, int NKV, int HD) {
+                        int T, int NH, int NKV, int HD, int ld) {
   const int group = NH / NKV;
   const float scale = 1.0f / std::sqrt((float)HD);
   const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
@@ -65,7 +64,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     float* datt = scratch + (size_t)g * T;
     for (int h = g * group; h < (g + 1) * group; ++h) {
       for (int t = 0; t < T; ++t) {
-        const float* a = att + ((size_t)h * T + t) * T;
+        const float* a = att + ((size_t)h * ld + t) * ld;
         const float* d = dout + t * qs + (size_t)h * HD;
         double dot_ad = 0;
         for (int s = 0; s <= t; ++s) {

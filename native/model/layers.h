@@ -40,14 +40,16 @@ void rope_backward(float* dinp, const float* dout, const float* cos_t, const flo
 
 // --- attention.cc: grouped-query causal self-attention ----------------------
 // q[T, NH*HD], k/v[T, NKV*HD] (NH a multiple of NKV; head h reads kv head
-// h / (NH/NKV)); att[NH, T, T] keeps the softmax probabilities (row t valid for
-// s <= t); out[T, NH*HD] = Σ_s att[h,t,s] · v[s, g].
+// h / (NH/NKV)); att[NH, ld, ld] keeps the softmax probabilities (row t valid
+// for s <= t; ld >= T is the row stride); out[T, NH*HD] = Σ_s att[h,t,s] · v[s, g].
+// The forward computes query rows t in [T0, T) only: rows before T0 (a prompt
+// shared by several continuations) are already in out and att.
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int T, int NH, int NKV, int HD);
-// dq/dk/dv += ...; scratch[T] per kv group, i.e. NKV*T floats.
+                       int T0, int T, int NH, int NKV, int HD, int ld);
+// dq/dk/dv += ... over all rows [0, T); scratch[T] per kv group, i.e. NKV*T floats.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, float* scratch,
-                        int T, int NH, int NKV, int HD);
+                        int T, int NH, int NKV, int HD, int ld);
 
 // --- swiglu.cc: out = silu(gate) ⊙ up ---------------------------------------
 void swiglu_forward(float* out, const float* gate, const float* up, int N);

@@ -103,55 +103,67 @@ void LlamaModel::ensure_capacity(int T) {
   dg_.resize(t * I); du_.resize(t * I); da_.resize(t * I);
   datt_.resize(NKV * t); dhf_.resize(t * C);
   cap_ = T;
+  cached_.clear();  // the row stride changed
 }
 
-// Activation slices use the current T as the stride, so that per-layer buffers
-// are contiguous [T, ...] blocks whatever the capacity.
-void LlamaModel::forward(const int32_t* tokens, int T, int p0, int p1) {
+// Per-layer activation blocks use the capacity cap_ as their row stride, so the
+// rows of a shared prefix stay in place while later rows are (re)computed.
+// forward() computes rows [t0, T): rows before t0 must hold the activations of
+// tokens[0..t0) (causal attention: they do not depend on later tokens).
+void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
   const LlamaConfig& c = cfg_;
   const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
-  for (int t = 0; t < T; ++t) {
+  for (int t = t0; t < T; ++t) {
     if (tokens[t] < 0 || tokens[t] >= V) {
+      cached_.clear();
       throw DfError("TokenOutOfRange", "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) +
                                            " is outside the vocabulary [0, " + std::to_string(V) + ")");
     }
   }
   const float* W = params_.data();
-  const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
-  embedding_forward(res_.data(), tokens, W + wte_, T, C);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const Layer& ly = layers_[l];
-    const float* x0 = res_.data() + l * tc;
-    float* h1 = h1_.data() + l * tc;
-    float* qr = qr_.data() + l * tq;
-    float* kr = kr_.data() + l * tk;
-    float* v = v_.data() + l * tk;
-    float* att = att_.data() + (size_t)l * NH * T * T;
-    float* y = y_.data() + l * tq;
-    float* x1 = x1_.data() + l * tc;
-    float* h2 = h2_.data() + l * tc;
-    float* g = g_.data() + l * ti;
-    float* u = u_.data() + l * ti;
-    float* a = a_.data() + l * ti;
-    rmsnorm_forward(h1, rstd1_.data() + (size_t)l * T, x0, W + ly.ln1, T, C, c.rms_eps);
-    matmul_forward(tq_.data(), h1, W + ly.wq, ly.bq == kNone ? nullptr : W + ly.bq, T, C, qd_);
-    matmul_forward(tk_.data(), h1, W + ly.wk, ly.bk == kNone ? nullptr : W + ly.bk, T, C, kd_);
-    matmul_forward(v, h1, W + ly.wv, ly.bv == kNone ? nullptr : W + ly.bv, T, C, kd_);
-    rope_forward(qr, tq_.data(), cos_.data(), sin_.data(), T, NH, HD);
-    rope_forward(kr, tk_.data(), cos_.data(), sin_.data(), T, NKV, HD);
-    attention_forward(y, att, qr, kr, v, T, NH, NKV, HD);
-    matmul_forward(tc_.data(), y, W + ly.wo, nullptr, T, qd_, C);
-    residual_forward(x1, x0, tc_.data(), T * C);
-    rmsnorm_forward(h2, rstd2_.data() + (size_t)l * T, x1, W + ly.ln2, T, C, c.rms_eps);
-    matmul_forward(g, h2, W + ly.wg, nullptr, T, C, I);
-    matmul_forward(u, h2, W + ly.wu, nullptr, T, C, I);
-    swiglu_forward(a, g, u, T * I);
-    matmul_forward(tc_.data(), a, W + ly.wd, nullptr, T, I, C);
-    residual_forward(res_.data() + (l + 1) * tc, x1, tc_.data(), T * C);
+  const size_t S = (size_t)cap_;  // row stride of the per-layer blocks
+  const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
+  const int n = T - t0;  // rows computed now
+  const size_t r = (size_t)t0;
+  cached_.assign(tokens, tokens + T);
+  if (n > 0) {
+    embedding_forward(res_.data() + r * C, tokens + t0, W + wte_, n, C);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const Layer& ly = layers_[l];
+      const float* x0 = res_.data() + l * sc;
+      float* h1 = h1_.data() + l * sc;
+      float* qr = qr_.data() + l * sq;
+      float* kr = kr_.data() + l * sk;
+      float* v = v_.data() + l * sk;
+      float* att = att_.data() + (size_t)l * NH * S * S;
+      float* y = y_.data() + l * sq;
+      float* x1 = x1_.data() + l * sc;
+      float* h2 = h2_.data() + l * sc;
+      float* g = g_.data() + l * si;
+      float* u = u_.data() + l * si;
+      float* a = a_.data() + l * si;
+      rmsnorm_forward(h1 + r * C, rstd1_.data() + l * S + r, x0 + r * C, W + ly.ln1, n, C, c.rms_eps);
+      matmul_forward(tq_.data(), h1 + r * C, W + ly.wq, ly.bq == kNone ? nullptr : W + ly.bq, n, C, qd_);
+      matmul_forward(tk_.data(), h1 + r * C, W + ly.wk, ly.bk == kNone ? nullptr : W + ly.bk, n, C, kd_);
+      matmul_forward(v + r * kd_, h1 + r * C, W + ly.wv, ly.bv == kNone ? nullptr : W + ly.bv, n, C, kd_);
+      const size_t ro = r * HD / 2;  // rope tables are indexed by absolute position
+      rope_forward(qr + r * qd_, tq_.data(), cos_.data() + ro, sin_.data() + ro, n, NH, HD);
+      rope_forward(kr + r * kd_, tk_.data(), cos_.data() + ro, sin_.data() + ro, n, NKV, HD);
+      attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_);
+      matmul_forward(tc_.data(), y + r * qd_, W + ly.wo, nullptr, n, qd_, C);
+      residual_forward(x1 + r * C, x0 + r * C, tc_.data(), n * C);
+      rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W + ly.ln2, n, C, c.rms_eps);
+      matmul_forward(g + r * I, h2 + r * C, W + ly.wg, nullptr, n, C, I);
+      matmul_forward(u + r * I, h2 + r * C, W + ly.wu, nullptr, n, C, I);
+      swiglu_forward(a + r * I, g + r * I, u + r * I, n * I);
+      matmul_forward(tc_.data(), a + r * I, W + ly.wd, nullptr, n, I, C);
+      residual_forward(res_.data() + (l + 1) * sc + r * C, x1 + r * C, tc_.data(), n * C);
+    }
+    rmsnorm_forward(hf_.data() + r * C, rstdf_.data() + r, res_.data() + c.n_layers * sc + r * C, W + wnorm_, n, C,
+                    c.rms_eps);
   }
-  rmsnorm_forward(hf_.data(), rstdf_.data(), res_.data() + c.n_layers * tc, W + wnorm_, T, C, c.rms_eps);
   // The LM head only at the positions whose logits are wanted.
-  matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, W + wlm_, nullptr, p1 - p0, C, V);
+  if (p1 > p0) matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, W + wlm_, nullptr, p1 - p0, C, V);
 }
 
 void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits) {
@@ -161,27 +173,29 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
   else zero(grads_);
   const float* W = params_.data();
   float* G = grads_.data();
+  const size_t S = (size_t)cap_;
+  const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
   const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
   // LM head (into the embedding's gradient when tied) and the final norm.
   zero(dhf_.data(), tc);
   matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
                   p1 - p0, C, V);
   zero(dres_.data(), tc);
-  rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * tc, W + wnorm_, rstdf_.data(), T, C);
+  rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * sc, W + wnorm_, rstdf_.data(), T, C);
   for (int l = c.n_layers - 1; l >= 0; --l) {
     const Layer& ly = layers_[l];
-    const float* x0 = res_.data() + l * tc;
-    const float* h1 = h1_.data() + l * tc;
-    const float* qr = qr_.data() + l * tq;
-    const float* kr = kr_.data() + l * tk;
-    const float* v = v_.data() + l * tk;
-    const float* att = att_.data() + (size_t)l * NH * T * T;
-    const float* y = y_.data() + l * tq;
-    const float* x1 = x1_.data() + l * tc;
-    const float* h2 = h2_.data() + l * tc;
-    const float* g = g_.data() + l * ti;
-    const float* u = u_.data() + l * ti;
-    const float* a = a_.data() + l * ti;
+    const float* x0 = res_.data() + l * sc;
+    const float* h1 = h1_.data() + l * sc;
+    const float* qr = qr_.data() + l * sq;
+    const float* kr = kr_.data() + l * sk;
+    const float* v = v_.data() + l * sk;
+    const float* att = att_.data() + (size_t)l * NH * S * S;
+    const float* y = y_.data() + l * sq;
+    const float* x1 = x1_.data() + l * sc;
+    const float* h2 = h2_.data() + l * sc;
+    const float* g = g_.data() + l * si;
+    const float* u = u_.data() + l * si;
+    const float* a = a_.data() + l * si;
     // MLP: dres = d(layer output) = d(x1 + down(a)).
     zero(da_.data(), ti);
     matmul_backward(da_.data(), G + ly.wd, nullptr, dres_.data(), a, W + ly.wd, T, I, C);
@@ -190,14 +204,15 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     matmul_backward(dh_.data(), G + ly.wg, nullptr, dg_.data(), h2, W + ly.wg, T, C, I);
     matmul_backward(dh_.data(), G + ly.wu, nullptr, du_.data(), h2, W + ly.wu, T, C, I);
     std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
-    rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + (size_t)l * T, T, C);
+    rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + l * S, T, C);
     // Attention: dx1 = d(x0 + o_proj(y)).
     zero(dy_.data(), tq);
     matmul_backward(dy_.data(), G + ly.wo, nullptr, dx1_.data(), y, W + ly.wo, T, qd_, C);
     zero(dqr_.data(), tq);
     zero(dkr_.data(), tk);
     zero(dv_.data(), tk);
-    attention_backward(dqr_.data(), dkr_.data(), dv_.data(), dy_.data(), att, qr, kr, v, datt_.data(), T, NH, NKV, HD);
+    attention_backward(dqr_.data(), dkr_.data(), dv_.data(), dy_.data(), att, qr, kr, v, datt_.data(), T, NH, NKV, HD,
+                       cap_);
     rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
     rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
     zero(dh_.data(), tc);
@@ -205,9 +220,17 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     matmul_backward(dh_.data(), G + ly.wk, ly.bk == kNone ? nullptr : G + ly.bk, dk_.data(), h1, W + ly.wk, T, C, kd_);
     matmul_backward(dh_.data(), G + ly.wv, ly.bv == kNone ? nullptr : G + ly.bv, dv_.data(), h1, W + ly.wv, T, C, kd_);
     std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
-    rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + (size_t)l * T, T, C);
+    rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + l * S, T, C);
   }
   embedding_backward(G + wte_, dres_.data(), tokens, T, C);
+}
+
+// Rows of the cached sequence that can be reused for `tokens`: its common prefix.
+int LlamaModel::reusable_rows(const int32_t* tokens, int T) const {
+  const int n = std::min<int>(T, (int)cached_.size());
+  int i = 0;
+  while (i < n && cached_[i] == tokens[i]) ++i;
+  return i;
 }
 
 std::vector<float> LlamaModel::logits(const int32_t* tokens, int T) {
@@ -215,7 +238,7 @@ std::vector<float> LlamaModel::logits(const int32_t* tokens, int T) {
   if (T > cfg_.max_positions) throw DfError("SequenceTooLong", "sequence of " + std::to_string(T) +
       " tokens is longer than max_position_embeddings " + std::to_string(cfg_.max_positions));
   ensure_capacity(T);
-  forward(tokens, T, 0, T);
+  forward(tokens, reusable_rows(tokens, T), T, 0, T);
   return std::vector<float>(logits_.begin(), logits_.begin() + (size_t)T * cfg_.vocab);
 }
 
@@ -231,7 +254,7 @@ double LlamaModel::run_choice(const int32_t* prompt, int P, const int32_t* choic
   std::copy(prompt, prompt + P, seq_.begin());
   std::copy(choice, choice + L - 1, seq_.begin() + P);
   std::copy(choice, choice + L, targets_.begin());
-  forward(seq_.data(), T, P - 1, T);
+  forward(seq_.data(), reusable_rows(seq_.data(), T), T, P - 1, T);
   logprob_forward(logp_.data(), logits_.data(), targets_.data(), L, cfg_.vocab);
   double s = 0;
   for (int j = 0; j < L; ++j) s += logp_[j];
@@ -259,6 +282,9 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
                                 FisherMode mode, int gold, double u, float* acc, double* loglik, double* prob) {
   const int K = static_cast<int>(choices.size());
   if (K == 0) throw DfError("NoChoices", "an example has no answer choices");
+  int longest = 0;
+  for (const auto& ch : choices) longest = std::max(longest, (int)ch.size());
+  reserve(P + longest - 1);
   for (int y = 0; y < K; ++y) loglik[y] = run_choice(prompt, P, choices[y].data(), (int)choices[y].size());
   // p(y|x) = softmax over choices of ℓ(·|x).
   double mx = loglik[0];
@@ -282,7 +308,8 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
                                                                      " is outside the " + std::to_string(K) + " choices");
     w[gold] = 1.0;
   }
-  // Backward per choice, last choice first: its activations are still in place.
+  // Backward per choice, last choice first: its activations are still in place;
+  // for the others only the choice's own rows are recomputed (the prompt's are shared).
   for (int y = K - 1; y >= 0; --y) {
     if (w[y] == 0.0) continue;
     const int L = (int)choices[y].size();

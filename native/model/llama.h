@@ -44,8 +44,16 @@ class LlamaModel {
   const LlamaConfig& config() const { return cfg_; }
   const std::vector<ParamSpec>& param_specs() const { return specs_; }
   size_t num_params() const { return params_.size(); }
+  // Writable parameters; call params_changed() after writing.
   float* params() { return params_.data(); }
+  void params_changed() { cached_.clear(); }
   const float* grads() const { return grads_.data(); }
+
+  // Sizes the activation buffers for sequences of up to T tokens (growing them
+  // later drops the cached prefix; reserve before scoring an example's choices).
+  void reserve(int T) {
+    if (T > 0 && T <= cfg_.max_positions) ensure_capacity(T);
+  }
 
   // Full-vocabulary logits [T, V] of every position of `tokens`.
   std::vector<float> logits(const int32_t* tokens, int T);
@@ -68,8 +76,10 @@ class LlamaModel {
   };
   void add_param(const std::string& name, std::vector<int64_t> shape, size_t* where);
   void ensure_capacity(int T);
-  // Forward over tokens[0..T); logits for positions [p0, p1) into logits_.
-  void forward(const int32_t* tokens, int T, int p0, int p1);
+  // Forward of rows [t0, T) of tokens (rows before t0 already hold the
+  // activations of tokens[0..t0)); logits for positions [p0, p1) into logits_.
+  void forward(const int32_t* tokens, int t0, int T, int p0, int p1);
+  int reusable_rows(const int32_t* tokens, int T) const;
   // Backward of Σ_t dloss[t]·logp[t] after forward(); overwrites grads_.
   void backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits);
   // Forward of prompt ++ choice[0..L-1) with logits for the choice's tokens; returns ℓ.
@@ -88,6 +98,7 @@ class LlamaModel {
   int cap_ = 0;
   int qd_ = 0, kd_ = 0;  // NH*HD, NKV*HD
   std::vector<int32_t> seq_, targets_;
+  std::vector<int32_t> cached_;  // tokens whose activation rows are valid (a causal prefix)
   std::vector<float> cos_, sin_;
   std::vector<float> res_;                 // [L+1, T, C] residual stream
   std::vector<float> h1_, rstd1_, qr_, kr_, v_, att_, y_, x1_, h2_, rstd2_, g_, u_, a_;  // per layer
