@@ -85,19 +85,22 @@ async function main() {
 
     const rt = LlamaRuntime.fromCheckpoint(dir);
     await rt.score(examples.slice(0, 2));  // warm-up
-    let t0 = performance.now();
+    const cpu = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1e6;
+    let t0 = performance.now(), c0 = process.cpuUsage();
     await rt.score(examples);
-    const evalSeconds = (performance.now() - t0) / 1000;
-    t0 = performance.now();
+    const evalSeconds = (performance.now() - t0) / 1000, evalCpu = cpu(process.cpuUsage(c0));
+    t0 = performance.now(); c0 = process.cpuUsage();
     const { fisher } = await computeFisher(rt, examples, { mode: 'expected', batch: examples.length });
-    const fisherSeconds = (performance.now() - t0) / 1000;
+    const fisherSeconds = (performance.now() - t0) / 1000, fisherCpu = cpu(process.cpuUsage(c0));
 
     const lines: string[] = [];
     const say = (s: string) => { lines.push(s); process.stdout.write(s + '\n'); };
     say(`model: Llama hidden ${hidden}, intermediate ${inter}, ${layers} layers, ${heads} heads / ${kvHeads} kv heads, vocab ${vocab}: ${(rt.numParams / 1e6).toFixed(1)} M params (f32)`);
     say(`data: ${nEx} examples, ${tokens} tokens (Σ over choices of prompt + choice); matmul: ${addon.matmulBackend()}, threads: ${nThreads}`);
-    say(`dfmerge  fisher (expected): ${fisherSeconds.toFixed(2)} s, ${(tokens / fisherSeconds).toFixed(0)} tokens/s`);
-    say(`dfmerge  eval (forward only): ${evalSeconds.toFixed(2)} s, ${(tokens / evalSeconds).toFixed(0)} tokens/s`);
+    const load = (await import('node:os')).loadavg()[0]!.toFixed(2);
+    say(`load average before the run: ${load} on ${(await import('node:os')).cpus().length} CPUs (other processes skew wall times; CPU times are also given)`);
+    say(`dfmerge  fisher (expected): ${fisherSeconds.toFixed(2)} s wall, ${(tokens / fisherSeconds).toFixed(0)} tokens/s; ${fisherCpu.toFixed(2)} s CPU, ${(tokens / fisherCpu).toFixed(0)} tokens/CPU-s`);
+    say(`dfmerge  eval (forward only): ${evalSeconds.toFixed(2)} s wall, ${(tokens / evalSeconds).toFixed(0)} tokens/s; ${evalCpu.toFixed(2)} s CPU, ${(tokens / evalCpu).toFixed(0)} tokens/CPU-s`);
 
     const py = pythonWithTorch();
     if (!py) {
@@ -107,10 +110,11 @@ async function main() {
     const out = join(dir, 'torch_fisher.safetensors');
     const res = JSON.parse(execFileSync(py, [join(ROOT, 'benchmarks', 'fisher', 'torch_fisher.py'), dir, join(dir, 'examples.json'), out,
       '--threads', String(nThreads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!) as
-      { tokens: number; fisher_seconds: number; eval_seconds: number; threads: number; torch: string };
-    say(`pytorch  fisher (expected): ${res.fisher_seconds.toFixed(2)} s, ${(tokens / res.fisher_seconds).toFixed(0)} tokens/s (torch ${res.torch}, ${res.threads} threads)`);
-    say(`pytorch  eval (forward only): ${res.eval_seconds.toFixed(2)} s, ${(tokens / res.eval_seconds).toFixed(0)} tokens/s`);
-    say(`ratio    fisher: ${(res.fisher_seconds / fisherSeconds).toFixed(2)}x, eval: ${(res.eval_seconds / evalSeconds).toFixed(2)}x (dfmerge over pytorch, tokens/s)`);
+      { tokens: number; fisher_seconds: number; eval_seconds: number; fisher_cpu_seconds: number; eval_cpu_seconds: number; threads: number; torch: string };
+    say(`pytorch  fisher (expected): ${res.fisher_seconds.toFixed(2)} s wall, ${(tokens / res.fisher_seconds).toFixed(0)} tokens/s; ${res.fisher_cpu_seconds.toFixed(2)} s CPU (torch ${res.torch}, ${res.threads} threads)`);
+    say(`pytorch  eval (forward only): ${res.eval_seconds.toFixed(2)} s wall, ${(tokens / res.eval_seconds).toFixed(0)} tokens/s; ${res.eval_cpu_seconds.toFixed(2)} s CPU`);
+    say(`ratio    fisher: ${(res.fisher_seconds / fisherSeconds).toFixed(2)}x wall, ${(res.fisher_cpu_seconds / fisherCpu).toFixed(2)}x CPU; ` +
+      `eval: ${(res.eval_seconds / evalSeconds).toFixed(2)}x wall, ${(res.eval_cpu_seconds / evalCpu).toFixed(2)}x CPU (dfmerge over pytorch, tokens/s)`);
     const tf = SafetensorsFile.open(out);
     let worst = 0, worstName = '';
     for (const [name, v] of rt.tensorViews(fisher)) {

@@ -14,10 +14,11 @@ namespace dfm {
 // (nn.Linear). Uses cblas_sgemm when built with OpenBLAS, else the built-in
 // cache-blocked OpenMP SGEMM below.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC);
-// dinp[T,C] += dout·weight; dweight[OC,C] += dout^T·inp; dbias[OC] += Σ_t dout.
+// dinp[T,C] += dout·weight; dweight[OC,C] += dout^T·inp (or = with
+// overwrite_dweight, which spares zeroing it first); dbias[OC] += Σ_t dout.
 // Any of dinp, dweight, dbias may be null (not wanted).
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int T, int C, int OC);
+                     const float* weight, int T, int C, int OC, bool overwrite_dweight = false);
 // Name of the matmul backend compiled in ("openblas" or "builtin").
 const char* matmul_backend();
 

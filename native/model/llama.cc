@@ -15,7 +15,6 @@ namespace dfm {
 
 namespace {
 constexpr size_t kNone = std::numeric_limits<size_t>::max();
-void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
 void zero(float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); }
 }  // namespace
 
@@ -63,7 +62,11 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
     add_param("lm_head.weight", {V, C}, &wlm_);
   }
   size_t total = 0;
-  for (const ParamSpec& s : specs_) total = std::max(total, s.offset + s.numel);
+  for (const ParamSpec& s : specs_) {
+    total = std::max(total, s.offset + s.numel);
+    const bool matmul_weight = s.shape.size() == 2 && s.offset != wte_;
+    if (!matmul_weight && !(c.tie_embeddings && s.offset == wte_)) zero_before_backward_.emplace_back(s.offset, s.numel);
+  }
   params_.assign(total, 0.0f);
 }
 
@@ -169,8 +172,10 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
 void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits) {
   const LlamaConfig& c = cfg_;
   const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
+  // Matmul weight gradients are overwritten (each weight is used once); only the
+  // gradients that are accumulated (embedding rows, norms, biases) are zeroed.
   if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
-  else zero(grads_);
+  else for (const auto& z : zero_before_backward_) zero(grads_.data() + z.first, z.second);
   const float* W = params_.data();
   float* G = grads_.data();
   const size_t S = (size_t)cap_;
@@ -179,7 +184,7 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
   // LM head (into the embedding's gradient when tied) and the final norm.
   zero(dhf_.data(), tc);
   matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
-                  p1 - p0, C, V);
+                  p1 - p0, C, V, /*overwrite_dweight=*/true);  // before the embedding's scatter-add when tied
   zero(dres_.data(), tc);
   rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * sc, W + wnorm_, rstdf_.data(), T, C);
   for (int l = c.n_layers - 1; l >= 0; --l) {
@@ -198,16 +203,16 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     const float* a = a_.data() + l * si;
     // MLP: dres = d(layer output) = d(x1 + down(a)).
     zero(da_.data(), ti);
-    matmul_backward(da_.data(), G + ly.wd, nullptr, dres_.data(), a, W + ly.wd, T, I, C);
+    matmul_backward(da_.data(), G + ly.wd, nullptr, dres_.data(), a, W + ly.wd, T, I, C, true);
     swiglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
     zero(dh_.data(), tc);
-    matmul_backward(dh_.data(), G + ly.wg, nullptr, dg_.data(), h2, W + ly.wg, T, C, I);
-    matmul_backward(dh_.data(), G + ly.wu, nullptr, du_.data(), h2, W + ly.wu, T, C, I);
+    matmul_backward(dh_.data(), G + ly.wg, nullptr, dg_.data(), h2, W + ly.wg, T, C, I, true);
+    matmul_backward(dh_.data(), G + ly.wu, nullptr, du_.data(), h2, W + ly.wu, T, C, I, true);
     std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
     rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + l * S, T, C);
     // Attention: dx1 = d(x0 + o_proj(y)).
     zero(dy_.data(), tq);
-    matmul_backward(dy_.data(), G + ly.wo, nullptr, dx1_.data(), y, W + ly.wo, T, qd_, C);
+    matmul_backward(dy_.data(), G + ly.wo, nullptr, dx1_.data(), y, W + ly.wo, T, qd_, C, true);
     zero(dqr_.data(), tq);
     zero(dkr_.data(), tk);
     zero(dv_.data(), tk);
@@ -216,9 +221,9 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
     rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
     zero(dh_.data(), tc);
-    matmul_backward(dh_.data(), G + ly.wq, ly.bq == kNone ? nullptr : G + ly.bq, dq_.data(), h1, W + ly.wq, T, C, qd_);
-    matmul_backward(dh_.data(), G + ly.wk, ly.bk == kNone ? nullptr : G + ly.bk, dk_.data(), h1, W + ly.wk, T, C, kd_);
-    matmul_backward(dh_.data(), G + ly.wv, ly.bv == kNone ? nullptr : G + ly.bv, dv_.data(), h1, W + ly.wv, T, C, kd_);
+    matmul_backward(dh_.data(), G + ly.wq, ly.bq == kNone ? nullptr : G + ly.bq, dq_.data(), h1, W + ly.wq, T, C, qd_, true);
+    matmul_backward(dh_.data(), G + ly.wk, ly.bk == kNone ? nullptr : G + ly.bk, dk_.data(), h1, W + ly.wk, T, C, kd_, true);
+    matmul_backward(dh_.data(), G + ly.wv, ly.bv == kNone ? nullptr : G + ly.bv, dv_.data(), h1, W + ly.wv, T, C, kd_, true);
     std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
     rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + l * S, T, C);
   }

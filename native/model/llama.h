@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dfm {
@@ -91,6 +92,7 @@ class LlamaModel {
   std::vector<ParamSpec> specs_;
   std::vector<float> params_;
   std::vector<float> grads_;
+  std::vector<std::pair<size_t, size_t>> zero_before_backward_;  // (offset, numel) of accumulated gradients
   size_t wte_ = 0, wnorm_ = 0, wlm_ = 0;
   std::vector<Layer> layers_;
 

@@ -41,7 +41,7 @@ inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
 // C[i..i+R, j..j+nc) (+)= Σ_{k<kb} a(r, k) · Bp[k, :], a(r,k) = TA ? A[k*lda + r] : A[r*lda + k]
 // (A already offset to row i / depth k0). Bp is a packed KC×NR panel.
 template <bool TA, int R>
-inline void micro(const float* A, int lda, const float* Bp, int kb, float* C, int ldc, int nc, bool load_c) {
+inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc, bool load_c) {
   vf acc[R][2];
   for (int r = 0; r < R; ++r) { acc[r][0] = vf{}; acc[r][1] = vf{}; }
   if (load_c) {
@@ -58,7 +58,7 @@ inline void micro(const float* A, int lda, const float* Bp, int kb, float* C, in
     }
   }
   for (int k = 0; k < kb; ++k) {
-    const vf b0 = loadu(Bp + k * NR), b1 = loadu(Bp + k * NR + VL);
+    const vf b0 = loadu(Bp + (size_t)k * ldbp), b1 = loadu(Bp + (size_t)k * ldbp + VL);
     for (int r = 0; r < R; ++r) {
       const float a = TA ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k];
       acc[r][0] += a * b0;
@@ -79,14 +79,15 @@ inline void micro(const float* A, int lda, const float* Bp, int kb, float* C, in
 }
 
 template <bool TA>
-inline void micro_rows(int R, const float* A, int lda, const float* Bp, int kb, float* C, int ldc, int nc, bool load_c) {
+inline void micro_rows(int R, const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc,
+                       bool load_c) {
   switch (R) {
-    case 6: micro<TA, 6>(A, lda, Bp, kb, C, ldc, nc, load_c); break;
-    case 5: micro<TA, 5>(A, lda, Bp, kb, C, ldc, nc, load_c); break;
-    case 4: micro<TA, 4>(A, lda, Bp, kb, C, ldc, nc, load_c); break;
-    case 3: micro<TA, 3>(A, lda, Bp, kb, C, ldc, nc, load_c); break;
-    case 2: micro<TA, 2>(A, lda, Bp, kb, C, ldc, nc, load_c); break;
-    default: micro<TA, 1>(A, lda, Bp, kb, C, ldc, nc, load_c); break;
+    case 6: micro<TA, 6>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
+    case 5: micro<TA, 5>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
+    case 4: micro<TA, 4>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
+    case 3: micro<TA, 3>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
+    case 2: micro<TA, 2>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
+    default: micro<TA, 1>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
   }
 }
 
@@ -109,8 +110,14 @@ void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb
       const int j = jp * NR, nc = std::min(NR, N - j);
       for (int k0 = 0; k0 < K; k0 += KC) {
         const int kb = std::min(KC, K - k0);
-        // Pack op(B)[k0..k0+kb, j..j+nc) into Bp[kb][NR], zero-padded.
-        if (TB) {
+        // Pack op(B)[k0..k0+kb, j..j+nc) into Bp[kb][NR], zero-padded. For the
+        // weight gradient (TA: few, short rows of B) a full panel is read in place.
+        const float* panel = Bp;
+        int ldbp = NR;
+        if (TA && !TB && nc == NR) {
+          panel = B + (size_t)k0 * ldb + j;
+          ldbp = ldb;
+        } else if (TB) {
           if (nc < NR) std::memset(Bp, 0, sizeof(float) * kb * NR);
           for (int jj = 0; jj < nc; ++jj) {
             const float* src = B + (size_t)(j + jj) * ldb + k0;
@@ -127,8 +134,51 @@ void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb
         for (int i = 0; i < M; i += MR) {
           const int R = std::min(MR, M - i);
           const float* a = TA ? A + (size_t)k0 * lda + i : A + (size_t)i * lda + k0;
-          micro_rows<TA>(R, a, lda, Bp, kb, C + (size_t)i * ldc + j, ldc, nc, load_c);
+          micro_rows<TA>(R, a, lda, panel, ldbp, kb, C + (size_t)i * ldc + j, ldc, nc, load_c);
         }
+      }
+    }
+  }
+}
+// C[M,N] = A[M,K] · B[N,K]^T for few rows of A (M < kSmallM): dot products
+// straight from B's rows, no packing (B is read once; 4 rows × 2 columns share loads).
+constexpr int kSmallM = 12;
+void sgemm_nt_small(int M, int N, int K, const float* A, const float* B, float* C) {
+#pragma omp parallel for schedule(static)
+  for (int j = 0; j < N; j += 2) {
+    const int nj = std::min(2, N - j);
+    int i = 0;
+    for (; i + 4 <= M; i += 4) {
+      const float* a0 = A + (size_t)i * K;
+      const float* a1 = a0 + K;
+      const float* a2 = a1 + K;
+      const float* a3 = a2 + K;
+      const float* b0 = B + (size_t)j * K;
+      const float* b1 = nj == 2 ? b0 + K : b0;
+      float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+#pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
+      for (int k = 0; k < K; ++k) {
+        const float x0 = b0[k], x1 = b1[k];
+        s00 += a0[k] * x0; s01 += a0[k] * x1;
+        s10 += a1[k] * x0; s11 += a1[k] * x1;
+        s20 += a2[k] * x0; s21 += a2[k] * x1;
+        s30 += a3[k] * x0; s31 += a3[k] * x1;
+      }
+      C[(size_t)i * N + j] = s00; C[(size_t)(i + 1) * N + j] = s10;
+      C[(size_t)(i + 2) * N + j] = s20; C[(size_t)(i + 3) * N + j] = s30;
+      if (nj == 2) {
+        C[(size_t)i * N + j + 1] = s01; C[(size_t)(i + 1) * N + j + 1] = s11;
+        C[(size_t)(i + 2) * N + j + 1] = s21; C[(size_t)(i + 3) * N + j + 1] = s31;
+      }
+    }
+    for (; i < M; ++i) {
+      const float* a0 = A + (size_t)i * K;
+      for (int jj = j; jj < j + nj; ++jj) {
+        const float* b0 = B + (size_t)jj * K;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int k = 0; k < K; ++k) s += a0[k] * b0[k];
+        C[(size_t)i * N + jj] = s;
       }
     }
   }
@@ -149,7 +199,8 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 #ifdef DFMERGE_OPENBLAS
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
 #else
-  sgemm<false, true>(T, OC, C, inp, C, weight, C, out, OC, false);
+  if (T < kSmallM) sgemm_nt_small(T, OC, C, inp, weight, out);
+  else sgemm<false, true>(T, OC, C, inp, C, weight, C, out, OC, false);
 #endif
   if (bias) {
 #pragma omp parallel for schedule(static) if ((long long)T * OC >= (1 << 16))
@@ -161,13 +212,14 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int T, int C, int OC) {
+                     const float* weight, int T, int C, int OC, bool overwrite_dweight) {
 #ifdef DFMERGE_OPENBLAS
   if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-  if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+  if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C,
+                           overwrite_dweight ? 0.0f : 1.0f, dweight, C);
 #else
   if (dinp) sgemm<false, false>(T, C, OC, dout, OC, weight, C, dinp, C, true);
-  if (dweight) sgemm<true, false>(OC, C, T, dout, OC, inp, C, dweight, C, true);
+  if (dweight) sgemm<true, false>(OC, C, T, dout, OC, inp, C, dweight, C, !overwrite_dweight);
 #endif
   if (dbias) {
     for (int t = 0; t < T; ++t) {
