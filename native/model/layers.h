@@ -19,6 +19,13 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 // Any of dinp, dweight, dbias may be null (not wanted).
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int T, int C, int OC, bool overwrite_dweight = false);
+// The same backward with the weight gradient folded straight into a diagonal
+// Fisher accumulator (DESIGN.md §1): fisher_acc[OC,C] += fisher_w · (dout^T·inp)²,
+// squared per element of this one example's gradient. The built-in SGEMM never
+// materialises the gradient (the squaring is the micro-kernel's epilogue);
+// with OpenBLAS it goes through dweight_scratch[OC,C].
+void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_acc, float fisher_w, const float* dout,
+                            const float* inp, const float* weight, int T, int C, int OC);
 // Name of the matmul backend compiled in ("openblas" or "builtin").
 const char* matmul_backend();
 

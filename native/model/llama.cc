@@ -66,6 +66,7 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
     total = std::max(total, s.offset + s.numel);
     const bool matmul_weight = s.shape.size() == 2 && s.offset != wte_;
     if (!matmul_weight && !(c.tie_embeddings && s.offset == wte_)) zero_before_backward_.emplace_back(s.offset, s.numel);
+    if (!matmul_weight && s.offset != wte_) unfused_.emplace_back(s.offset, s.numel);
   }
   params_.assign(total, 0.0f);
 }
@@ -169,13 +170,36 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
   if (p1 > p0) matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, W + wlm_, nullptr, p1 - p0, C, V);
 }
 
-void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits) {
+void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, float* fisher_acc,
+                          float fisher_w) {
   const LlamaConfig& c = cfg_;
   const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
   // Matmul weight gradients are overwritten (each weight is used once); only the
   // gradients that are accumulated (embedding rows, norms, biases) are zeroed.
-  if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
-  else for (const auto& z : zero_before_backward_) zero(grads_.data() + z.first, z.second);
+  const bool fused = fisher_acc != nullptr;
+  const size_t embed_numel = (size_t)V * C;
+  if (grads_.size() != params_.size()) {
+    grads_.assign(params_.size(), 0.0f);
+  } else {
+    for (const auto& z : zero_before_backward_) {
+      // the untied embedding's gradient is left clean by a fused backward
+      if (z.first == wte_ && fused && emb_grad_clean_) continue;
+      zero(grads_.data() + z.first, z.second);
+    }
+  }
+  emb_grad_clean_ = false;
+  // A linear layer's backward: the weight gradient either into grads_ or fused into the Fisher.
+  auto linear_backward = [&](float* dinp, size_t w_off, size_t b_off, const float* dout, const float* inp, int Cin,
+                             int Cout) {
+    float* db = b_off == kNone ? nullptr : grads_.data() + b_off;
+    if (fused) {
+      matmul_backward_fisher(dinp, grads_.data() + w_off, fisher_acc + w_off, fisher_w, dout, inp, params_.data() + w_off,
+                             T, Cin, Cout);
+      if (db) matmul_backward(nullptr, nullptr, db, dout, inp, nullptr, T, Cin, Cout);
+    } else {
+      matmul_backward(dinp, grads_.data() + w_off, db, dout, inp, params_.data() + w_off, T, Cin, Cout, true);
+    }
+  };
   const float* W = params_.data();
   float* G = grads_.data();
   const size_t S = (size_t)cap_;
@@ -183,8 +207,13 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
   const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
   // LM head (into the embedding's gradient when tied) and the final norm.
   zero(dhf_.data(), tc);
-  matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
-                  p1 - p0, C, V, /*overwrite_dweight=*/true);  // before the embedding's scatter-add when tied
+  if (fused && !c.tie_embeddings) {
+    matmul_backward_fisher(dhf_.data() + (size_t)p0 * C, G + wlm_, fisher_acc + wlm_, fisher_w, dlogits,
+                           hf_.data() + (size_t)p0 * C, W + wlm_, p1 - p0, C, V);
+  } else {
+    matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
+                    p1 - p0, C, V, /*overwrite_dweight=*/true);  // before the embedding's scatter-add when tied
+  }
   zero(dres_.data(), tc);
   rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * sc, W + wnorm_, rstdf_.data(), T, C);
   for (int l = c.n_layers - 1; l >= 0; --l) {
@@ -203,16 +232,16 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     const float* a = a_.data() + l * si;
     // MLP: dres = d(layer output) = d(x1 + down(a)).
     zero(da_.data(), ti);
-    matmul_backward(da_.data(), G + ly.wd, nullptr, dres_.data(), a, W + ly.wd, T, I, C, true);
+    linear_backward(da_.data(), ly.wd, kNone, dres_.data(), a, I, C);
     swiglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
     zero(dh_.data(), tc);
-    matmul_backward(dh_.data(), G + ly.wg, nullptr, dg_.data(), h2, W + ly.wg, T, C, I, true);
-    matmul_backward(dh_.data(), G + ly.wu, nullptr, du_.data(), h2, W + ly.wu, T, C, I, true);
+    linear_backward(dh_.data(), ly.wg, kNone, dg_.data(), h2, C, I);
+    linear_backward(dh_.data(), ly.wu, kNone, du_.data(), h2, C, I);
     std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
     rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + l * S, T, C);
     // Attention: dx1 = d(x0 + o_proj(y)).
     zero(dy_.data(), tq);
-    matmul_backward(dy_.data(), G + ly.wo, nullptr, dx1_.data(), y, W + ly.wo, T, qd_, C, true);
+    linear_backward(dy_.data(), ly.wo, kNone, dx1_.data(), y, qd_, C);
     zero(dqr_.data(), tq);
     zero(dkr_.data(), tk);
     zero(dv_.data(), tk);
@@ -221,13 +250,31 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
     rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
     zero(dh_.data(), tc);
-    matmul_backward(dh_.data(), G + ly.wq, ly.bq == kNone ? nullptr : G + ly.bq, dq_.data(), h1, W + ly.wq, T, C, qd_, true);
-    matmul_backward(dh_.data(), G + ly.wk, ly.bk == kNone ? nullptr : G + ly.bk, dk_.data(), h1, W + ly.wk, T, C, kd_, true);
-    matmul_backward(dh_.data(), G + ly.wv, ly.bv == kNone ? nullptr : G + ly.bv, dv_.data(), h1, W + ly.wv, T, C, kd_, true);
+    linear_backward(dh_.data(), ly.wq, ly.bq, dq_.data(), h1, C, qd_);
+    linear_backward(dh_.data(), ly.wk, ly.bk, dk_.data(), h1, C, kd_);
+    linear_backward(dh_.data(), ly.wv, ly.bv, dv_.data(), h1, C, kd_);
     std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
     rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + l * S, T, C);
   }
   embedding_backward(G + wte_, dres_.data(), tokens, T, C);
+  if (!fused) return;
+  // Fold what was not fused into the Fisher: norms, biases, and the embedding
+  // (whole when tied: it also holds the LM head's gradient; else only the rows
+  // of this sequence's tokens, which are then cleared again).
+  for (const auto& z : unfused_) fisher_accumulate(fisher_acc + z.first, G + z.first, fisher_w, z.second);
+  if (c.tie_embeddings) {
+    fisher_accumulate(fisher_acc + wte_, G + wte_, fisher_w, embed_numel);
+  } else {
+    std::vector<int32_t> rows(tokens, tokens + T);
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    for (int32_t t : rows) {
+      const size_t off = wte_ + (size_t)t * C;
+      fisher_accumulate(fisher_acc + off, G + off, fisher_w, C);
+      zero(G + off, C);
+    }
+    emb_grad_clean_ = true;
+  }
 }
 
 // Rows of the cached sequence that can be reused for `tokens`: its common prefix.
@@ -266,11 +313,54 @@ double LlamaModel::run_choice(const int32_t* prompt, int P, const int32_t* choic
   return s / L;  // length-normalised log-likelihood ℓ(y|x)
 }
 
-void LlamaModel::backward_choice(int P, int L) {
+void LlamaModel::backward_choice(int P, int L, float* fisher_acc, float fisher_w) {
   const int T = P + L - 1;
   for (int j = 0; j < L; ++j) dloss_[j] = 1.0f / (float)L;  // dℓ/dlogp_j
   logprob_backward(dlogits_.data(), logits_.data(), targets_.data(), dloss_.data(), L, cfg_.vocab);
-  backward(seq_.data(), T, P - 1, T, dlogits_.data());
+  backward(seq_.data(), T, P - 1, T, dlogits_.data(), fisher_acc, fisher_w);
+}
+
+template <class F>
+void LlamaModel::for_each_row_buffer(F&& f) {
+  const size_t S = (size_t)cap_, C = cfg_.hidden, I = cfg_.intermediate, L = cfg_.n_layers;
+  f(res_.data(), L + 1, S * C, C);
+  for (std::vector<float>* b : {&h1_, &x1_, &h2_}) f(b->data(), L, S * C, C);
+  for (std::vector<float>* b : {&rstd1_, &rstd2_}) f(b->data(), L, S, (size_t)1);
+  for (std::vector<float>* b : {&qr_, &y_}) f(b->data(), L, S * qd_, (size_t)qd_);
+  for (std::vector<float>* b : {&kr_, &v_}) f(b->data(), L, S * kd_, (size_t)kd_);
+  for (std::vector<float>* b : {&g_, &u_, &a_}) f(b->data(), L, S * I, I);
+  f(hf_.data(), (size_t)1, S * C, C);
+  f(rstdf_.data(), (size_t)1, S, (size_t)1);
+  f(att_.data(), L * cfg_.n_heads, S * S, S);
+}
+
+size_t LlamaModel::row_floats() {
+  size_t n = 0;
+  for_each_row_buffer([&](float*, size_t blocks, size_t, size_t width) { n += blocks * width; });
+  return n;
+}
+
+void LlamaModel::stash_rows(int r0, int r1, std::vector<float>& out) {
+  out.resize(row_floats() * (size_t)(r1 - r0));
+  float* o = out.data();
+  for_each_row_buffer([&](float* base, size_t blocks, size_t stride, size_t width) {
+    for (size_t b = 0; b < blocks; ++b) {
+      const size_t n = (size_t)(r1 - r0) * width;
+      std::memcpy(o, base + b * stride + (size_t)r0 * width, n * sizeof(float));
+      o += n;
+    }
+  });
+}
+
+void LlamaModel::restore_rows(int r0, int r1, const std::vector<float>& in) {
+  const float* p = in.data();
+  for_each_row_buffer([&](float* base, size_t blocks, size_t stride, size_t width) {
+    for (size_t b = 0; b < blocks; ++b) {
+      const size_t n = (size_t)(r1 - r0) * width;
+      std::memcpy(base + b * stride + (size_t)r0 * width, p, n * sizeof(float));
+      p += n;
+    }
+  });
 }
 
 double LlamaModel::choice_loglik(const int32_t* prompt, int P, const int32_t* choice, int L) {
@@ -290,7 +380,24 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
   int longest = 0;
   for (const auto& ch : choices) longest = std::max(longest, (int)ch.size());
   reserve(P + longest - 1);
-  for (int y = 0; y < K; ++y) loglik[y] = run_choice(prompt, P, choices[y].data(), (int)choices[y].size());
+  // Score every choice. The prompt's activation rows are computed once and
+  // shared; each choice's own rows (and logits) are stashed so its backward
+  // needs no second forward (unless that would take more than kStashLimit).
+  constexpr size_t kStashLimit = size_t(1) << 28;  // floats (1 GiB)
+  size_t stash_floats = 0;
+  for (int y = 0; y + 1 < K; ++y) {
+    stash_floats += (size_t)std::max(0, (int)choices[y].size() - 1) * row_floats() + choices[y].size() * (size_t)cfg_.vocab;
+  }
+  const bool stash = stash_floats <= kStashLimit;
+  std::vector<std::vector<float>> rows(stash ? K : 0), logits(stash ? K : 0);
+  for (int y = 0; y < K; ++y) {
+    const int L = (int)choices[y].size();
+    loglik[y] = run_choice(prompt, P, choices[y].data(), L);
+    if (stash && y + 1 < K) {
+      stash_rows(P, P + L - 1, rows[y]);
+      logits[y].assign(logits_.begin(), logits_.begin() + (size_t)L * cfg_.vocab);
+    }
+  }
   // p(y|x) = softmax over choices of ℓ(·|x).
   double mx = loglik[0];
   for (int y = 1; y < K; ++y) mx = std::max(mx, loglik[y]);
@@ -313,14 +420,24 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
                                                                      " is outside the " + std::to_string(K) + " choices");
     w[gold] = 1.0;
   }
-  // Backward per choice, last choice first: its activations are still in place;
-  // for the others only the choice's own rows are recomputed (the prompt's are shared).
+  // Backward per choice, last choice first (its activations are in place):
+  // acc += w_y · (∇ℓ(y|x))², squared per example and per choice.
   for (int y = K - 1; y >= 0; --y) {
     if (w[y] == 0.0) continue;
     const int L = (int)choices[y].size();
-    if (y != K - 1) run_choice(prompt, P, choices[y].data(), L);
-    backward_choice(P, L);
-    fisher_accumulate(acc, grads_.data(), (float)w[y], grads_.size());  // acc += p(y|x)·g²
+    if (y != K - 1) {
+      if (stash) {
+        const int T = P + L - 1;
+        std::copy(choices[y].begin(), choices[y].end() - 1, seq_.begin() + P);
+        std::copy(choices[y].begin(), choices[y].end(), targets_.begin());
+        restore_rows(P, T, rows[y]);
+        std::copy(logits[y].begin(), logits[y].end(), logits_.begin());
+        cached_.assign(seq_.begin(), seq_.begin() + T);
+      } else {
+        run_choice(prompt, P, choices[y].data(), L);
+      }
+    }
+    backward_choice(P, L, acc, (float)w[y]);
   }
 }
 

@@ -81,18 +81,34 @@ class LlamaModel {
   // activations of tokens[0..t0)); logits for positions [p0, p1) into logits_.
   void forward(const int32_t* tokens, int t0, int T, int p0, int p1);
   int reusable_rows(const int32_t* tokens, int T) const;
-  // Backward of Σ_t dloss[t]·logp[t] after forward(); overwrites grads_.
-  void backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits);
+  // Backward of Σ_t dloss[t]·logp[t] after forward(); overwrites grads_. With
+  // fisher_acc, folds the gradient into it instead (fisher_acc += fisher_w·g²,
+  // matmul weights fused into the SGEMM, the rest from grads_), and grads_ is
+  // not a gradient afterwards.
+  void backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, float* fisher_acc = nullptr,
+                float fisher_w = 0.0f);
   // Forward of prompt ++ choice[0..L-1) with logits for the choice's tokens; returns ℓ.
   double run_choice(const int32_t* prompt, int P, const int32_t* choice, int L);
-  // Backward of ℓ after run_choice() on the same choice.
-  void backward_choice(int P, int L);
+  // Backward of ℓ after run_choice() on the same choice (into fisher_acc when given).
+  void backward_choice(int P, int L, float* fisher_acc = nullptr, float fisher_w = 0.0f);
+  // The activation rows [r0, r1) of every per-layer buffer, visited as
+  // f(base, blocks, block_stride, width): rows of a choice, to stash and restore.
+  template <class F>
+  void for_each_row_buffer(F&& f);
+  size_t row_floats();  // floats in one row across all buffers
+  void stash_rows(int r0, int r1, std::vector<float>& out);
+  void restore_rows(int r0, int r1, const std::vector<float>& in);
 
   LlamaConfig cfg_;
   std::vector<ParamSpec> specs_;
   std::vector<float> params_;
   std::vector<float> grads_;
-  std::vector<std::pair<size_t, size_t>> zero_before_backward_;  // (offset, numel) of accumulated gradients
+  // (offset, numel) of gradients that are accumulated rather than overwritten
+  // (norms, biases, embedding): zeroed before a backward (the tied embedding is
+  // overwritten by the LM head first), and folded into a Fisher from grads_.
+  std::vector<std::pair<size_t, size_t>> zero_before_backward_;
+  std::vector<std::pair<size_t, size_t>> unfused_;
+  bool emb_grad_clean_ = false;  // untied embedding gradient known to be all zero
   size_t wte_ = 0, wnorm_ = 0, wlm_ = 0;
   std::vector<Layer> layers_;
 

@@ -13,6 +13,9 @@
 //    (GCC/Clang vector extensions: AVX-512 when compiled for it, else AVX2/SSE).
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#include "kernels/fisher.h"
 
 #include "model/layers.h"
 
@@ -38,10 +41,19 @@ constexpr int KC = 128;     // depth of a packed block: KC×NR floats stay in L1
 inline vf loadu(const float* p) { vf v; std::memcpy(&v, p, sizeof(vf)); return v; }
 inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
 
+// Fused Fisher epilogue (see matmul_backward_fisher): instead of storing the
+// tile c, fold it into f32 accumulators: acc += w · c².
+struct FisherOut {
+  float* acc = nullptr;  // same layout as C
+  float w = 0.0f;
+};
+
 // C[i..i+R, j..j+nc) (+)= Σ_{k<kb} a(r, k) · Bp[k, :], a(r,k) = TA ? A[k*lda + r] : A[r*lda + k]
-// (A already offset to row i / depth k0). Bp is a packed KC×NR panel.
+// (A already offset to row i / depth k0). Bp is a packed KC×NR panel (row stride ldbp).
+// With fo.acc set, the finished tile goes to fo.acc (+= w·c²) instead of C.
 template <bool TA, int R>
-inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc, bool load_c) {
+inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc, bool load_c,
+                  FisherOut fo) {
   vf acc[R][2];
   for (int r = 0; r < R; ++r) { acc[r][0] = vf{}; acc[r][1] = vf{}; }
   if (load_c) {
@@ -66,6 +78,19 @@ inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, fl
     }
   }
   for (int r = 0; r < R; ++r) {
+    if (fo.acc) {
+      float* o = fo.acc + (size_t)r * ldc;
+      if (nc == NR) {
+        storeu(o, loadu(o) + fo.w * acc[r][0] * acc[r][0]);
+        storeu(o + VL, loadu(o + VL) + fo.w * acc[r][1] * acc[r][1]);
+      } else {
+        alignas(64) float tmp[NR];
+        storeu(tmp, acc[r][0]);
+        storeu(tmp + VL, acc[r][1]);
+        for (int x = 0; x < nc; ++x) o[x] += fo.w * tmp[x] * tmp[x];
+      }
+      continue;
+    }
     if (nc == NR) {
       storeu(C + (size_t)r * ldc, acc[r][0]);
       storeu(C + (size_t)r * ldc + VL, acc[r][1]);
@@ -80,36 +105,43 @@ inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, fl
 
 template <bool TA>
 inline void micro_rows(int R, const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc,
-                       bool load_c) {
+                       bool load_c, FisherOut fo) {
   switch (R) {
-    case 6: micro<TA, 6>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
-    case 5: micro<TA, 5>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
-    case 4: micro<TA, 4>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
-    case 3: micro<TA, 3>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
-    case 2: micro<TA, 2>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
-    default: micro<TA, 1>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c); break;
+    case 6: micro<TA, 6>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 5: micro<TA, 5>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 4: micro<TA, 4>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 3: micro<TA, 3>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 2: micro<TA, 2>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    default: micro<TA, 1>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
   }
 }
 
 // C[M,N] = (accumulate ? C : 0) + op(A)·op(B).
 // op(A) = A[M,K] (lda = K) or, with TA, A^T for A[K,M] (lda = M);
 // op(B) = B[K,N] (ldb = N) or, with TB, B^T for B[N,K] (ldb = K).
+// With fisher_acc (layout of C), C is not written: fisher_acc += fisher_w · (op(A)·op(B))²,
+// computed over the whole depth K in one block so each tile is complete before squaring.
 template <bool TA, bool TB>
-void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate,
+           float* fisher_acc = nullptr, float fisher_w = 0.0f) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
+    if (fisher_acc) return;  // a zero gradient adds nothing
     if (!accumulate) for (int i = 0; i < M; ++i) std::memset(C + (size_t)i * ldc, 0, N * sizeof(float));
     return;
   }
   const int panels = (N + NR - 1) / NR;
+  const int kc = fisher_acc ? K : KC;
 #pragma omp parallel
   {
-    alignas(64) float Bp[KC * NR];
+    alignas(64) float Bsmall[KC * NR];
+    std::vector<float> Bbig(kc > KC ? (size_t)kc * NR : 0);
+    float* Bp = kc > KC ? Bbig.data() : Bsmall;
 #pragma omp for schedule(dynamic, 1)
     for (int jp = 0; jp < panels; ++jp) {
       const int j = jp * NR, nc = std::min(NR, N - j);
-      for (int k0 = 0; k0 < K; k0 += KC) {
-        const int kb = std::min(KC, K - k0);
+      for (int k0 = 0; k0 < K; k0 += kc) {
+        const int kb = std::min(kc, K - k0);
         // Pack op(B)[k0..k0+kb, j..j+nc) into Bp[kb][NR], zero-padded. For the
         // weight gradient (TA: few, short rows of B) a full panel is read in place.
         const float* panel = Bp;
@@ -134,7 +166,12 @@ void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb
         for (int i = 0; i < M; i += MR) {
           const int R = std::min(MR, M - i);
           const float* a = TA ? A + (size_t)k0 * lda + i : A + (size_t)i * lda + k0;
-          micro_rows<TA>(R, a, lda, panel, ldbp, kb, C + (size_t)i * ldc + j, ldc, nc, load_c);
+          FisherOut fo;
+          if (fisher_acc) {
+            fo.acc = fisher_acc + (size_t)i * ldc + j;
+            fo.w = fisher_w;
+          }
+          micro_rows<TA>(R, a, lda, panel, ldbp, kb, C + (size_t)i * ldc + j, ldc, nc, load_c, fo);
         }
       }
     }
@@ -227,6 +264,19 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
       for (int j = 0; j < OC; ++j) dbias[j] += d[j];
     }
   }
+}
+
+void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_acc, float fisher_w, const float* dout,
+                            const float* inp, const float* weight, int T, int C, int OC) {
+#ifdef DFMERGE_OPENBLAS
+  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C, 0.0f, dweight_scratch, C);
+  fisher_accumulate(fisher_acc, dweight_scratch, fisher_w, (size_t)OC * C);
+#else
+  (void)dweight_scratch;
+  if (dinp) sgemm<false, false>(T, C, OC, dout, OC, weight, C, dinp, C, true);
+  sgemm<true, false>(OC, C, T, dout, OC, inp, C, nullptr, C, false, fisher_acc, fisher_w);
+#endif
 }
 
 }  // namespace dfm
