@@ -116,67 +116,112 @@ inline void micro_rows(int R, const float* A, int lda, const float* Bp, int ldbp
   }
 }
 
-// C[M,N] = (accumulate ? C : 0) + op(A)·op(B).
-// op(A) = A[M,K] (lda = K) or, with TA, A^T for A[K,M] (lda = M);
-// op(B) = B[K,N] (ldb = N) or, with TB, B^T for B[N,K] (ldb = K).
-// With fisher_acc (layout of C), C is not written: fisher_acc += fisher_w · (op(A)·op(B))²,
-// computed over the whole depth K in one block so each tile is complete before squaring.
-template <bool TA, bool TB>
-void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate,
-           float* fisher_acc = nullptr, float fisher_w = 0.0f) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (fisher_acc) return;  // a zero gradient adds nothing
-    if (!accumulate) for (int i = 0; i < M; ++i) std::memset(C + (size_t)i * ldc, 0, N * sizeof(float));
-    return;
+// Packs op(B)[k0..k0+kb, j..j+nc) into Bp[kb][NR], zero-padded (TB: B is [N,K]).
+template <bool TB>
+inline void pack_panel(const float* B, int ldb, int k0, int kb, int j, int nc, float* Bp) {
+  if (TB) {
+    if (nc < NR) std::memset(Bp, 0, sizeof(float) * kb * NR);
+    for (int jj = 0; jj < nc; ++jj) {
+      const float* src = B + (size_t)(j + jj) * ldb + k0;
+      for (int k = 0; k < kb; ++k) Bp[k * NR + jj] = src[k];
+    }
+  } else {
+    for (int k = 0; k < kb; ++k) {
+      std::memcpy(Bp + k * NR, B + (size_t)(k0 + k) * ldb + j, nc * sizeof(float));
+      if (nc < NR) std::memset(Bp + k * NR + nc, 0, (NR - nc) * sizeof(float));
+    }
   }
+}
+
+// Forward, C[M,N] = A[M,K] · B[N,K]^T (B = weight): parallel over panels of NR
+// weight rows, each packed KC at a time (NR contiguous row streams), then all
+// row blocks of A against it.
+void sgemm_nt(int M, int N, int K, const float* A, const float* B, float* C) {
   const int panels = (N + NR - 1) / NR;
-  const int kc = fisher_acc ? K : KC;
 #pragma omp parallel
   {
-    alignas(64) float Bsmall[KC * NR];
-    std::vector<float> Bbig(kc > KC ? (size_t)kc * NR : 0);
-    float* Bp = kc > KC ? Bbig.data() : Bsmall;
+    alignas(64) float Bp[KC * NR];
 #pragma omp for schedule(dynamic, 1)
     for (int jp = 0; jp < panels; ++jp) {
       const int j = jp * NR, nc = std::min(NR, N - j);
-      for (int k0 = 0; k0 < K; k0 += kc) {
-        const int kb = std::min(kc, K - k0);
-        // Pack op(B)[k0..k0+kb, j..j+nc) into Bp[kb][NR], zero-padded. For the
-        // weight gradient (TA: few, short rows of B) a full panel is read in place.
-        const float* panel = Bp;
-        int ldbp = NR;
-        if (TA && !TB && nc == NR) {
-          panel = B + (size_t)k0 * ldb + j;
-          ldbp = ldb;
-        } else if (TB) {
-          if (nc < NR) std::memset(Bp, 0, sizeof(float) * kb * NR);
-          for (int jj = 0; jj < nc; ++jj) {
-            const float* src = B + (size_t)(j + jj) * ldb + k0;
-            for (int k = 0; k < kb; ++k) Bp[k * NR + jj] = src[k];
-          }
-        } else {
-          for (int k = 0; k < kb; ++k) {
-            const float* src = B + (size_t)(k0 + k) * ldb + j;
-            std::memcpy(Bp + k * NR, src, nc * sizeof(float));
-            if (nc < NR) std::memset(Bp + k * NR + nc, 0, (NR - nc) * sizeof(float));
-          }
-        }
-        const bool load_c = accumulate || k0 > 0;
+      for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kb = std::min(KC, K - k0);
+        pack_panel<true>(B, K, k0, kb, j, nc, Bp);
         for (int i = 0; i < M; i += MR) {
-          const int R = std::min(MR, M - i);
-          const float* a = TA ? A + (size_t)k0 * lda + i : A + (size_t)i * lda + k0;
-          FisherOut fo;
-          if (fisher_acc) {
-            fo.acc = fisher_acc + (size_t)i * ldc + j;
-            fo.w = fisher_w;
-          }
-          micro_rows<TA>(R, a, lda, panel, ldbp, kb, C + (size_t)i * ldc + j, ldc, nc, load_c, fo);
+          micro_rows<false>(std::min(MR, M - i), A + (size_t)i * K + k0, K, Bp, NR, kb, C + (size_t)i * N + j, N, nc,
+                            k0 > 0, FisherOut{});
         }
       }
     }
   }
 }
+
+// Input gradient, C[M,N] += A[M,K] · B[K,N] (B = weight, K its many rows):
+// blocks of KN weight rows in order; each block is packed panel-major by all
+// threads reading whole rows (sequential reads), then its panels are computed
+// in parallel. C (M small) stays in cache throughout.
+void sgemm_nn(int M, int N, int K, const float* A, const float* B, float* C) {
+  constexpr int KN = 128;
+  const int panels = (N + NR - 1) / NR;
+  std::vector<float> blk((size_t)KN * NR * panels);
+#pragma omp parallel
+  {
+    for (int k0 = 0; k0 < K; k0 += KN) {
+      const int kb = std::min(KN, K - k0);
+#pragma omp for schedule(static)
+      for (int k = 0; k < kb; ++k) {
+        const float* src = B + (size_t)(k0 + k) * N;
+        for (int jp = 0; jp < panels; ++jp) {
+          const int j = jp * NR, nc = std::min(NR, N - j);
+          float* dst = blk.data() + ((size_t)jp * KN + k) * NR;
+          std::memcpy(dst, src + j, nc * sizeof(float));
+          if (nc < NR) std::memset(dst + nc, 0, (NR - nc) * sizeof(float));
+        }
+      }
+#pragma omp for schedule(static)
+      for (int jp = 0; jp < panels; ++jp) {
+        const int j = jp * NR, nc = std::min(NR, N - j);
+        const float* Bp = blk.data() + (size_t)jp * KN * NR;
+        for (int i = 0; i < M; i += MR) {
+          micro_rows<false>(std::min(MR, M - i), A + (size_t)i * K + k0, K, Bp, NR, kb, C + (size_t)i * N + j, N, nc,
+                            true, FisherOut{});
+        }
+      }  // implicit barriers: the block buffer and C are shared
+    }
+  }
+}
+
+// Weight gradient, C[M,N] (+)= A[K,M]^T · B[K,N] (A = dout, B = inp, K = positions,
+// few): parallel over blocks of MR rows of C, each row streamed left to right
+// (sequential writes of the large C); B's full panels are read in place (B is
+// small and stays in cache), the ragged last panel is packed once per thread.
+// With fisher.acc set, C is not written: acc += w·(A^T·B)² (see FisherOut).
+void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, bool accumulate, float* fisher_acc,
+              float fisher_w) {
+  const int panels = (N + NR - 1) / NR;
+  const int last_nc = N - (panels - 1) * NR;
+#pragma omp parallel
+  {
+    std::vector<float> edge(last_nc < NR ? (size_t)K * NR : 0);
+    if (last_nc < NR) pack_panel<false>(B, N, 0, K, (panels - 1) * NR, last_nc, edge.data());
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; i += MR) {
+      const int R = std::min(MR, M - i);
+      for (int jp = 0; jp < panels; ++jp) {
+        const int j = jp * NR, nc = std::min(NR, N - j);
+        const float* panel = nc == NR ? B + j : edge.data();
+        const int ldbp = nc == NR ? N : NR;
+        FisherOut fo;
+        if (fisher_acc) {
+          fo.acc = fisher_acc + (size_t)i * N + j;
+          fo.w = fisher_w;
+        }
+        micro_rows<true>(R, A + i, M, panel, ldbp, K, C ? C + (size_t)i * N + j : nullptr, N, nc, accumulate, fo);
+      }
+    }
+  }
+}
+
 // C[M,N] = A[M,K] · B[N,K]^T for few rows of A (M < kSmallM): dot products
 // straight from B's rows, no packing (B is read once; 4 rows × 2 columns share loads).
 constexpr int kSmallM = 12;
@@ -237,7 +282,7 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
 #else
   if (T < kSmallM) sgemm_nt_small(T, OC, C, inp, weight, out);
-  else sgemm<false, true>(T, OC, C, inp, C, weight, C, out, OC, false);
+  else sgemm_nt(T, OC, C, inp, weight, out);
 #endif
   if (bias) {
 #pragma omp parallel for schedule(static) if ((long long)T * OC >= (1 << 16))
@@ -255,8 +300,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C,
                            overwrite_dweight ? 0.0f : 1.0f, dweight, C);
 #else
-  if (dinp) sgemm<false, false>(T, C, OC, dout, OC, weight, C, dinp, C, true);
-  if (dweight) sgemm<true, false>(OC, C, T, dout, OC, inp, C, dweight, C, !overwrite_dweight);
+  if (dinp) sgemm_nn(T, C, OC, dout, weight, dinp);
+  if (dweight) {
+    if (T > 0) sgemm_tn(OC, C, T, dout, inp, dweight, !overwrite_dweight, nullptr, 0.0f);
+    else if (overwrite_dweight) std::memset(dweight, 0, sizeof(float) * OC * C);
+  }
 #endif
   if (dbias) {
     for (int t = 0; t < T; ++t) {
@@ -274,8 +322,8 @@ void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_a
   fisher_accumulate(fisher_acc, dweight_scratch, fisher_w, (size_t)OC * C);
 #else
   (void)dweight_scratch;
-  if (dinp) sgemm<false, false>(T, C, OC, dout, OC, weight, C, dinp, C, true);
-  sgemm<true, false>(OC, C, T, dout, OC, inp, C, nullptr, C, false, fisher_acc, fisher_w);
+  if (dinp) sgemm_nn(T, C, OC, dout, weight, dinp);
+  if (T > 0) sgemm_tn(OC, C, T, dout, inp, nullptr, false, fisher_acc, fisher_w);
 #endif
 }
 
