@@ -47,6 +47,37 @@ export class MergeError extends DfmergeError {
   }
 }
 
+/** A model config.json the runtime cannot run: names the file and the field. */
+export class ConfigError extends DfmergeError {
+  readonly file: string;
+  readonly field: string;
+  constructor(file: string, field: string, detail: string, code = 'UnsupportedConfig') {
+    super(code, `${file}: ${field}: ${detail}`);
+    this.file = file;
+    this.field = field;
+  }
+}
+
+/** A task file (JSONL) with a bad line: names the file and the 1-based line. */
+export class TaskError extends DfmergeError {
+  readonly file: string;
+  readonly line: number | undefined;
+  constructor(file: string, line: number | undefined, code: string, detail: string) {
+    super(code, line === undefined ? `${file}: ${detail}` : `${file}:${line}: ${detail}`);
+    this.file = file;
+    this.line = line;
+  }
+}
+
+/** A tokenizer.json that cannot be loaded or does not fit the model. */
+export class TokenizerError extends DfmergeError {
+  readonly file: string;
+  constructor(file: string, code: string, detail: string) {
+    super(code, `${file}: ${detail}`);
+    this.file = file;
+  }
+}
+
 /** The native addon could not be loaded or misbehaved. */
 export class NativeError extends DfmergeError {}
 

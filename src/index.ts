@@ -7,6 +7,11 @@ export {
 } from './io/writer.js';
 export { summarize, type CheckpointSummary } from './io/inspect.js';
 export { DTYPE_BITS, byteSize, numelOf, isComputeDtype } from './io/dtypes.js';
-export { DfmergeError, SafetensorsError, CheckpointError, UsageError, NativeError } from './errors.js';
+export { DfmergeError, SafetensorsError, CheckpointError, UsageError, NativeError, ConfigError, TaskError, TokenizerError } from './errors.js';
+export { readModelConfig, parseModelConfig, type ModelConfig, type Architecture } from './model/config.js';
+export { ModelTokenizer } from './model/tokenizer.js';
+export { LlamaRuntime, RuntimeError, finalizeFisher, type WeightSource, type TokenizedExample } from './model/runtime.js';
+export * from './eval/index.js';
+export * from './fisher/index.js';
 export { loadAddon, type ComputeDtype } from './native/addon.js';
 export { VERSION } from './version.js';

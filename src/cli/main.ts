@@ -5,6 +5,8 @@ import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
 import { registerMerge } from './merge.js';
+import { registerEval } from './eval.js';
+import { registerFisher } from './fisher.js';
 
 export function versionText(): string {
   const { addon, variant, path } = loadAddon();
@@ -33,6 +35,8 @@ export function buildProgram(): Command {
   });
   registerInspect(program);
   registerMerge(program);
+  registerEval(program);
+  registerFisher(program);
   return program;
 }
 

@@ -104,7 +104,63 @@ export interface NativeAccumulateRequest {
   release?: boolean;
 }
 
+/** Hyperparameters passed to the native LlamaModel (see src/model/config.ts). */
+export interface NativeLlamaConfig {
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  layers: number;
+  vocab: number;
+  maxPositions: number;
+  rmsEps: number;
+  ropeTheta: number;
+  tieEmbeddings: boolean;
+  attentionBias: boolean;
+}
+
+/** One parameter of the native model's flat f32 layout (HF name). */
+export interface NativeParamSpec {
+  name: string;
+  shape: number[];
+  /** Offset in floats into the flat parameter / gradient / Fisher layout. */
+  offset: number;
+  numel: number;
+}
+
+/** A tokenized multiple-choice example. `u` in [0,1) drives sampled-mode Fisher. */
+export interface NativeExample {
+  prompt: Int32Array;
+  choices: Int32Array[];
+  answer?: number;
+  u?: number;
+}
+
+export type FisherMode = 'expected' | 'sampled' | 'empirical';
+
+export interface NativeLlamaModel {
+  params(): NativeParamSpec[];
+  numParams(): number;
+  setParam(index: number, data: Float32Array): void;
+  getParam(index: number): Float32Array;
+  /** Full logits [T*V] of every position. */
+  logits(tokens: Int32Array): Promise<Float32Array>;
+  /** ℓ(y|x) of every choice of every example. */
+  score(examples: NativeExample[]): Promise<Float64Array[]>;
+  /** ℓ(y|x) and its gradient (flat param layout). */
+  gradient(prompt: Int32Array, choice: Int32Array): Promise<{ loglik: number; grad: Float32Array }>;
+  /** acc += Σ_examples Σ_y w_y·(∇ℓ(y|x))² (unnormalised); per-choice ℓ and p back. */
+  fisher(acc: Float32Array, examples: NativeExample[], mode: FisherMode): Promise<{ loglik: Float64Array; prob: Float64Array }[]>;
+}
+
 export interface NativeAddon {
+  LlamaModel: new (config: NativeLlamaConfig) => NativeLlamaModel;
+  /** acc = acc·scale + eps. */
+  fisherFinalize(acc: Float32Array, scale: number, eps: number): void;
+  /** acc += w·g². */
+  fisherAccumulate(acc: Float32Array, g: Float32Array, w: number): void;
+  matmulBackend(): string;
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
   toFloat32(src: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Float32Array;
   fromFloat32(src: Float32Array, dtype: ComputeDtype): Uint8Array;

@@ -68,3 +68,19 @@ export class Progress {
     else this.stream.write(text + '\n');
   }
 }
+
+/** A counter-style reporter (done/total) over Progress, for loops that know their total only at the first update. */
+export function progressReporter(label: string, quiet = false): { update(done: number, total: number): void; end(): void } {
+  let bar: Progress | undefined;
+  let last = 0;
+  return {
+    update(done, total) {
+      bar ??= new Progress({ label, total, quiet });
+      bar.tick(done - last);
+      last = done;
+    },
+    end() {
+      bar?.finish();
+    },
+  };
+}

@@ -1,0 +1,423 @@
+// Bindings for the Llama-family runtime: a LlamaModel object holding f32
+// weights; long work (logits, scoring, gradients, Fisher) runs on the libuv
+// pool in an AsyncWorker and returns a Promise. One call at a time per model.
+#include <omp.h>
+
+#include <algorithm>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "bindings/bindings.h"
+#include "bindings/napi_util.h"
+#include "kernels/fisher.h"
+#include "model/layers.h"
+#include "model/llama.h"
+#include "util/threads.h"
+
+namespace dfm {
+
+namespace {
+
+struct Example {
+  std::vector<int32_t> prompt;
+  std::vector<std::vector<int32_t>> choices;
+  int answer = -1;
+  double u = 0.0;
+};
+
+int int_field(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(o.Env(), std::string("config.") + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int>(d))) throw_type(o.Env(), std::string("config.") + key + " must be an integer");
+  return static_cast<int>(d);
+}
+
+float float_field(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(o.Env(), std::string("config.") + key + " must be a number");
+  return static_cast<float>(v.As<Napi::Number>().DoubleValue());
+}
+
+bool bool_field(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) throw_type(o.Env(), std::string("config.") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int32_t> tokens_of(Napi::Env env, Napi::Value v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw_type(env, std::string(what) + " must be an Int32Array of token ids");
+  }
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<Example> examples_of(Napi::Env env, Napi::Value v) {
+  if (!v.IsArray()) throw_type(env, "examples must be an array");
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<Example> out(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value ev = arr.Get(i);
+    if (!ev.IsObject()) throw_type(env, "examples[" + std::to_string(i) + "] must be an object");
+    Napi::Object e = ev.As<Napi::Object>();
+    out[i].prompt = tokens_of(env, e.Get("prompt"), "example.prompt");
+    Napi::Value cv = e.Get("choices");
+    if (!cv.IsArray()) throw_type(env, "examples[" + std::to_string(i) + "].choices must be an array");
+    Napi::Array ca = cv.As<Napi::Array>();
+    for (uint32_t j = 0; j < ca.Length(); ++j) out[i].choices.push_back(tokens_of(env, ca.Get(j), "example.choices[j]"));
+    if (e.Get("answer").IsNumber()) out[i].answer = e.Get("answer").As<Napi::Number>().Int32Value();
+    if (e.Get("u").IsNumber()) out[i].u = e.Get("u").As<Napi::Number>().DoubleValue();
+  }
+  return out;
+}
+
+class LlamaModelWrap;
+
+// Runs `work` off the main thread; resolves the promise with `done(env)` or
+// rejects it with the converted native error.
+class ModelWorker : public Napi::AsyncWorker {
+ public:
+  ModelWorker(Napi::Env env, LlamaModelWrap* owner, std::function<void()> work,
+              std::function<Napi::Value(Napi::Env)> done, std::vector<Napi::Object> keep);
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    omp_set_num_threads(threads_);
+    try {
+      work_();
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+
+ private:
+  void finish();
+  Napi::Promise::Deferred deferred_;
+  LlamaModelWrap* owner_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  std::vector<Napi::ObjectReference> keep_;
+  std::exception_ptr error_;
+  int threads_;
+};
+
+class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "LlamaModel", {
+      InstanceMethod<&LlamaModelWrap::Params>("params"),
+      InstanceMethod<&LlamaModelWrap::NumParams>("numParams"),
+      InstanceMethod<&LlamaModelWrap::SetParam>("setParam"),
+      InstanceMethod<&LlamaModelWrap::GetParam>("getParam"),
+      InstanceMethod<&LlamaModelWrap::Logits>("logits"),
+      InstanceMethod<&LlamaModelWrap::Score>("score"),
+      InstanceMethod<&LlamaModelWrap::Gradient>("gradient"),
+      InstanceMethod<&LlamaModelWrap::Fisher>("fisher"),
+    });
+  }
+
+  explicit LlamaModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LlamaModelWrap>(info) {
+    try {
+      if (!info[0].IsObject()) throw_type(info.Env(), "LlamaModel(config): config must be an object");
+      Napi::Object o = info[0].As<Napi::Object>();
+      LlamaConfig c;
+      c.hidden = int_field(o, "hidden");
+      c.intermediate = int_field(o, "intermediate");
+      c.n_heads = int_field(o, "heads");
+      c.n_kv_heads = int_field(o, "kvHeads");
+      c.head_dim = int_field(o, "headDim");
+      c.n_layers = int_field(o, "layers");
+      c.vocab = int_field(o, "vocab");
+      c.max_positions = int_field(o, "maxPositions");
+      c.rms_eps = float_field(o, "rmsEps");
+      c.rope_theta = float_field(o, "ropeTheta");
+      c.tie_embeddings = bool_field(o, "tieEmbeddings");
+      c.attention_bias = bool_field(o, "attentionBias");
+      model_ = std::make_unique<LlamaModel>(c);
+    } catch (...) {
+      rethrow_as_js(info.Env());
+    }
+  }
+
+  bool busy = false;
+
+ private:
+  void check_idle(Napi::Env env) {
+    if (busy) {
+      Napi::Error err = Napi::Error::New(env, "the model is busy with another call; await it first");
+      err.Set("code", Napi::String::New(env, "ModelBusy"));
+      throw err;
+    }
+  }
+
+  Napi::Value queue(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
+                    std::vector<Napi::Object> keep = {}) {
+    check_idle(env);
+    auto* w = new ModelWorker(env, this, std::move(work), std::move(done), std::move(keep));
+    busy = true;
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Params(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto& specs = model_->param_specs();
+    Napi::Array out = Napi::Array::New(env, specs.size());
+    for (size_t i = 0; i < specs.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", specs[i].name);
+      Napi::Array shape = Napi::Array::New(env, specs[i].shape.size());
+      for (size_t d = 0; d < specs[i].shape.size(); ++d) shape.Set(d, Napi::Number::New(env, (double)specs[i].shape[d]));
+      o.Set("shape", shape);
+      o.Set("offset", Napi::Number::New(env, (double)specs[i].offset));
+      o.Set("numel", Napi::Number::New(env, (double)specs[i].numel));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  Napi::Value NumParams(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), (double)model_->num_params());
+  }
+
+  const ParamSpec& spec_arg(const Napi::CallbackInfo& info, size_t i) {
+    const uint64_t idx = index_arg(info, i, "param index");
+    if (idx >= model_->param_specs().size()) throw_type(info.Env(), "param index out of range");
+    return model_->param_specs()[idx];
+  }
+
+  // setParam(index, Float32Array): copies one tensor's f32 values in.
+  Napi::Value SetParam(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      check_idle(info.Env());
+      const ParamSpec& s = spec_arg(info, 0);
+      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw_type(info.Env(), "setParam: data must be a Float32Array");
+      }
+      Napi::Float32Array a = info[1].As<Napi::Float32Array>();
+      if (a.ElementLength() != s.numel) {
+        throw DfError("ShapeMismatch", "tensor " + s.name + " needs " + std::to_string(s.numel) + " values, got " +
+                                           std::to_string(a.ElementLength()), s.name);
+      }
+      std::memcpy(model_->params() + s.offset, a.Data(), s.numel * sizeof(float));
+      model_->params_changed();
+      return info.Env().Undefined();
+    });
+  }
+
+  // getParam(index) -> Float32Array copy.
+  Napi::Value GetParam(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      const ParamSpec& s = spec_arg(info, 0);
+      Napi::Float32Array a = Napi::Float32Array::New(info.Env(), s.numel);
+      std::memcpy(a.Data(), model_->params() + s.offset, s.numel * sizeof(float));
+      return a;
+    });
+  }
+
+  // logits(tokens: Int32Array) -> Promise<Float32Array [T*V]>
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto tokens = std::make_shared<std::vector<int32_t>>(tokens_of(info.Env(), info[0], "tokens"));
+      auto out = std::make_shared<std::vector<float>>();
+      LlamaModel* m = model_.get();
+      return queue(info.Env(), [=] { *out = m->logits(tokens->data(), (int)tokens->size()); },
+                   [=](Napi::Env env) -> Napi::Value {
+                     Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
+                     std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
+                     return a;
+                   });
+    });
+  }
+
+  // score(examples) -> Promise<Float64Array[]>: ℓ(y|x) of every choice of every example.
+  Napi::Value Score(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto ex = std::make_shared<std::vector<Example>>(examples_of(info.Env(), info[0]));
+      auto out = std::make_shared<std::vector<std::vector<double>>>(ex->size());
+      LlamaModel* m = model_.get();
+      return queue(info.Env(),
+                   [=] {
+                     for (size_t i = 0; i < ex->size(); ++i) {
+                       const Example& e = (*ex)[i];
+                       size_t longest = 0;
+                       for (const auto& c : e.choices) longest = std::max(longest, c.size());
+                       m->reserve((int)(e.prompt.size() + longest) - 1);
+                       for (const auto& c : e.choices) {
+                         (*out)[i].push_back(m->choice_loglik(e.prompt.data(), (int)e.prompt.size(), c.data(), (int)c.size()));
+                       }
+                     }
+                   },
+                   [=](Napi::Env env) -> Napi::Value {
+                     Napi::Array arr = Napi::Array::New(env, out->size());
+                     for (size_t i = 0; i < out->size(); ++i) {
+                       Napi::Float64Array a = Napi::Float64Array::New(env, (*out)[i].size());
+                       std::copy((*out)[i].begin(), (*out)[i].end(), a.Data());
+                       arr.Set(i, a);
+                     }
+                     return arr;
+                   });
+    });
+  }
+
+  // gradient(prompt, choice) -> Promise<{loglik, grad: Float32Array (flat, param layout)}>
+  Napi::Value Gradient(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      auto prompt = std::make_shared<std::vector<int32_t>>(tokens_of(info.Env(), info[0], "prompt"));
+      auto choice = std::make_shared<std::vector<int32_t>>(tokens_of(info.Env(), info[1], "choice"));
+      auto ll = std::make_shared<double>(0.0);
+      LlamaModel* m = model_.get();
+      return queue(info.Env(),
+                   [=] { *ll = m->choice_gradient(prompt->data(), (int)prompt->size(), choice->data(), (int)choice->size()); },
+                   [=](Napi::Env env) -> Napi::Value {
+                     Napi::Object o = Napi::Object::New(env);
+                     o.Set("loglik", Napi::Number::New(env, *ll));
+                     Napi::Float32Array g = Napi::Float32Array::New(env, m->num_params());
+                     std::memcpy(g.Data(), m->grads(), m->num_params() * sizeof(float));
+                     o.Set("grad", g);
+                     return o;
+                   });
+    });
+  }
+
+  // fisher(acc: Float32Array, examples, mode) -> Promise<{loglik, prob}[]>;
+  // acc (flat, param layout) += Σ_examples Σ_y w_y · g_y² (unnormalised).
+  Napi::Value Fisher(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw_type(env, "fisher: acc must be a Float32Array");
+      }
+      Napi::Float32Array acc = info[0].As<Napi::Float32Array>();
+      if (acc.ElementLength() != model_->num_params()) {
+        throw_type(env, "fisher: acc must have numParams() = " + std::to_string(model_->num_params()) + " elements");
+      }
+      auto ex = std::make_shared<std::vector<Example>>(examples_of(env, info[1]));
+      const std::string ms = string_arg(info, 2, "mode");
+      FisherMode mode;
+      if (ms == "expected") mode = FisherMode::Expected;
+      else if (ms == "sampled") mode = FisherMode::Sampled;
+      else if (ms == "empirical") mode = FisherMode::Empirical;
+      else throw_type(env, "fisher: mode must be expected, sampled or empirical, got " + ms);
+      float* accp = acc.Data();
+      auto ll = std::make_shared<std::vector<std::vector<double>>>(ex->size());
+      auto pr = std::make_shared<std::vector<std::vector<double>>>(ex->size());
+      LlamaModel* m = model_.get();
+      return queue(env,
+                   [=] {
+                     for (size_t i = 0; i < ex->size(); ++i) {
+                       const Example& e = (*ex)[i];
+                       (*ll)[i].resize(e.choices.size());
+                       (*pr)[i].resize(e.choices.size());
+                       m->fisher_example(e.prompt.data(), (int)e.prompt.size(), e.choices, mode, e.answer, e.u, accp,
+                                         (*ll)[i].data(), (*pr)[i].data());
+                     }
+                   },
+                   [=](Napi::Env env) -> Napi::Value {
+                     Napi::Array arr = Napi::Array::New(env, ll->size());
+                     for (size_t i = 0; i < ll->size(); ++i) {
+                       Napi::Object o = Napi::Object::New(env);
+                       Napi::Float64Array a = Napi::Float64Array::New(env, (*ll)[i].size());
+                       std::copy((*ll)[i].begin(), (*ll)[i].end(), a.Data());
+                       Napi::Float64Array b = Napi::Float64Array::New(env, (*pr)[i].size());
+                       std::copy((*pr)[i].begin(), (*pr)[i].end(), b.Data());
+                       o.Set("loglik", a);
+                       o.Set("prob", b);
+                       arr.Set(i, o);
+                     }
+                     return arr;
+                   },
+                   {acc});
+    });
+  }
+
+  std::unique_ptr<LlamaModel> model_;
+};
+
+ModelWorker::ModelWorker(Napi::Env env, LlamaModelWrap* owner, std::function<void()> work,
+                         std::function<Napi::Value(Napi::Env)> done, std::vector<Napi::Object> keep)
+    : Napi::AsyncWorker(env, "dfmerge.model"),
+      deferred_(Napi::Promise::Deferred::New(env)),
+      owner_(owner),
+      work_(std::move(work)),
+      done_(std::move(done)),
+      threads_(get_threads()) {
+  owner_->Ref();
+  for (auto& o : keep) keep_.push_back(Napi::Persistent(o));
+}
+
+void ModelWorker::finish() {
+  owner_->busy = false;
+  owner_->Unref();
+}
+
+void ModelWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  finish();
+  try {
+    if (error_) {
+      try {
+        std::rethrow_exception(error_);
+      } catch (...) {
+        rethrow_as_js(env);
+      }
+    }
+    deferred_.Resolve(done_(env));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  }
+}
+
+void ModelWorker::OnError(const Napi::Error& e) {
+  finish();
+  deferred_.Reject(e.Value());
+}
+
+// fisherFinalize(acc: Float32Array, scale, eps): acc = acc·scale + eps.
+Napi::Value FisherFinalize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw_type(info.Env(), "fisherFinalize: acc must be a Float32Array");
+    }
+    Napi::Float32Array acc = info[0].As<Napi::Float32Array>();
+    fisher_finalize(acc.Data(), (float)number_arg(info, 1, "scale"), (float)number_arg(info, 2, "eps"), acc.ElementLength());
+    return info.Env().Undefined();
+  });
+}
+
+// fisherAccumulate(acc, g, w): acc += w·g² (exposed for tests and the merge loop).
+Napi::Value FisherAccumulate(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    for (int i = 0; i < 2; ++i) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw_type(info.Env(), "fisherAccumulate: acc and g must be Float32Arrays");
+      }
+    }
+    Napi::Float32Array acc = info[0].As<Napi::Float32Array>();
+    Napi::Float32Array g = info[1].As<Napi::Float32Array>();
+    if (acc.ElementLength() != g.ElementLength()) throw_type(info.Env(), "fisherAccumulate: acc and g differ in length");
+    fisher_accumulate(acc.Data(), g.Data(), (float)number_arg(info, 2, "w"), acc.ElementLength());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value MatmulBackend(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), matmul_backend());
+}
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  exports.Set("LlamaModel", LlamaModelWrap::Define(env));
+  exports.Set("fisherFinalize", Napi::Function::New(env, FisherFinalize, "fisherFinalize"));
+  exports.Set("fisherAccumulate", Napi::Function::New(env, FisherAccumulate, "fisherAccumulate"));
+  exports.Set("matmulBackend", Napi::Function::New(env, MatmulBackend, "matmulBackend"));
+}
+
+}  // namespace dfm

@@ -1,0 +1,23 @@
+// Diagonal Fisher accumulation (DESIGN.md §1):
+//   F = (1/N) · Σ_n Σ_y w_y · (∇_θ ℓ(y|x_n))² + ε
+// Each example's per-choice gradient g is folded into f32 accumulators as soon
+// as it is produced (acc[j] += w·g[j]²) and then discarded, so no per-example
+// gradient of the whole model outlives its own backward pass. The square is per
+// example and per choice, never of a batch-summed gradient.
+#pragma once
+#include <cstddef>
+
+namespace dfm {
+
+// acc[j] += w · g[j]² for j < n.
+void fisher_accumulate(float* acc, const float* g, float w, size_t n);
+// acc[j] = acc[j] · scale + eps for j < n (scale = 1/N, eps = 1e-12).
+void fisher_finalize(float* acc, float scale, float eps, size_t n);
+
+#ifdef DFMERGE_CUDA
+// CUDA twins over device pointers (fisher.cu); asynchronous on the default stream.
+void fisher_accumulate_cuda(float* acc, const float* g, float w, size_t n);
+void fisher_finalize_cuda(float* acc, float scale, float eps, size_t n);
+#endif
+
+}  // namespace dfm

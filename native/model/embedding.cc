@@ -1,0 +1,20 @@
+// Token embedding lookup and its backward (scatter-add into the table rows).
+#include <cstring>
+
+#include "model/layers.h"
+
+namespace dfm {
+
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, int T, int C) {
+  for (int t = 0; t < T; ++t) std::memcpy(out + (size_t)t * C, wte + (size_t)tokens[t] * C, sizeof(float) * C);
+}
+
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int T, int C) {
+  for (int t = 0; t < T; ++t) {
+    float* row = dwte + (size_t)tokens[t] * C;
+    const float* d = dout + (size_t)t * C;
+    for (int i = 0; i < C; ++i) row[i] += d[i];
+  }
+}
+
+}  // namespace dfm

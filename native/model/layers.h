@@ -1,0 +1,76 @@
+// The Llama-family layers, llm.c style: each layer kind is a pair of plain
+// functions x_forward / x_backward over raw f32 pointers with the shapes in the
+// signature, both in one file (model/<kind>.cc). Row-major throughout; T is the
+// number of positions of one sequence. Backward functions ACCUMULATE (+=) into
+// their gradient outputs, so one buffer can collect the gradient of a tensor
+// used in several places (tied embeddings); callers zero gradients first.
+// Each kernel is a small function so that a CUDA twin can sit beside it later.
+#pragma once
+#include <cstdint>
+
+namespace dfm {
+
+// --- matmul.cc: out[T,OC] = inp[T,C] · weight[OC,C]^T (+ bias[OC]) ---------
+// (nn.Linear). Uses cblas_sgemm when built with OpenBLAS, else the built-in
+// cache-blocked OpenMP SGEMM below.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC);
+// dinp[T,C] += dout·weight; dweight[OC,C] += dout^T·inp (or = with
+// overwrite_dweight, which spares zeroing it first); dbias[OC] += Σ_t dout.
+// Any of dinp, dweight, dbias may be null (not wanted).
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int T, int C, int OC, bool overwrite_dweight = false);
+// The same backward with the weight gradient folded straight into a diagonal
+// Fisher accumulator (DESIGN.md §1): fisher_acc[OC,C] += fisher_w · (dout^T·inp)²,
+// squared per element of this one example's gradient. The built-in SGEMM never
+// materialises the gradient (the squaring is the micro-kernel's epilogue);
+// with OpenBLAS it goes through dweight_scratch[OC,C].
+void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_acc, float fisher_w, const float* dout,
+                            const float* inp, const float* weight, int T, int C, int OC);
+// Name of the matmul backend compiled in ("openblas" or "builtin").
+const char* matmul_backend();
+
+// --- embedding.cc: out[t,:] = wte[tokens[t],:] -----------------------------
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, int T, int C);
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int T, int C);
+
+// --- rmsnorm.cc: out = weight ⊙ x / sqrt(mean(x²) + eps) (HF LlamaRMSNorm) --
+// rstd[T] keeps 1/sqrt(mean(x²)+eps) for the backward pass.
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int C, float eps);
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, int T, int C);
+
+// --- rope.cc: rotary embeddings, HF rotate_half convention ------------------
+// cos/sin tables [T, HD/2]: angle(t, i) = t · theta^(-2i/HD).
+void rope_tables(float* cos_t, float* sin_t, int T, int HD, float theta);
+// x[T, NH, HD] -> out: out[i] = x[i]·cos − x[i+HD/2]·sin, out[i+HD/2] = x[i+HD/2]·cos + x[i]·sin.
+void rope_forward(float* out, const float* inp, const float* cos_t, const float* sin_t, int T, int NH, int HD);
+void rope_backward(float* dinp, const float* dout, const float* cos_t, const float* sin_t, int T, int NH, int HD);
+
+// --- attention.cc: grouped-query causal self-attention ----------------------
+// q[T, NH*HD], k/v[T, NKV*HD] (NH a multiple of NKV; head h reads kv head
+// h / (NH/NKV)); att[NH, ld, ld] keeps the softmax probabilities (row t valid
+// for s <= t; ld >= T is the row stride); out[T, NH*HD] = Σ_s att[h,t,s] · v[s, g].
+// The forward computes query rows t in [T0, T) only: rows before T0 (a prompt
+// shared by several continuations) are already in out and att.
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       int T0, int T, int NH, int NKV, int HD, int ld);
+// dq/dk/dv += ... over all rows [0, T); scratch[T] per kv group, i.e. NKV*T floats.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                        const float* q, const float* k, const float* v, float* scratch,
+                        int T, int NH, int NKV, int HD, int ld);
+
+// --- swiglu.cc: out = silu(gate) ⊙ up ---------------------------------------
+void swiglu_forward(float* out, const float* gate, const float* up, int N);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N);
+
+// --- residual (in swiglu.cc): out = a + b ----------------------------------
+void residual_forward(float* out, const float* a, const float* b, int N);
+
+// --- logprob.cc: log-softmax / cross-entropy over the vocabulary ------------
+// logp[t] = log softmax(logits[t,:])[targets[t]] for t < T (computed in double).
+void logprob_forward(float* logp, const float* logits, const int32_t* targets, int T, int V);
+// dlogits[t,:] = dloss[t] · (onehot(targets[t]) − softmax(logits[t,:])): the gradient
+// of Σ_t dloss[t] · logp[t]. Overwrites dlogits.
+void logprob_backward(float* dlogits, const float* logits, const int32_t* targets, const float* dloss, int T, int V);
+
+}  // namespace dfm

@@ -1,0 +1,444 @@
+// LlamaModel: parameter layout, forward and backward over one sequence, and
+// the per-example scoring and Fisher contributions built on them.
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/fisher.h"
+#include "model/layers.h"
+#include "util/error.h"
+
+namespace dfm {
+
+namespace {
+constexpr size_t kNone = std::numeric_limits<size_t>::max();
+void zero(float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); }
+}  // namespace
+
+LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
+  auto bad = [](const std::string& field, const std::string& why) {
+    throw DfError("InvalidConfig", "config field " + field + " " + why);
+  };
+  if (c.hidden <= 0) bad("hidden_size", "must be positive");
+  if (c.intermediate <= 0) bad("intermediate_size", "must be positive");
+  if (c.n_heads <= 0) bad("num_attention_heads", "must be positive");
+  if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0)
+    bad("num_key_value_heads", "must be positive and divide num_attention_heads");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0) bad("head_dim", "must be positive and even");
+  if (c.n_layers <= 0) bad("num_hidden_layers", "must be positive");
+  if (c.vocab <= 0) bad("vocab_size", "must be positive");
+  if (c.max_positions <= 0) bad("max_position_embeddings", "must be positive");
+  if (!(c.rms_eps > 0)) bad("rms_norm_eps", "must be positive");
+  if (!(c.rope_theta > 0)) bad("rope_theta", "must be positive");
+  const int64_t C = c.hidden, I = c.intermediate, V = c.vocab;
+  qd_ = c.n_heads * c.head_dim;
+  kd_ = c.n_kv_heads * c.head_dim;
+  add_param("model.embed_tokens.weight", {V, C}, &wte_);
+  layers_.resize(c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l) {
+    Layer& ly = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add_param(p + "input_layernorm.weight", {C}, &ly.ln1);
+    add_param(p + "self_attn.q_proj.weight", {qd_, C}, &ly.wq);
+    ly.bq = ly.bk = ly.bv = kNone;
+    if (c.attention_bias) add_param(p + "self_attn.q_proj.bias", {qd_}, &ly.bq);
+    add_param(p + "self_attn.k_proj.weight", {kd_, C}, &ly.wk);
+    if (c.attention_bias) add_param(p + "self_attn.k_proj.bias", {kd_}, &ly.bk);
+    add_param(p + "self_attn.v_proj.weight", {kd_, C}, &ly.wv);
+    if (c.attention_bias) add_param(p + "self_attn.v_proj.bias", {kd_}, &ly.bv);
+    add_param(p + "self_attn.o_proj.weight", {C, qd_}, &ly.wo);
+    add_param(p + "post_attention_layernorm.weight", {C}, &ly.ln2);
+    add_param(p + "mlp.gate_proj.weight", {I, C}, &ly.wg);
+    add_param(p + "mlp.up_proj.weight", {I, C}, &ly.wu);
+    add_param(p + "mlp.down_proj.weight", {C, I}, &ly.wd);
+  }
+  add_param("model.norm.weight", {C}, &wnorm_);
+  if (c.tie_embeddings) {
+    wlm_ = wte_;
+  } else {
+    add_param("lm_head.weight", {V, C}, &wlm_);
+  }
+  size_t total = 0;
+  for (const ParamSpec& s : specs_) {
+    total = std::max(total, s.offset + s.numel);
+    const bool matmul_weight = s.shape.size() == 2 && s.offset != wte_;
+    if (!matmul_weight && !(c.tie_embeddings && s.offset == wte_)) zero_before_backward_.emplace_back(s.offset, s.numel);
+    if (!matmul_weight && s.offset != wte_) unfused_.emplace_back(s.offset, s.numel);
+  }
+  params_.assign(total, 0.0f);
+}
+
+void LlamaModel::add_param(const std::string& name, std::vector<int64_t> shape, size_t* where) {
+  ParamSpec s;
+  s.name = name;
+  s.numel = 1;
+  for (int64_t d : shape) s.numel *= static_cast<size_t>(d);
+  s.shape = std::move(shape);
+  s.offset = specs_.empty() ? 0 : specs_.back().offset + specs_.back().numel;
+  *where = s.offset;
+  specs_.push_back(std::move(s));
+}
+
+void LlamaModel::ensure_capacity(int T) {
+  if (T <= cap_) return;
+  const size_t t = static_cast<size_t>(T);
+  const size_t C = cfg_.hidden, I = cfg_.intermediate, L = cfg_.n_layers, NH = cfg_.n_heads;
+  const size_t NKV = cfg_.n_kv_heads, V = cfg_.vocab;
+  seq_.resize(t);
+  targets_.resize(t);
+  cos_.resize(t * cfg_.head_dim / 2);
+  sin_.resize(t * cfg_.head_dim / 2);
+  rope_tables(cos_.data(), sin_.data(), T, cfg_.head_dim, cfg_.rope_theta);
+  res_.resize((L + 1) * t * C);
+  h1_.resize(L * t * C); rstd1_.resize(L * t);
+  qr_.resize(L * t * qd_); kr_.resize(L * t * kd_); v_.resize(L * t * kd_);
+  att_.resize(L * NH * t * t); y_.resize(L * t * qd_);
+  x1_.resize(L * t * C); h2_.resize(L * t * C); rstd2_.resize(L * t);
+  g_.resize(L * t * I); u_.resize(L * t * I); a_.resize(L * t * I);
+  hf_.resize(t * C); rstdf_.resize(t);
+  logits_.resize(t * V); logp_.resize(t); dlogits_.resize(t * V); dloss_.resize(t);
+  tq_.resize(t * qd_); tk_.resize(t * kd_); tc_.resize(t * C);
+  dres_.resize(t * C); dx1_.resize(t * C); dh_.resize(t * C);
+  dq_.resize(t * qd_); dk_.resize(t * kd_); dv_.resize(t * kd_);
+  dqr_.resize(t * qd_); dkr_.resize(t * kd_); dy_.resize(t * qd_);
+  dg_.resize(t * I); du_.resize(t * I); da_.resize(t * I);
+  datt_.resize(NKV * t); dhf_.resize(t * C);
+  cap_ = T;
+  cached_.clear();  // the row stride changed
+}
+
+// Per-layer activation blocks use the capacity cap_ as their row stride, so the
+// rows of a shared prefix stay in place while later rows are (re)computed.
+// forward() computes rows [t0, T): rows before t0 must hold the activations of
+// tokens[0..t0) (causal attention: they do not depend on later tokens).
+void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
+  const LlamaConfig& c = cfg_;
+  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
+  for (int t = t0; t < T; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= V) {
+      cached_.clear();
+      throw DfError("TokenOutOfRange", "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) +
+                                           " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    }
+  }
+  const float* W = params_.data();
+  const size_t S = (size_t)cap_;  // row stride of the per-layer blocks
+  const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
+  const int n = T - t0;  // rows computed now
+  const size_t r = (size_t)t0;
+  cached_.assign(tokens, tokens + T);
+  if (n > 0) {
+    embedding_forward(res_.data() + r * C, tokens + t0, W + wte_, n, C);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const Layer& ly = layers_[l];
+      const float* x0 = res_.data() + l * sc;
+      float* h1 = h1_.data() + l * sc;
+      float* qr = qr_.data() + l * sq;
+      float* kr = kr_.data() + l * sk;
+      float* v = v_.data() + l * sk;
+      float* att = att_.data() + (size_t)l * NH * S * S;
+      float* y = y_.data() + l * sq;
+      float* x1 = x1_.data() + l * sc;
+      float* h2 = h2_.data() + l * sc;
+      float* g = g_.data() + l * si;
+      float* u = u_.data() + l * si;
+      float* a = a_.data() + l * si;
+      rmsnorm_forward(h1 + r * C, rstd1_.data() + l * S + r, x0 + r * C, W + ly.ln1, n, C, c.rms_eps);
+      matmul_forward(tq_.data(), h1 + r * C, W + ly.wq, ly.bq == kNone ? nullptr : W + ly.bq, n, C, qd_);
+      matmul_forward(tk_.data(), h1 + r * C, W + ly.wk, ly.bk == kNone ? nullptr : W + ly.bk, n, C, kd_);
+      matmul_forward(v + r * kd_, h1 + r * C, W + ly.wv, ly.bv == kNone ? nullptr : W + ly.bv, n, C, kd_);
+      const size_t ro = r * HD / 2;  // rope tables are indexed by absolute position
+      rope_forward(qr + r * qd_, tq_.data(), cos_.data() + ro, sin_.data() + ro, n, NH, HD);
+      rope_forward(kr + r * kd_, tk_.data(), cos_.data() + ro, sin_.data() + ro, n, NKV, HD);
+      attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_);
+      matmul_forward(tc_.data(), y + r * qd_, W + ly.wo, nullptr, n, qd_, C);
+      residual_forward(x1 + r * C, x0 + r * C, tc_.data(), n * C);
+      rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W + ly.ln2, n, C, c.rms_eps);
+      matmul_forward(g + r * I, h2 + r * C, W + ly.wg, nullptr, n, C, I);
+      matmul_forward(u + r * I, h2 + r * C, W + ly.wu, nullptr, n, C, I);
+      swiglu_forward(a + r * I, g + r * I, u + r * I, n * I);
+      matmul_forward(tc_.data(), a + r * I, W + ly.wd, nullptr, n, I, C);
+      residual_forward(res_.data() + (l + 1) * sc + r * C, x1 + r * C, tc_.data(), n * C);
+    }
+    rmsnorm_forward(hf_.data() + r * C, rstdf_.data() + r, res_.data() + c.n_layers * sc + r * C, W + wnorm_, n, C,
+                    c.rms_eps);
+  }
+  // The LM head only at the positions whose logits are wanted.
+  if (p1 > p0) matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, W + wlm_, nullptr, p1 - p0, C, V);
+}
+
+void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, float* fisher_acc,
+                          float fisher_w) {
+  const LlamaConfig& c = cfg_;
+  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
+  // Matmul weight gradients are overwritten (each weight is used once); only the
+  // gradients that are accumulated (embedding rows, norms, biases) are zeroed.
+  const bool fused = fisher_acc != nullptr;
+  const size_t embed_numel = (size_t)V * C;
+  if (grads_.size() != params_.size()) {
+    grads_.assign(params_.size(), 0.0f);
+  } else {
+    for (const auto& z : zero_before_backward_) {
+      // the untied embedding's gradient is left clean by a fused backward
+      if (z.first == wte_ && fused && emb_grad_clean_) continue;
+      zero(grads_.data() + z.first, z.second);
+    }
+  }
+  emb_grad_clean_ = false;
+  // A linear layer's backward: the weight gradient either into grads_ or fused into the Fisher.
+  auto linear_backward = [&](float* dinp, size_t w_off, size_t b_off, const float* dout, const float* inp, int Cin,
+                             int Cout) {
+    float* db = b_off == kNone ? nullptr : grads_.data() + b_off;
+    if (fused) {
+      matmul_backward_fisher(dinp, grads_.data() + w_off, fisher_acc + w_off, fisher_w, dout, inp, params_.data() + w_off,
+                             T, Cin, Cout);
+      if (db) matmul_backward(nullptr, nullptr, db, dout, inp, nullptr, T, Cin, Cout);
+    } else {
+      matmul_backward(dinp, grads_.data() + w_off, db, dout, inp, params_.data() + w_off, T, Cin, Cout, true);
+    }
+  };
+  const float* W = params_.data();
+  float* G = grads_.data();
+  const size_t S = (size_t)cap_;
+  const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
+  const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
+  // LM head (into the embedding's gradient when tied) and the final norm.
+  zero(dhf_.data(), tc);
+  if (fused && !c.tie_embeddings) {
+    matmul_backward_fisher(dhf_.data() + (size_t)p0 * C, G + wlm_, fisher_acc + wlm_, fisher_w, dlogits,
+                           hf_.data() + (size_t)p0 * C, W + wlm_, p1 - p0, C, V);
+  } else {
+    matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
+                    p1 - p0, C, V, /*overwrite_dweight=*/true);  // before the embedding's scatter-add when tied
+  }
+  zero(dres_.data(), tc);
+  rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * sc, W + wnorm_, rstdf_.data(), T, C);
+  for (int l = c.n_layers - 1; l >= 0; --l) {
+    const Layer& ly = layers_[l];
+    const float* x0 = res_.data() + l * sc;
+    const float* h1 = h1_.data() + l * sc;
+    const float* qr = qr_.data() + l * sq;
+    const float* kr = kr_.data() + l * sk;
+    const float* v = v_.data() + l * sk;
+    const float* att = att_.data() + (size_t)l * NH * S * S;
+    const float* y = y_.data() + l * sq;
+    const float* x1 = x1_.data() + l * sc;
+    const float* h2 = h2_.data() + l * sc;
+    const float* g = g_.data() + l * si;
+    const float* u = u_.data() + l * si;
+    const float* a = a_.data() + l * si;
+    // MLP: dres = d(layer output) = d(x1 + down(a)).
+    zero(da_.data(), ti);
+    linear_backward(da_.data(), ly.wd, kNone, dres_.data(), a, I, C);
+    swiglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
+    zero(dh_.data(), tc);
+    linear_backward(dh_.data(), ly.wg, kNone, dg_.data(), h2, C, I);
+    linear_backward(dh_.data(), ly.wu, kNone, du_.data(), h2, C, I);
+    std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
+    rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + l * S, T, C);
+    // Attention: dx1 = d(x0 + o_proj(y)).
+    zero(dy_.data(), tq);
+    linear_backward(dy_.data(), ly.wo, kNone, dx1_.data(), y, qd_, C);
+    zero(dqr_.data(), tq);
+    zero(dkr_.data(), tk);
+    zero(dv_.data(), tk);
+    attention_backward(dqr_.data(), dkr_.data(), dv_.data(), dy_.data(), att, qr, kr, v, datt_.data(), T, NH, NKV, HD,
+                       cap_);
+    rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
+    rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
+    zero(dh_.data(), tc);
+    linear_backward(dh_.data(), ly.wq, ly.bq, dq_.data(), h1, C, qd_);
+    linear_backward(dh_.data(), ly.wk, ly.bk, dk_.data(), h1, C, kd_);
+    linear_backward(dh_.data(), ly.wv, ly.bv, dv_.data(), h1, C, kd_);
+    std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
+    rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + l * S, T, C);
+  }
+  embedding_backward(G + wte_, dres_.data(), tokens, T, C);
+  if (!fused) return;
+  // Fold what was not fused into the Fisher: norms, biases, and the embedding
+  // (whole when tied: it also holds the LM head's gradient; else only the rows
+  // of this sequence's tokens, which are then cleared again).
+  for (const auto& z : unfused_) fisher_accumulate(fisher_acc + z.first, G + z.first, fisher_w, z.second);
+  if (c.tie_embeddings) {
+    fisher_accumulate(fisher_acc + wte_, G + wte_, fisher_w, embed_numel);
+  } else {
+    std::vector<int32_t> rows(tokens, tokens + T);
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    for (int32_t t : rows) {
+      const size_t off = wte_ + (size_t)t * C;
+      fisher_accumulate(fisher_acc + off, G + off, fisher_w, C);
+      zero(G + off, C);
+    }
+    emb_grad_clean_ = true;
+  }
+}
+
+// Rows of the cached sequence that can be reused for `tokens`: its common prefix.
+int LlamaModel::reusable_rows(const int32_t* tokens, int T) const {
+  const int n = std::min<int>(T, (int)cached_.size());
+  int i = 0;
+  while (i < n && cached_[i] == tokens[i]) ++i;
+  return i;
+}
+
+std::vector<float> LlamaModel::logits(const int32_t* tokens, int T) {
+  if (T <= 0) throw DfError("EmptySequence", "no tokens to run");
+  if (T > cfg_.max_positions) throw DfError("SequenceTooLong", "sequence of " + std::to_string(T) +
+      " tokens is longer than max_position_embeddings " + std::to_string(cfg_.max_positions));
+  ensure_capacity(T);
+  forward(tokens, reusable_rows(tokens, T), T, 0, T);
+  return std::vector<float>(logits_.begin(), logits_.begin() + (size_t)T * cfg_.vocab);
+}
+
+// Sequence = prompt ++ choice[0..L-1): the last choice token is only a target.
+// Position P-1+j predicts choice[j], so the LM head runs on positions [P-1, P+L-1).
+double LlamaModel::run_choice(const int32_t* prompt, int P, const int32_t* choice, int L) {
+  if (P <= 0) throw DfError("EmptyPrompt", "the prompt has no tokens (a prompt needs at least one, e.g. BOS)");
+  if (L <= 0) throw DfError("EmptyChoice", "an answer choice has no tokens");
+  const int T = P + L - 1;
+  if (T > cfg_.max_positions) throw DfError("SequenceTooLong", "prompt + choice of " + std::to_string(P + L) +
+      " tokens is longer than max_position_embeddings " + std::to_string(cfg_.max_positions));
+  ensure_capacity(T);
+  std::copy(prompt, prompt + P, seq_.begin());
+  std::copy(choice, choice + L - 1, seq_.begin() + P);
+  std::copy(choice, choice + L, targets_.begin());
+  forward(seq_.data(), reusable_rows(seq_.data(), T), T, P - 1, T);
+  logprob_forward(logp_.data(), logits_.data(), targets_.data(), L, cfg_.vocab);
+  double s = 0;
+  for (int j = 0; j < L; ++j) s += logp_[j];
+  return s / L;  // length-normalised log-likelihood ℓ(y|x)
+}
+
+void LlamaModel::backward_choice(int P, int L, float* fisher_acc, float fisher_w) {
+  const int T = P + L - 1;
+  for (int j = 0; j < L; ++j) dloss_[j] = 1.0f / (float)L;  // dℓ/dlogp_j
+  logprob_backward(dlogits_.data(), logits_.data(), targets_.data(), dloss_.data(), L, cfg_.vocab);
+  backward(seq_.data(), T, P - 1, T, dlogits_.data(), fisher_acc, fisher_w);
+}
+
+template <class F>
+void LlamaModel::for_each_row_buffer(F&& f) {
+  const size_t S = (size_t)cap_, C = cfg_.hidden, I = cfg_.intermediate, L = cfg_.n_layers;
+  f(res_.data(), L + 1, S * C, C);
+  for (std::vector<float>* b : {&h1_, &x1_, &h2_}) f(b->data(), L, S * C, C);
+  for (std::vector<float>* b : {&rstd1_, &rstd2_}) f(b->data(), L, S, (size_t)1);
+  for (std::vector<float>* b : {&qr_, &y_}) f(b->data(), L, S * qd_, (size_t)qd_);
+  for (std::vector<float>* b : {&kr_, &v_}) f(b->data(), L, S * kd_, (size_t)kd_);
+  for (std::vector<float>* b : {&g_, &u_, &a_}) f(b->data(), L, S * I, I);
+  f(hf_.data(), (size_t)1, S * C, C);
+  f(rstdf_.data(), (size_t)1, S, (size_t)1);
+  f(att_.data(), L * cfg_.n_heads, S * S, S);
+}
+
+size_t LlamaModel::row_floats() {
+  size_t n = 0;
+  for_each_row_buffer([&](float*, size_t blocks, size_t, size_t width) { n += blocks * width; });
+  return n;
+}
+
+void LlamaModel::stash_rows(int r0, int r1, std::vector<float>& out) {
+  out.resize(row_floats() * (size_t)(r1 - r0));
+  float* o = out.data();
+  for_each_row_buffer([&](float* base, size_t blocks, size_t stride, size_t width) {
+    for (size_t b = 0; b < blocks; ++b) {
+      const size_t n = (size_t)(r1 - r0) * width;
+      std::memcpy(o, base + b * stride + (size_t)r0 * width, n * sizeof(float));
+      o += n;
+    }
+  });
+}
+
+void LlamaModel::restore_rows(int r0, int r1, const std::vector<float>& in) {
+  const float* p = in.data();
+  for_each_row_buffer([&](float* base, size_t blocks, size_t stride, size_t width) {
+    for (size_t b = 0; b < blocks; ++b) {
+      const size_t n = (size_t)(r1 - r0) * width;
+      std::memcpy(base + b * stride + (size_t)r0 * width, p, n * sizeof(float));
+      p += n;
+    }
+  });
+}
+
+double LlamaModel::choice_loglik(const int32_t* prompt, int P, const int32_t* choice, int L) {
+  return run_choice(prompt, P, choice, L);
+}
+
+double LlamaModel::choice_gradient(const int32_t* prompt, int P, const int32_t* choice, int L) {
+  const double ll = run_choice(prompt, P, choice, L);
+  backward_choice(P, L);
+  return ll;
+}
+
+void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<std::vector<int32_t>>& choices,
+                                FisherMode mode, int gold, double u, float* acc, double* loglik, double* prob) {
+  const int K = static_cast<int>(choices.size());
+  if (K == 0) throw DfError("NoChoices", "an example has no answer choices");
+  int longest = 0;
+  for (const auto& ch : choices) longest = std::max(longest, (int)ch.size());
+  reserve(P + longest - 1);
+  // Score every choice. The prompt's activation rows are computed once and
+  // shared; each choice's own rows (and logits) are stashed so its backward
+  // needs no second forward (unless that would take more than kStashLimit).
+  constexpr size_t kStashLimit = size_t(1) << 28;  // floats (1 GiB)
+  size_t stash_floats = 0;
+  for (int y = 0; y + 1 < K; ++y) {
+    stash_floats += (size_t)std::max(0, (int)choices[y].size() - 1) * row_floats() + choices[y].size() * (size_t)cfg_.vocab;
+  }
+  const bool stash = stash_floats <= kStashLimit;
+  std::vector<std::vector<float>> rows(stash ? K : 0), logits(stash ? K : 0);
+  for (int y = 0; y < K; ++y) {
+    const int L = (int)choices[y].size();
+    loglik[y] = run_choice(prompt, P, choices[y].data(), L);
+    if (stash && y + 1 < K) {
+      stash_rows(P, P + L - 1, rows[y]);
+      logits[y].assign(logits_.begin(), logits_.begin() + (size_t)L * cfg_.vocab);
+    }
+  }
+  // p(y|x) = softmax over choices of ℓ(·|x).
+  double mx = loglik[0];
+  for (int y = 1; y < K; ++y) mx = std::max(mx, loglik[y]);
+  double z = 0;
+  for (int y = 0; y < K; ++y) z += std::exp(loglik[y] - mx);
+  for (int y = 0; y < K; ++y) prob[y] = std::exp(loglik[y] - mx) / z;
+  std::vector<double> w(K, 0.0);
+  if (mode == FisherMode::Expected) {
+    for (int y = 0; y < K; ++y) w[y] = prob[y];
+  } else if (mode == FisherMode::Sampled) {
+    int pick = K - 1;
+    double c = 0;
+    for (int y = 0; y < K; ++y) {
+      c += prob[y];
+      if (u < c) { pick = y; break; }
+    }
+    w[pick] = 1.0;
+  } else {
+    if (gold < 0 || gold >= K) throw DfError("AnswerOutOfRange", "gold answer index " + std::to_string(gold) +
+                                                                     " is outside the " + std::to_string(K) + " choices");
+    w[gold] = 1.0;
+  }
+  // Backward per choice, last choice first (its activations are in place):
+  // acc += w_y · (∇ℓ(y|x))², squared per example and per choice.
+  for (int y = K - 1; y >= 0; --y) {
+    if (w[y] == 0.0) continue;
+    const int L = (int)choices[y].size();
+    if (y != K - 1) {
+      if (stash) {
+        const int T = P + L - 1;
+        std::copy(choices[y].begin(), choices[y].end() - 1, seq_.begin() + P);
+        std::copy(choices[y].begin(), choices[y].end(), targets_.begin());
+        restore_rows(P, T, rows[y]);
+        std::copy(logits[y].begin(), logits[y].end(), logits_.begin());
+        cached_.assign(seq_.begin(), seq_.begin() + T);
+      } else {
+        run_choice(prompt, P, choices[y].data(), L);
+      }
+    }
+    backward_choice(P, L, acc, (float)w[y]);
+  }
+}
+
+}  // namespace dfm

@@ -1,0 +1,128 @@
+// A Llama-family causal LM (Llama, Mistral, Qwen2) held as f32 weights, with
+// the activations of one sequence and the gradient w.r.t. every parameter.
+// Hyperparameters come from config.json, read by the TypeScript layer
+// (src/model/config.ts) and passed in as one struct. Parameters live in one flat
+// buffer in a fixed order (param_specs()); gradients and Fisher accumulators use
+// the same layout, so a Fisher accumulator is one flat f32 array.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dfm {
+
+struct LlamaConfig {
+  int hidden = 0;        // C
+  int intermediate = 0;  // I
+  int n_heads = 0;       // NH
+  int n_kv_heads = 0;    // NKV (NH a multiple of NKV)
+  int head_dim = 0;      // HD (hidden / n_heads unless config.json says otherwise)
+  int n_layers = 0;      // L
+  int vocab = 0;         // V
+  int max_positions = 0;
+  float rms_eps = 1e-6f;
+  float rope_theta = 10000.0f;
+  bool tie_embeddings = false;
+  bool attention_bias = false;  // q/k/v bias (Qwen2)
+};
+
+struct ParamSpec {
+  std::string name;  // Hugging Face tensor name
+  std::vector<int64_t> shape;
+  size_t offset = 0;  // in floats, into the flat parameter buffer
+  size_t numel = 0;
+};
+
+// Which answer choices contribute to the Fisher of one example (DESIGN.md §1).
+enum class FisherMode { Expected, Sampled, Empirical };
+
+class LlamaModel {
+ public:
+  explicit LlamaModel(const LlamaConfig& cfg);  // validates cfg; weights start at zero
+
+  const LlamaConfig& config() const { return cfg_; }
+  const std::vector<ParamSpec>& param_specs() const { return specs_; }
+  size_t num_params() const { return params_.size(); }
+  // Writable parameters; call params_changed() after writing.
+  float* params() { return params_.data(); }
+  void params_changed() { cached_.clear(); }
+  const float* grads() const { return grads_.data(); }
+
+  // Sizes the activation buffers for sequences of up to T tokens (growing them
+  // later drops the cached prefix; reserve before scoring an example's choices).
+  void reserve(int T) {
+    if (T > 0 && T <= cfg_.max_positions) ensure_capacity(T);
+  }
+
+  // Full-vocabulary logits [T, V] of every position of `tokens`.
+  std::vector<float> logits(const int32_t* tokens, int T);
+
+  // ℓ(y|x): mean log-probability of the choice's tokens given the prompt.
+  double choice_loglik(const int32_t* prompt, int P, const int32_t* choice, int L);
+  // ℓ(y|x) and its gradient w.r.t. every parameter (left in grads()).
+  double choice_gradient(const int32_t* prompt, int P, const int32_t* choice, int L);
+
+  // One example's contribution to the (unnormalised) diagonal Fisher:
+  // acc += Σ_y w_y · (∇ℓ(y|x))² with w_y = p(y|x) (expected), 1 for y ~ p drawn
+  // with the uniform number u (sampled), or 1 for y = gold (empirical).
+  // Writes ℓ(y|x) of every choice into loglik and p(y|x) into prob.
+  void fisher_example(const int32_t* prompt, int P, const std::vector<std::vector<int32_t>>& choices,
+                      FisherMode mode, int gold, double u, float* acc, double* loglik, double* prob);
+
+ private:
+  struct Layer {  // offsets (in floats) of one layer's parameters; SIZE_MAX when absent
+    size_t ln1, wq, bq, wk, bk, wv, bv, wo, ln2, wg, wu, wd;
+  };
+  void add_param(const std::string& name, std::vector<int64_t> shape, size_t* where);
+  void ensure_capacity(int T);
+  // Forward of rows [t0, T) of tokens (rows before t0 already hold the
+  // activations of tokens[0..t0)); logits for positions [p0, p1) into logits_.
+  void forward(const int32_t* tokens, int t0, int T, int p0, int p1);
+  int reusable_rows(const int32_t* tokens, int T) const;
+  // Backward of Σ_t dloss[t]·logp[t] after forward(); overwrites grads_. With
+  // fisher_acc, folds the gradient into it instead (fisher_acc += fisher_w·g²,
+  // matmul weights fused into the SGEMM, the rest from grads_), and grads_ is
+  // not a gradient afterwards.
+  void backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, float* fisher_acc = nullptr,
+                float fisher_w = 0.0f);
+  // Forward of prompt ++ choice[0..L-1) with logits for the choice's tokens; returns ℓ.
+  double run_choice(const int32_t* prompt, int P, const int32_t* choice, int L);
+  // Backward of ℓ after run_choice() on the same choice (into fisher_acc when given).
+  void backward_choice(int P, int L, float* fisher_acc = nullptr, float fisher_w = 0.0f);
+  // The activation rows [r0, r1) of every per-layer buffer, visited as
+  // f(base, blocks, block_stride, width): rows of a choice, to stash and restore.
+  template <class F>
+  void for_each_row_buffer(F&& f);
+  size_t row_floats();  // floats in one row across all buffers
+  void stash_rows(int r0, int r1, std::vector<float>& out);
+  void restore_rows(int r0, int r1, const std::vector<float>& in);
+
+  LlamaConfig cfg_;
+  std::vector<ParamSpec> specs_;
+  std::vector<float> params_;
+  std::vector<float> grads_;
+  // (offset, numel) of gradients that are accumulated rather than overwritten
+  // (norms, biases, embedding): zeroed before a backward (the tied embedding is
+  // overwritten by the LM head first), and folded into a Fisher from grads_.
+  std::vector<std::pair<size_t, size_t>> zero_before_backward_;
+  std::vector<std::pair<size_t, size_t>> unfused_;
+  bool emb_grad_clean_ = false;  // untied embedding gradient known to be all zero
+  size_t wte_ = 0, wnorm_ = 0, wlm_ = 0;
+  std::vector<Layer> layers_;
+
+  // Activations of one sequence, sized for cap_ positions.
+  int cap_ = 0;
+  int qd_ = 0, kd_ = 0;  // NH*HD, NKV*HD
+  std::vector<int32_t> seq_, targets_;
+  std::vector<int32_t> cached_;  // tokens whose activation rows are valid (a causal prefix)
+  std::vector<float> cos_, sin_;
+  std::vector<float> res_;                 // [L+1, T, C] residual stream
+  std::vector<float> h1_, rstd1_, qr_, kr_, v_, att_, y_, x1_, h2_, rstd2_, g_, u_, a_;  // per layer
+  std::vector<float> hf_, rstdf_, logits_, logp_, dlogits_, dloss_;
+  // scratch
+  std::vector<float> tq_, tk_, tc_, dres_, dx1_, dh_, dq_, dk_, dv_, dqr_, dkr_, dy_, dg_, du_, da_, datt_, dhf_;
+};
+
+}  // namespace dfm

@@ -1,0 +1,330 @@
+// matmul_forward / matmul_backward (nn.Linear) and the built-in SGEMM they use
+// when OpenBLAS is not compiled in (binding.gyp defines DFMERGE_OPENBLAS when
+// `pkg-config --exists openblas` succeeds at build time).
+//
+// Built-in SGEMM, the classic packed-panel scheme (as in BLIS / llm.c's CPU
+// matmul): C[M,N] (+)= op(A)[M,K] · op(B)[K,N], row-major.
+//  - C is split into panels of NR columns; panels run in parallel (OpenMP), so
+//    no two threads write the same C element.
+//  - For each block of KC rows of op(B), the panel's KC×NR slice is packed
+//    (transposed if needed, zero-padded at the edge) into an L1-sized buffer.
+//  - A register-blocked micro-kernel then computes MR×NR tiles of C, keeping
+//    the 2·MR accumulator vectors in registers across the whole KC block
+//    (GCC/Clang vector extensions: AVX-512 when compiled for it, else AVX2/SSE).
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/fisher.h"
+
+#include "model/layers.h"
+
+#ifdef DFMERGE_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace dfm {
+
+namespace {
+
+#ifndef DFMERGE_OPENBLAS
+#if defined(__AVX512F__)
+constexpr int VL = 16;
+#else
+constexpr int VL = 8;
+#endif
+typedef float vf __attribute__((vector_size(VL * 4)));
+constexpr int NR = 2 * VL;  // panel width: two vectors
+constexpr int MR = 6;       // rows per micro-tile: 12 accumulators
+constexpr int KC = 128;     // depth of a packed block: KC×NR floats stay in L1
+
+inline vf loadu(const float* p) { vf v; std::memcpy(&v, p, sizeof(vf)); return v; }
+inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
+
+// Fused Fisher epilogue (see matmul_backward_fisher): instead of storing the
+// tile c, fold it into f32 accumulators: acc += w · c².
+struct FisherOut {
+  float* acc = nullptr;  // same layout as C
+  float w = 0.0f;
+};
+
+// C[i..i+R, j..j+nc) (+)= Σ_{k<kb} a(r, k) · Bp[k, :], a(r,k) = TA ? A[k*lda + r] : A[r*lda + k]
+// (A already offset to row i / depth k0). Bp is a packed KC×NR panel (row stride ldbp).
+// With fo.acc set, the finished tile goes to fo.acc (+= w·c²) instead of C.
+template <bool TA, int R>
+inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc, bool load_c,
+                  FisherOut fo) {
+  vf acc[R][2];
+  for (int r = 0; r < R; ++r) { acc[r][0] = vf{}; acc[r][1] = vf{}; }
+  if (load_c) {
+    for (int r = 0; r < R; ++r) {
+      if (nc == NR) {
+        acc[r][0] = loadu(C + (size_t)r * ldc);
+        acc[r][1] = loadu(C + (size_t)r * ldc + VL);
+      } else {
+        alignas(64) float tmp[NR] = {};
+        std::memcpy(tmp, C + (size_t)r * ldc, nc * sizeof(float));
+        acc[r][0] = loadu(tmp);
+        acc[r][1] = loadu(tmp + VL);
+      }
+    }
+  }
+  for (int k = 0; k < kb; ++k) {
+    const vf b0 = loadu(Bp + (size_t)k * ldbp), b1 = loadu(Bp + (size_t)k * ldbp + VL);
+    for (int r = 0; r < R; ++r) {
+      const float a = TA ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k];
+      acc[r][0] += a * b0;
+      acc[r][1] += a * b1;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    if (fo.acc) {
+      float* o = fo.acc + (size_t)r * ldc;
+      if (nc == NR) {
+        storeu(o, loadu(o) + fo.w * acc[r][0] * acc[r][0]);
+        storeu(o + VL, loadu(o + VL) + fo.w * acc[r][1] * acc[r][1]);
+      } else {
+        alignas(64) float tmp[NR];
+        storeu(tmp, acc[r][0]);
+        storeu(tmp + VL, acc[r][1]);
+        for (int x = 0; x < nc; ++x) o[x] += fo.w * tmp[x] * tmp[x];
+      }
+      continue;
+    }
+    if (nc == NR) {
+      storeu(C + (size_t)r * ldc, acc[r][0]);
+      storeu(C + (size_t)r * ldc + VL, acc[r][1]);
+    } else {
+      alignas(64) float tmp[NR];
+      storeu(tmp, acc[r][0]);
+      storeu(tmp + VL, acc[r][1]);
+      std::memcpy(C + (size_t)r * ldc, tmp, nc * sizeof(float));
+    }
+  }
+}
+
+template <bool TA>
+inline void micro_rows(int R, const float* A, int lda, const float* Bp, int ldbp, int kb, float* C, int ldc, int nc,
+                       bool load_c, FisherOut fo) {
+  switch (R) {
+    case 6: micro<TA, 6>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 5: micro<TA, 5>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 4: micro<TA, 4>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 3: micro<TA, 3>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    case 2: micro<TA, 2>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+    default: micro<TA, 1>(A, lda, Bp, ldbp, kb, C, ldc, nc, load_c, fo); break;
+  }
+}
+
+// Packs op(B)[k0..k0+kb, j..j+nc) into Bp[kb][NR], zero-padded (TB: B is [N,K]).
+template <bool TB>
+inline void pack_panel(const float* B, int ldb, int k0, int kb, int j, int nc, float* Bp) {
+  if (TB) {
+    if (nc < NR) std::memset(Bp, 0, sizeof(float) * kb * NR);
+    for (int jj = 0; jj < nc; ++jj) {
+      const float* src = B + (size_t)(j + jj) * ldb + k0;
+      for (int k = 0; k < kb; ++k) Bp[k * NR + jj] = src[k];
+    }
+  } else {
+    for (int k = 0; k < kb; ++k) {
+      std::memcpy(Bp + k * NR, B + (size_t)(k0 + k) * ldb + j, nc * sizeof(float));
+      if (nc < NR) std::memset(Bp + k * NR + nc, 0, (NR - nc) * sizeof(float));
+    }
+  }
+}
+
+// Forward, C[M,N] = A[M,K] · B[N,K]^T (B = weight): parallel over panels of NR
+// weight rows, each packed KC at a time (NR contiguous row streams), then all
+// row blocks of A against it.
+void sgemm_nt(int M, int N, int K, const float* A, const float* B, float* C) {
+  const int panels = (N + NR - 1) / NR;
+#pragma omp parallel
+  {
+    alignas(64) float Bp[KC * NR];
+#pragma omp for schedule(dynamic, 1)
+    for (int jp = 0; jp < panels; ++jp) {
+      const int j = jp * NR, nc = std::min(NR, N - j);
+      for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kb = std::min(KC, K - k0);
+        pack_panel<true>(B, K, k0, kb, j, nc, Bp);
+        for (int i = 0; i < M; i += MR) {
+          micro_rows<false>(std::min(MR, M - i), A + (size_t)i * K + k0, K, Bp, NR, kb, C + (size_t)i * N + j, N, nc,
+                            k0 > 0, FisherOut{});
+        }
+      }
+    }
+  }
+}
+
+// Input gradient, C[M,N] += A[M,K] · B[K,N] (B = weight, K its many rows):
+// blocks of KN weight rows in order; each block is packed panel-major by all
+// threads reading whole rows (sequential reads), then its panels are computed
+// in parallel. C (M small) stays in cache throughout.
+void sgemm_nn(int M, int N, int K, const float* A, const float* B, float* C) {
+  constexpr int KN = 128;
+  const int panels = (N + NR - 1) / NR;
+  std::vector<float> blk((size_t)KN * NR * panels);
+#pragma omp parallel
+  {
+    for (int k0 = 0; k0 < K; k0 += KN) {
+      const int kb = std::min(KN, K - k0);
+#pragma omp for schedule(static)
+      for (int k = 0; k < kb; ++k) {
+        const float* src = B + (size_t)(k0 + k) * N;
+        for (int jp = 0; jp < panels; ++jp) {
+          const int j = jp * NR, nc = std::min(NR, N - j);
+          float* dst = blk.data() + ((size_t)jp * KN + k) * NR;
+          std::memcpy(dst, src + j, nc * sizeof(float));
+          if (nc < NR) std::memset(dst + nc, 0, (NR - nc) * sizeof(float));
+        }
+      }
+#pragma omp for schedule(static)
+      for (int jp = 0; jp < panels; ++jp) {
+        const int j = jp * NR, nc = std::min(NR, N - j);
+        const float* Bp = blk.data() + (size_t)jp * KN * NR;
+        for (int i = 0; i < M; i += MR) {
+          micro_rows<false>(std::min(MR, M - i), A + (size_t)i * K + k0, K, Bp, NR, kb, C + (size_t)i * N + j, N, nc,
+                            true, FisherOut{});
+        }
+      }  // implicit barriers: the block buffer and C are shared
+    }
+  }
+}
+
+// Weight gradient, C[M,N] (+)= A[K,M]^T · B[K,N] (A = dout, B = inp, K = positions,
+// few): parallel over blocks of MR rows of C, each row streamed left to right
+// (sequential writes of the large C); B's full panels are read in place (B is
+// small and stays in cache), the ragged last panel is packed once per thread.
+// With fisher.acc set, C is not written: acc += w·(A^T·B)² (see FisherOut).
+void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, bool accumulate, float* fisher_acc,
+              float fisher_w) {
+  const int panels = (N + NR - 1) / NR;
+  const int last_nc = N - (panels - 1) * NR;
+#pragma omp parallel
+  {
+    std::vector<float> edge(last_nc < NR ? (size_t)K * NR : 0);
+    if (last_nc < NR) pack_panel<false>(B, N, 0, K, (panels - 1) * NR, last_nc, edge.data());
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; i += MR) {
+      const int R = std::min(MR, M - i);
+      for (int jp = 0; jp < panels; ++jp) {
+        const int j = jp * NR, nc = std::min(NR, N - j);
+        const float* panel = nc == NR ? B + j : edge.data();
+        const int ldbp = nc == NR ? N : NR;
+        FisherOut fo;
+        if (fisher_acc) {
+          fo.acc = fisher_acc + (size_t)i * N + j;
+          fo.w = fisher_w;
+        }
+        micro_rows<true>(R, A + i, M, panel, ldbp, K, C ? C + (size_t)i * N + j : nullptr, N, nc, accumulate, fo);
+      }
+    }
+  }
+}
+
+// C[M,N] = A[M,K] · B[N,K]^T for few rows of A (M < kSmallM): dot products
+// straight from B's rows, no packing (B is read once; 4 rows × 2 columns share loads).
+constexpr int kSmallM = 12;
+void sgemm_nt_small(int M, int N, int K, const float* A, const float* B, float* C) {
+#pragma omp parallel for schedule(static)
+  for (int j = 0; j < N; j += 2) {
+    const int nj = std::min(2, N - j);
+    int i = 0;
+    for (; i + 4 <= M; i += 4) {
+      const float* a0 = A + (size_t)i * K;
+      const float* a1 = a0 + K;
+      const float* a2 = a1 + K;
+      const float* a3 = a2 + K;
+      const float* b0 = B + (size_t)j * K;
+      const float* b1 = nj == 2 ? b0 + K : b0;
+      float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+#pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
+      for (int k = 0; k < K; ++k) {
+        const float x0 = b0[k], x1 = b1[k];
+        s00 += a0[k] * x0; s01 += a0[k] * x1;
+        s10 += a1[k] * x0; s11 += a1[k] * x1;
+        s20 += a2[k] * x0; s21 += a2[k] * x1;
+        s30 += a3[k] * x0; s31 += a3[k] * x1;
+      }
+      C[(size_t)i * N + j] = s00; C[(size_t)(i + 1) * N + j] = s10;
+      C[(size_t)(i + 2) * N + j] = s20; C[(size_t)(i + 3) * N + j] = s30;
+      if (nj == 2) {
+        C[(size_t)i * N + j + 1] = s01; C[(size_t)(i + 1) * N + j + 1] = s11;
+        C[(size_t)(i + 2) * N + j + 1] = s21; C[(size_t)(i + 3) * N + j + 1] = s31;
+      }
+    }
+    for (; i < M; ++i) {
+      const float* a0 = A + (size_t)i * K;
+      for (int jj = j; jj < j + nj; ++jj) {
+        const float* b0 = B + (size_t)jj * K;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int k = 0; k < K; ++k) s += a0[k] * b0[k];
+        C[(size_t)i * N + jj] = s;
+      }
+    }
+  }
+}
+#endif  // !DFMERGE_OPENBLAS
+
+}  // namespace
+
+const char* matmul_backend() {
+#ifdef DFMERGE_OPENBLAS
+  return "openblas";
+#else
+  return "builtin";
+#endif
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC) {
+#ifdef DFMERGE_OPENBLAS
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+#else
+  if (T < kSmallM) sgemm_nt_small(T, OC, C, inp, weight, out);
+  else sgemm_nt(T, OC, C, inp, weight, out);
+#endif
+  if (bias) {
+#pragma omp parallel for schedule(static) if ((long long)T * OC >= (1 << 16))
+    for (int t = 0; t < T; ++t) {
+      float* o = out + (size_t)t * OC;
+      for (int j = 0; j < OC; ++j) o[j] += bias[j];
+    }
+  }
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int T, int C, int OC, bool overwrite_dweight) {
+#ifdef DFMERGE_OPENBLAS
+  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+  if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C,
+                           overwrite_dweight ? 0.0f : 1.0f, dweight, C);
+#else
+  if (dinp) sgemm_nn(T, C, OC, dout, weight, dinp);
+  if (dweight) {
+    if (T > 0) sgemm_tn(OC, C, T, dout, inp, dweight, !overwrite_dweight, nullptr, 0.0f);
+    else if (overwrite_dweight) std::memset(dweight, 0, sizeof(float) * OC * C);
+  }
+#endif
+  if (dbias) {
+    for (int t = 0; t < T; ++t) {
+      const float* d = dout + (size_t)t * OC;
+      for (int j = 0; j < OC; ++j) dbias[j] += d[j];
+    }
+  }
+}
+
+void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_acc, float fisher_w, const float* dout,
+                            const float* inp, const float* weight, int T, int C, int OC) {
+#ifdef DFMERGE_OPENBLAS
+  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C, 0.0f, dweight_scratch, C);
+  fisher_accumulate(fisher_acc, dweight_scratch, fisher_w, (size_t)OC * C);
+#else
+  (void)dweight_scratch;
+  if (dinp) sgemm_nn(T, C, OC, dout, weight, dinp);
+  if (T > 0) sgemm_tn(OC, C, T, dout, inp, nullptr, false, fisher_acc, fisher_w);
+#endif
+}
+
+}  // namespace dfm

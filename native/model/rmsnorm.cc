@@ -1,0 +1,40 @@
+// RMSNorm (HF LlamaRMSNorm): n = x · rstd, rstd = 1/sqrt(mean(x²) + eps); out = weight ⊙ n.
+// Backward: dn = dout ⊙ weight; dweight += Σ_t dout ⊙ n;
+//           dx = rstd · (dn − n · mean(dn ⊙ n)).
+#include <cmath>
+
+#include "model/layers.h"
+
+namespace dfm {
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int C, float eps) {
+  for (int t = 0; t < T; ++t) {
+    const float* x = inp + (size_t)t * C;
+    float* o = out + (size_t)t * C;
+    double ss = 0;
+    for (int i = 0; i < C; ++i) ss += (double)x[i] * x[i];
+    const float r = (float)(1.0 / std::sqrt(ss / C + (double)eps));
+    rstd[t] = r;
+    for (int i = 0; i < C; ++i) o[i] = weight[i] * (x[i] * r);
+  }
+}
+
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, int T, int C) {
+  for (int t = 0; t < T; ++t) {
+    const float* x = inp + (size_t)t * C;
+    const float* d = dout + (size_t)t * C;
+    float* dx = dinp + (size_t)t * C;
+    const float r = rstd[t];
+    double dot = 0;  // Σ dn·n
+    for (int i = 0; i < C; ++i) {
+      const float n = x[i] * r;
+      dot += (double)(d[i] * weight[i]) * n;
+      if (dweight) dweight[i] += d[i] * n;
+    }
+    const float m = (float)(dot / C);
+    for (int i = 0; i < C; ++i) dx[i] += r * (d[i] * weight[i] - x[i] * r * m);
+  }
+}
+
+}  // namespace dfm

@@ -1,0 +1,47 @@
+/** `dfmerge eval --model DIR --task a.jsonl [--task b.jsonl ...] [--json]`: rank-classification accuracy. */
+import type { Command } from 'commander';
+import { LlamaRuntime } from '../model/runtime.js';
+import { loadTask, tokenizeTask } from '../eval/task.js';
+import { evaluateTasks } from '../eval/accuracy.js';
+import { UsageError } from '../errors.js';
+import { table } from '../util/format.js';
+import { progressReporter } from '../util/progress.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function registerEval(program: Command): void {
+  program
+    .command('eval')
+    .description('accuracy of a model on multiple-choice JSONL tasks (the choice with the highest mean token log-likelihood wins)')
+    .requiredOption('--model <dir>', 'checkpoint folder (config.json, tokenizer.json, safetensors)')
+    .option('--task <file>', 'JSONL task {"prompt","choices","answer"} per line; repeat for several tasks', collect, [])
+    .option('--base <dir>', 'evaluate the scaled model base + scale·(model − base)')
+    .option('--scale <lambda>', 'λ for --base (default 1)', parseFloat)
+    .option('--limit <n>', 'only the first n examples of each task', (v) => parseInt(v, 10))
+    .option('--json', 'print results as JSON')
+    .addHelpText('after', '\nExamples:\n  dfmerge eval --model ./my-model --task boolq.jsonl --task piqa.jsonl\n  dfmerge eval --model ./ft --base ./pre --scale 0.5 --task t.jsonl --json')
+    .action(async (opts: { model: string; task: string[]; base?: string; scale?: number; limit?: number; json?: boolean }) => {
+      if (opts.task.length === 0) throw new UsageError('give at least one --task file');
+      if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
+      const t0 = performance.now();
+      const rt = LlamaRuntime.fromCheckpoint(opts.model, { base: opts.base, scale: opts.scale });
+      const tasks = opts.task.map((f) => {
+        const t = loadTask(f);
+        if (opts.limit !== undefined) t.examples = t.examples.slice(0, opts.limit);
+        return tokenizeTask(t, rt.tokenizer!, rt.config.maxPositions);
+      });
+      const progress = progressReporter('eval');
+      const res = await evaluateTasks(rt, tasks, { onProgress: (task, done, total) => progress.update(done, total) });
+      progress.end();
+      const seconds = (performance.now() - t0) / 1000;
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ model: opts.model, ...res, seconds }, null, 2) + '\n');
+        return;
+      }
+      const rows = [['task', 'examples', 'correct', 'accuracy'],
+        ...res.tasks.map((r) => [r.task, String(r.examples), String(r.correct), (100 * r.accuracy).toFixed(2) + '%']),
+        ['mean', '', '', (100 * res.meanAccuracy).toFixed(2) + '%']];
+      process.stdout.write(table(rows, new Set([1, 2, 3])) + '\n');
+      process.stderr.write(`${seconds.toFixed(1)} s\n`);
+    });
+}

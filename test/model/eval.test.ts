@@ -1,0 +1,134 @@
+/** Task loading, tokenization, accuracy, config/tokenizer validation and bad inputs. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LlamaRuntime } from '../../src/model/runtime.js';
+import { parseModelConfig, readModelConfig } from '../../src/model/config.js';
+import { ModelTokenizer } from '../../src/model/tokenizer.js';
+import { loadTask, tokenizeTask } from '../../src/eval/task.js';
+import { evaluateTasks, argmax } from '../../src/eval/accuracy.js';
+import { ConfigError, TaskError, TokenizerError } from '../../src/errors.js';
+import { FIXTURES, goldenJson } from './helpers.js';
+
+const TASK = join(FIXTURES, 'task.jsonl');
+
+test('the JS tokenizer reproduces the Python token ids (prompt with BOS, choices without)', () => {
+  const tok = ModelTokenizer.load(join(FIXTURES, 'gqa'), 72);
+  const t = tokenizeTask(loadTask(TASK), tok, 64);
+  const gj = goldenJson('gqa');
+  t.examples.forEach((e, i) => {
+    assert.deepEqual([...e.prompt], gj.examples[i]!.prompt);
+    assert.deepEqual(e.choices.map((c) => [...c]), gj.examples[i]!.choices);
+  });
+});
+
+test('accuracy is rank classification by ℓ(y|x), matching the PyTorch log-likelihoods', async () => {
+  for (const variant of ['gqa', 'qwen2']) {
+    const rt = LlamaRuntime.fromCheckpoint(join(FIXTURES, variant));
+    const task = tokenizeTask(loadTask(TASK), rt.tokenizer!, rt.config.maxPositions);
+    const res = await evaluateTasks(rt, [task, task]);
+    const gj = goldenJson(variant);
+    const expected = gj.loglik.map((ll, i) => (argmax(ll) === gj.examples[i]!.answer ? 1 : 0) as number).reduce((a, b) => a + b, 0);
+    assert.equal(res.tasks[0]!.correct, expected);
+    assert.deepEqual(res.tasks[0]!.predictions, gj.loglik.map(argmax));
+    assert.equal(res.meanAccuracy, expected / gj.examples.length);
+    assert.equal(res.tasks[0]!.task, 'task');
+  }
+});
+
+function withTemp(f: (dir: string) => void | Promise<void>) {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dfm-eval-'));
+    try { await f(dir); } finally { rmSync(dir, { recursive: true, force: true }); }
+  };
+}
+
+function expectTaskError(fn: () => unknown, code: string, file: string, line: number) {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof TaskError, `expected TaskError, got ${String(e)}`);
+    assert.equal(e.code, code);
+    assert.equal(e.file, file);
+    assert.equal(e.line, line);
+    assert.ok(e.message.includes(`${file}:${line}:`), e.message);
+    return true;
+  });
+}
+
+test('bad task lines are typed errors naming file and line', withTemp((dir) => {
+  const good = '{"prompt": "the sky is", "choices": ["blue", "red"], "answer": 0}';
+  const cases: [string, string, number][] = [
+    [`${good}\n{"prompt": "x", "choices": ["a"], "answer": 0\n`, 'MalformedLine', 2],
+    [`${good}\n\n{"prompt": "x", "choices": ["a", "b"], "answer": 2}\n`, 'AnswerOutOfRange', 3],
+    [`{"prompt": "x", "choices": ["a", ""], "answer": 0}\n`, 'EmptyChoice', 1],
+    [`${good}\n{"prompt": 3, "choices": ["a"], "answer": 0}\n`, 'MalformedLine', 2],
+    [`${good}\n{"prompt": "x", "choices": [], "answer": 0}\n`, 'MalformedLine', 2],
+    [`${good}\n[1, 2]\n`, 'MalformedLine', 2],
+    [`{"prompt": "x", "choices": ["a"], "answer": 0.5}\n`, 'MalformedLine', 1],
+  ];
+  cases.forEach(([text, code, line], i) => {
+    const f = join(dir, `bad${i}.jsonl`);
+    writeFileSync(f, text);
+    expectTaskError(() => loadTask(f), code, f, line);
+  });
+}));
+
+test('a prompt longer than the context is a typed error naming file and line', withTemp((dir) => {
+  const tok = ModelTokenizer.load(join(FIXTURES, 'gqa'), 72);
+  const f = join(dir, 'long.jsonl');
+  const long = Array.from({ length: 80 }, () => 'the cat').join(' ');
+  writeFileSync(f, `{"prompt": "sky", "choices": ["blue"], "answer": 0}\n{"prompt": "${long}", "choices": ["blue"], "answer": 0}\n`);
+  expectTaskError(() => tokenizeTask(loadTask(f), tok, 64), 'PromptTooLong', f, 2);
+  // a choice that encodes to nothing
+  const g = join(dir, 'empty.jsonl');
+  writeFileSync(g, `{"prompt": "sky", "choices": ["blue", "   \\t"], "answer": 0}\n`);
+  expectTaskError(() => loadTask(g), 'EmptyChoice', g, 1);
+}));
+
+test('unsupported configs are refused naming the field', () => {
+  const base = JSON.parse(readFileSync(join(FIXTURES, 'gqa', 'config.json'), 'utf8')) as Record<string, unknown>;
+  const bad: [Record<string, unknown>, string][] = [
+    [{ rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 8 } }, 'rope_parameters.rope_type'],
+    [{ rope_parameters: undefined, rope_theta: 1e4, rope_scaling: { type: 'linear', factor: 2 } }, 'rope_scaling'],
+    [{ architectures: ['MistralForCausalLM'], sliding_window: 16 }, 'sliding_window'],
+    [{ architectures: ['GPT2LMHeadModel'] }, 'architectures'],
+    [{ hidden_act: 'gelu' }, 'hidden_act'],
+    [{ mlp_bias: true }, 'mlp_bias'],
+    [{ num_key_value_heads: 3 }, 'num_key_value_heads'],
+    [{ hidden_size: undefined }, 'hidden_size'],
+  ];
+  for (const [patch, field] of bad) {
+    assert.throws(() => parseModelConfig({ ...base, ...patch }, 'config.json'), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.equal(e.field, field);
+      assert.ok(e.message.includes(field));
+      return true;
+    }, field);
+  }
+  // accepted: transformers 4 top-level rope_theta; Mistral with a window as long as the context; Qwen2 window off
+  const v4 = parseModelConfig({ ...base, rope_parameters: undefined, rope_theta: 5e5 });
+  assert.equal(v4.ropeTheta, 5e5);
+  assert.equal(parseModelConfig({ ...base, architectures: ['MistralForCausalLM'], sliding_window: 64 }).architecture, 'mistral');
+  const q = readModelConfig(join(FIXTURES, 'qwen2'));
+  assert.equal(q.attentionBias, true);
+  assert.equal(q.ropeTheta, 1e6);
+  assert.equal(readModelConfig(join(FIXTURES, 'tied')).tieEmbeddings, true);
+});
+
+test('a tokenizer with ids beyond vocab_size is refused', withTemp((dir) => {
+  copyFileSync(join(FIXTURES, 'gqa', 'tokenizer.json'), join(dir, 'tokenizer.json'));
+  assert.throws(() => ModelTokenizer.load(dir, 50), (e: unknown) => e instanceof TokenizerError && e.code === 'VocabMismatch');
+  const cfg = JSON.parse(readFileSync(join(FIXTURES, 'gqa', 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, vocab_size: 60 }));
+  assert.throws(() => LlamaRuntime.fromCheckpoint(dir), (e: unknown) => e instanceof TokenizerError && e.message.includes('vocab_size'));
+}));
+
+test('native errors: token out of range, too long, busy model', async () => {
+  const rt = LlamaRuntime.fromCheckpoint(join(FIXTURES, 'gqa'));
+  await assert.rejects(rt.logits(Int32Array.from([1, 500])), /TokenOutOfRange|outside the vocabulary/);
+  await assert.rejects(rt.logits(new Int32Array(65).fill(3)), /max_position_embeddings/);
+  const p = rt.logits(Int32Array.from([1, 2, 3]));
+  await assert.rejects(rt.logits(Int32Array.from([1])), /busy/);
+  await p;
+});

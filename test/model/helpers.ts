@@ -1,0 +1,46 @@
+/** Shared helpers for the model tests: fixture paths, golden tensors, tolerances. */
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+
+// dist/test/model -> repository root
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const FIXTURES = join(ROOT, 'test', 'fixtures', 'llama');
+export const VARIANTS = ['mha', 'gqa', 'tied', 'qwen2'] as const;
+
+export interface GoldenJson {
+  examples: { prompt: number[]; choices: number[][]; answer: number }[];
+  loglik: number[][];
+  prob: number[][];
+  gradient: { example: number; choice: number };
+  fisherEps: number;
+}
+
+export function goldenJson(variant: string): GoldenJson {
+  return JSON.parse(readFileSync(join(FIXTURES, variant, 'golden.json'), 'utf8')) as GoldenJson;
+}
+
+export function goldenTensors(variant: string): { get(name: string): Float32Array; names: string[]; tokens: Int32Array; close(): void } {
+  const f = SafetensorsFile.open(join(FIXTURES, variant, 'golden.safetensors'));
+  const tokBytes = f.bytes('seq_tokens');
+  const tokens = new Int32Array(tokBytes.slice().buffer);
+  return { get: (n) => f.toFloat32(n), names: f.tensors.map((t) => t.name), tokens, close: () => f.close() };
+}
+
+/** max |a − b| / max |b| (per tensor). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'length mismatch');
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return den === 0 ? num : num / den;
+}
+
+export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string): void {
+  const e = relErr(a, b);
+  assert.ok(e <= tol, `${what}: max-abs-error / max-abs-value = ${e.toExponential(3)} > ${tol}`);
+}
