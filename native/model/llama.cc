@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -388,7 +389,9 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
   for (int y = 0; y + 1 < K; ++y) {
     stash_floats += (size_t)std::max(0, (int)choices[y].size() - 1) * row_floats() + choices[y].size() * (size_t)cfg_.vocab;
   }
-  const bool stash = stash_floats <= kStashLimit;
+  // DFMERGE_FISHER_NO_STASH=1 forces the re-forward path (tests).
+  const char* no_stash = std::getenv("DFMERGE_FISHER_NO_STASH");
+  const bool stash = stash_floats <= kStashLimit && !(no_stash && no_stash[0] == '1');
   std::vector<std::vector<float>> rows(stash ? K : 0), logits(stash ? K : 0);
   for (int y = 0; y < K; ++y) {
     const int L = (int)choices[y].size();

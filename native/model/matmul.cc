@@ -2,15 +2,17 @@
 // when OpenBLAS is not compiled in (binding.gyp defines DFMERGE_OPENBLAS when
 // `pkg-config --exists openblas` succeeds at build time).
 //
-// Built-in SGEMM, the classic packed-panel scheme (as in BLIS / llm.c's CPU
-// matmul): C[M,N] (+)= op(A)[M,K] · op(B)[K,N], row-major.
-//  - C is split into panels of NR columns; panels run in parallel (OpenMP), so
-//    no two threads write the same C element.
-//  - For each block of KC rows of op(B), the panel's KC×NR slice is packed
-//    (transposed if needed, zero-padded at the edge) into an L1-sized buffer.
-//  - A register-blocked micro-kernel then computes MR×NR tiles of C, keeping
-//    the 2·MR accumulator vectors in registers across the whole KC block
-//    (GCC/Clang vector extensions: AVX-512 when compiled for it, else AVX2/SSE).
+// Built-in SGEMM, the packed-panel scheme of BLIS / llm.c's CPU matmul, one
+// loop order per product a linear layer needs (row-major; T positions, few):
+//   forward         out[T,OC]  = inp · W^T    sgemm_nt (sgemm_nt_small for T < 12)
+//   input gradient  dinp[T,C] += dout · W     sgemm_nn
+//   weight gradient dW[OC,C]   = dout^T · inp sgemm_tn (or fused into a Fisher)
+// C is cut into tiles of MR rows × NR columns (two SIMD vectors); a
+// register-blocked micro-kernel keeps the tile's 2·MR accumulators in
+// registers over a block of the depth, reading op(B) from a packed, L1-sized
+// panel. Threads (OpenMP) own disjoint tiles. The weight matrices, the large
+// operand, are always read or written in address order. Vectors are GCC/Clang
+// vector extensions: AVX-512 when compiled for it, else AVX2/SSE.
 #include <algorithm>
 #include <cstring>
 #include <vector>

@@ -22,7 +22,9 @@ export function registerEval(program: Command): void {
     .addHelpText('after', '\nExamples:\n  dfmerge eval --model ./my-model --task boolq.jsonl --task piqa.jsonl\n  dfmerge eval --model ./ft --base ./pre --scale 0.5 --task t.jsonl --json')
     .action(async (opts: { model: string; task: string[]; base?: string; scale?: number; limit?: number; json?: boolean }) => {
       if (opts.task.length === 0) throw new UsageError('give at least one --task file');
+      if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new UsageError('--limit must be a positive integer');
       if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
+      if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
       const t0 = performance.now();
       const rt = LlamaRuntime.fromCheckpoint(opts.model, { base: opts.base, scale: opts.scale });
       const tasks = opts.task.map((f) => {

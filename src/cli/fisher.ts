@@ -22,6 +22,7 @@ export function registerFisher(program: Command): void {
     .action(async (opts: { model: string; task: string; out: string; base?: string; scale?: number; samples: number; mode: string; seed: number }) => {
       if (!FISHER_MODES.includes(opts.mode as FisherMode)) throw new UsageError(`--mode must be one of ${FISHER_MODES.join(', ')}, got ${opts.mode}`);
       if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
+      if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
       if (!Number.isInteger(opts.samples) || opts.samples <= 0) throw new UsageError('--samples must be a positive integer');
       if (!Number.isInteger(opts.seed)) throw new UsageError('--seed must be an integer');
       const rt = LlamaRuntime.fromCheckpoint(opts.model, { base: opts.base, scale: opts.scale });

@@ -31,6 +31,19 @@ for (const variant of VARIANTS) {
   });
 }
 
+test('the Fisher is the same without stashed choice rows (each choice re-run before its backward)', async () => {
+  const rt = LlamaRuntime.fromCheckpoint(join(FIXTURES, 'gqa'));
+  const g = goldenTensors('gqa');
+  process.env.DFMERGE_FISHER_NO_STASH = '1';
+  try {
+    const { fisher } = await computeFisher(rt, examplesOf('gqa'), { mode: 'expected' });
+    for (const [name, v] of rt.tensorViews(fisher)) assertClose(v, g.get('fisher.' + name), TOL, `fisher ${name}`);
+  } finally {
+    delete process.env.DFMERGE_FISHER_NO_STASH;
+    g.close();
+  }
+});
+
 test('probabilities p(y|x) returned by the Fisher pass match PyTorch', async () => {
   const rt = LlamaRuntime.fromCheckpoint(join(FIXTURES, 'gqa'));
   const gj = goldenJson('gqa');
