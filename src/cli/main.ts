@@ -5,6 +5,7 @@ import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
 import { registerMerge } from './merge.js';
+import { registerOptimize } from './optimize.js';
 import { registerEval } from './eval.js';
 import { registerFisher } from './fisher.js';
 
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   });
   registerInspect(program);
   registerMerge(program);
+  registerOptimize(program);
   registerEval(program);
   registerFisher(program);
   return program;

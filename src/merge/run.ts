@@ -4,7 +4,7 @@
  * few chunks whatever the model size; the output folder only gets files that are
  * complete (shards and index renamed into place at the end).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { UsageError } from '../errors.js';
@@ -81,25 +81,20 @@ async function fisherScales(plan: MergePlan): Promise<number[]> {
   return scales;
 }
 
-function copySideFiles(plan: MergePlan, out: string): void {
-  const src = plan.reference.dir;
+/** Copies config.json (with the output dtype) and the tokenizer files of `src` into `out`, each atomically. */
+export function copySideFiles(src: string, out: string, dtype: ComputeDtype | undefined): void {
   const cfgPath = join(src, 'config.json');
   if (existsSync(cfgPath)) {
     const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-    if (plan.config.dtype) {
-      if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = DTYPE_NAMES[plan.config.dtype];
-      if ('dtype' in cfg) cfg.dtype = DTYPE_NAMES[plan.config.dtype];
+    if (dtype) {
+      if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = DTYPE_NAMES[dtype];
+      if ('dtype' in cfg) cfg.dtype = DTYPE_NAMES[dtype];
     }
     writeFileAtomic(join(out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
   }
   for (const f of SIDE_FILES) {
     const p = join(src, f);
-    if (existsSync(p)) {
-      const tmp = join(out, `.${f}.partial-${process.pid}`);
-      copyFileSync(p, tmp);
-      writeFileAtomic(join(out, f), readFileSync(tmp));
-      unlinkSync(tmp);
-    }
+    if (existsSync(p)) writeFileAtomic(join(out, f), readFileSync(p));
   }
 }
 
@@ -116,7 +111,7 @@ export function configYaml(c: MergeConfig): string {
 }
 
 /** Removes weight files of an earlier output that the new one does not have. */
-function removeStaleWeights(out: string, keep: readonly string[]): void {
+export function removeStaleWeights(out: string, keep: readonly string[]): void {
   for (const f of readdirSync(out)) {
     if ((f.endsWith('.safetensors') || f === INDEX_FILE) && !keep.includes(f)) unlinkSync(join(out, f));
   }
@@ -171,7 +166,7 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     writer = undefined;
     progress.finish();
     if (opts.force) removeStaleWeights(out, files);
-    copySideFiles(plan, out);
+    copySideFiles(plan.reference.dir, out, config.dtype);
     writeFileAtomic(join(out, 'dfmerge.yaml'), configYaml(config));
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
   } finally {

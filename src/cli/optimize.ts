@@ -1,0 +1,169 @@
+/** `dfmerge optimize`: DF-Merge, λ tuned by Bayesian optimisation over Fisher-weighted merges. */
+import { Command, Option } from 'commander';
+import { UsageError } from '../errors.js';
+import { optimize, OPTIMIZE_DEFAULTS, type OptimizeOptions } from '../dfmerge/optimize.js';
+import type { JournalEvaluation } from '../dfmerge/journal.js';
+import { markdownTable } from '../dfmerge/report.js';
+import { parseDtype } from '../merge/config.js';
+import { addon } from '../native/addon.js';
+import { parseByteSize } from '../util/format.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+interface Flags {
+  base?: string;
+  model: string[];
+  task: string[];
+  testTask: string[];
+  fisherTask: string[];
+  out?: string;
+  journal?: string;
+  resume?: boolean;
+  force?: boolean;
+  initPoints: string;
+  iterations: string;
+  acquisition: 'ei' | 'ucb';
+  xi: string;
+  kappa: string;
+  kernel: 'ard' | 'isotropic';
+  bounds: string;
+  fisherSamples: string;
+  fisherMode: 'expected' | 'sampled' | 'empirical';
+  validationFraction: string;
+  fisher: boolean;
+  seed: string;
+  evaluator?: string;
+  dtype?: string;
+  shardSize: string;
+  threads?: string;
+  baselines: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function num(flag: string, s: string): number {
+  const v = Number(s);
+  if (!Number.isFinite(v)) throw new UsageError(`${flag} expects a number, got "${s}"`);
+  return v;
+}
+
+/** A one-line progress display with the best objective so far. */
+function progressLine(quiet: boolean): (e: JournalEvaluation, best: JournalEvaluation | undefined, total: number) => void {
+  const tty = process.stderr.isTTY === true;
+  return (e, best, total) => {
+    if (quiet) return;
+    const filled = Math.round((24 * (e.index + 1)) / total);
+    const lam = `[${e.lambda.map((x) => x.toFixed(2)).join(', ')}]`;
+    const obj = e.failed ? 'failed' : `${(100 * e.objective!).toFixed(2)}%`;
+    const text = `DF-Merge [${'#'.repeat(filled)}${'-'.repeat(24 - filled)}] ${e.index + 1}/${total} ${e.phase} λ=${lam} → ${obj}` +
+      ` (fisher ${e.seconds.fisher.toFixed(1)}s, merge ${e.seconds.merge.toFixed(1)}s, eval ${e.seconds.eval.toFixed(1)}s)` +
+      ` | best ${best ? (100 * best.objective!).toFixed(2) + '%' : '–'}`;
+    process.stderr.write(tty ? `\r\x1b[K${text.slice(0, (process.stderr.columns ?? 160) - 1)}` : text + '\n');
+    if (tty && e.index + 1 === total) process.stderr.write('\n');
+  };
+}
+
+export function optionsFromFlags(f: Flags): OptimizeOptions {
+  if (!f.base) throw new UsageError('give the pre-trained model with --base DIR');
+  if (f.model.length < 2) throw new UsageError('give at least two fine-tuned models with --model DIR (repeat it)');
+  if (!f.out) throw new UsageError('give the output folder with --out DIR');
+  if (f.task.length !== f.model.length) throw new UsageError(`${f.model.length} models but ${f.task.length} --task files: give each model's validation task, in the same order`);
+  for (const [flag, list] of [['--test-task', f.testTask], ['--fisher-task', f.fisherTask]] as const) {
+    if (list.length > 0 && list.length !== f.model.length) throw new UsageError(`${flag} was given ${list.length} times for ${f.model.length} models: give one per model, in order, or none`);
+  }
+  const bounds = f.bounds.split(',').map((x) => num('--bounds', x));
+  if (bounds.length !== 2) throw new UsageError('--bounds expects "lo,hi", e.g. 0,1');
+  const shardSize = parseByteSize(f.shardSize);
+  if (shardSize === undefined) throw new UsageError(`--shard-size: cannot read "${f.shardSize}" as a size`);
+  return {
+    base: f.base,
+    models: f.model,
+    tasks: f.task.map((validation, i) => ({
+      validation,
+      ...(f.testTask[i] ? { test: f.testTask[i] } : {}),
+      ...(f.fisherTask[i] ? { fisher: f.fisherTask[i] } : {}),
+    })),
+    out: f.out,
+    ...(f.journal ? { journal: f.journal } : {}),
+    resume: f.resume === true,
+    force: f.force === true,
+    initPoints: num('--init-points', f.initPoints),
+    iterations: num('--iterations', f.iterations),
+    acquisition: f.acquisition,
+    xi: num('--xi', f.xi),
+    kappa: num('--kappa', f.kappa),
+    kernel: f.kernel,
+    bounds: [bounds[0]!, bounds[1]!],
+    fisherSamples: num('--fisher-samples', f.fisherSamples),
+    fisherMode: f.fisherMode,
+    validationFraction: num('--validation-fraction', f.validationFraction),
+    noFisher: !f.fisher,
+    seed: num('--seed', f.seed),
+    ...(f.evaluator ? { evaluator: f.evaluator } : {}),
+    ...(f.dtype ? { dtype: parseDtype(f.dtype) } : {}),
+    shardSize,
+    baselines: f.baselines,
+  };
+}
+
+export function registerOptimize(program: Command): void {
+  const d = OPTIMIZE_DEFAULTS;
+  program
+    .command('optimize')
+    .description('DF-Merge: tune one coefficient λ_i per fine-tuned model by Bayesian optimisation of validation accuracy,\nmerging with the Fisher information of each scaled model θ_pre + λ_i·τ_i; writes the best merge and a report')
+    .option('--base <dir>', 'the pre-trained model θ_pre')
+    .option('-m, --model <dir>', 'a fine-tuned model θ_i (repeat, at least two)', collect, [])
+    .option('--task <file>', 'validation JSONL of each model\'s task, in model order (the objective)', collect, [])
+    .option('--test-task <file>', 'test JSONL per model\'s task, reported but never optimised on', collect, [])
+    .option('--fisher-task <file>', 'JSONL to draw Fisher examples from, per task (default: the validation file)', collect, [])
+    .option('-o, --out <dir>', 'output folder for the best merge and the report')
+    .option('--journal <file>', 'run journal (default: <out>.journal.jsonl)')
+    .option('--resume', 'continue an interrupted run from its journal, repeating no finished evaluation')
+    .option('--force', 'overwrite a non-empty output folder')
+    .option('--init-points <n>', 'random initial evaluations', String(d.initPoints))
+    .option('--iterations <n>', 'Bayesian optimisation iterations after them', String(d.iterations))
+    .addOption(new Option('--acquisition <kind>', 'acquisition function').choices(['ei', 'ucb']).default(d.acquisition))
+    .option('--xi <x>', 'EI exploration margin ξ', String(d.xi))
+    .option('--kappa <x>', 'UCB exploration weight κ', String(d.kappa))
+    .addOption(new Option('--kernel <kind>', 'GP length scales: one per model (ard) or shared (isotropic, the paper\'s)').choices(['ard', 'isotropic']).default(d.kernel))
+    .option('--bounds <lo,hi>', 'search range of every λ_i', `${d.bounds[0]},${d.bounds[1]}`)
+    .option('--fisher-samples <n>', 'Fisher examples per task (drawn once with the seed)', String(d.fisherSamples))
+    .addOption(new Option('--fisher-mode <mode>', 'expected (true Fisher), sampled, or empirical (gold labels)').choices(['expected', 'sampled', 'empirical']).default(d.fisherMode))
+    .option('--validation-fraction <x>', 'fraction of each validation set used for the objective (seeded subset)', String(d.validationFraction))
+    .option('--no-fisher', 'ablation: task arithmetic with one λ per model tuned by BO (no Fisher weighting)')
+    .option('--seed <n>', 'seed of the optimiser, the Fisher sample and the validation subset', String(d.seed))
+    .option('--evaluator <cmd>', 'external evaluator: shell command with {dir}; prints {"task": score, ...} as JSON on stdout')
+    .option('--dtype <dtype>', 'dtype of the saved merge (default: as the base)')
+    .option('--shard-size <size>', 'maximum shard size of the saved merge', '5GB')
+    .option('-t, --threads <n>', 'native threads (default: all cores)')
+    .option('--no-baselines', 'skip the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging) in the report')
+    .option('--json', 'print the final report as JSON on stdout')
+    .option('-q, --quiet', 'no progress output')
+    .addHelpText('after', `
+Each evaluation: F_i = Fisher of θ_pre + λ_i τ_i on N examples of task i; θ* = θ_pre + M·Σ F_i λ_i τ_i / Σ F_i;
+objective = mean validation accuracy of θ* over the tasks. Every evaluation is appended to the journal as it
+finishes; after an interruption, run the same command with --resume.
+
+Example:
+  dfmerge optimize --base ./base -m ./math -m ./code --task math-val.jsonl --task code-val.jsonl \\
+      --test-task math-test.jsonl --test-task code-test.jsonl -o ./merged --init-points 10 --iterations 50`)
+    .action(async (f: Flags) => {
+      const options = optionsFromFlags(f);
+      if (f.threads !== undefined) addon().setThreads(num('--threads', f.threads));
+      const quiet = f.quiet === true;
+      const r = await optimize({
+        ...options,
+        onEvaluation: progressLine(quiet),
+        log: (msg) => { if (!quiet) process.stderr.write(msg + '\n'); },
+      });
+      if (f.json) {
+        process.stdout.write(JSON.stringify(r.report, null, 2) + '\n');
+        return;
+      }
+      const rep = r.report;
+      process.stdout.write(`\nbest λ = [${rep.best.lambda.map((x) => x.toFixed(3)).join(', ')}], validation objective ${(100 * rep.best.objective).toFixed(2)}%\n\n`);
+      process.stdout.write('validation accuracy (%)\n' + markdownTable(rep.tasks, rep.rows, 'validation') + '\n');
+      if (rep.rows.some((x) => x.test)) process.stdout.write('\ntest accuracy (%)\n' + markdownTable(rep.tasks, rep.rows, 'test') + '\n');
+      process.stdout.write(`\nmerged model: ${r.out}\nreport: ${r.out}/dfmerge-report.md, dfmerge-report.json, dfmerge-objective.svg\njournal: ${r.journal}\n`);
+    });
+}

@@ -1,0 +1,241 @@
+/**
+ * The DF-Merge loop (DESIGN.md §1): a Gaussian-process Bayesian optimiser proposes
+ * λ ∈ [lo, hi]^M; each λ is evaluated (Fisher at the scaled models, Fisher-weighted
+ * merge, validation accuracy: objective.ts); every evaluation is journalled as it
+ * completes, so an interrupted run resumes where it stopped; at the end the best
+ * λ is merged again and written as a complete checkpoint with a report.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { basename, dirname, join, resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { BayesianOptimizer } from '../bo/optimizer.js';
+import type { FisherMode } from '../fisher/fisher.js';
+import { runMerge } from '../merge/run.js';
+import { validateConfig } from '../merge/config.js';
+import type { ComputeDtype } from '../native/addon.js';
+import { baselineRows } from './baselines.js';
+import { runEvaluator, EvaluatorError } from './evaluator.js';
+import { Journal, type JournalEvaluation } from './journal.js';
+import { DfMergeObjective } from './objective.js';
+import { markdownReport, objectiveSvg, type Report, type ReportRow } from './report.js';
+import { saveFlatCheckpoint } from './save.js';
+import { loadSetup, type DfSetup, type TaskFiles } from './setup.js';
+
+export interface OptimizeOptions {
+  base: string;
+  models: readonly string[];
+  /** One entry per model: its task's validation file (and optional test / Fisher-sample files). */
+  tasks: readonly TaskFiles[];
+  /** Where the best merge is written (a complete checkpoint folder, plus the report). */
+  out: string;
+  /** Run journal (default: `<out>.journal.jsonl`). */
+  journal?: string;
+  resume?: boolean;
+  /** Overwrite a non-empty output folder. */
+  force?: boolean;
+  initPoints?: number;
+  iterations?: number;
+  acquisition?: 'ei' | 'ucb';
+  xi?: number;
+  kappa?: number;
+  kernel?: 'ard' | 'isotropic';
+  bounds?: readonly [number, number];
+  fisherSamples?: number;
+  fisherMode?: FisherMode;
+  validationFraction?: number;
+  /** The --no-fisher ablation: task arithmetic with per-task λ tuned by BO. */
+  noFisher?: boolean;
+  seed?: number;
+  /** External evaluator command with {dir}; scores come from its stdout. */
+  evaluator?: string;
+  dtype?: ComputeDtype;
+  shardSize?: number;
+  /** Compute the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging). Default true. */
+  baselines?: boolean;
+  onEvaluation?: (e: JournalEvaluation, best: JournalEvaluation | undefined, total: number) => void;
+  log?: (message: string) => void;
+}
+
+export interface OptimizeResult {
+  history: JournalEvaluation[];
+  best: JournalEvaluation;
+  out: string;
+  journal: string;
+  report: Report;
+  files: string[];
+}
+
+type Defaulted = 'initPoints' | 'iterations' | 'acquisition' | 'xi' | 'kappa' | 'kernel' | 'bounds' | 'fisherSamples' | 'fisherMode' | 'validationFraction' | 'noFisher' | 'seed';
+type Resolved = OptimizeOptions & Required<Pick<OptimizeOptions, Defaulted>>;
+
+/** The paper's settings: 10 random initial points then 50 BO iterations, EI with ξ = 0.01, N = 30 Fisher examples. */
+export const OPTIMIZE_DEFAULTS: Required<Pick<OptimizeOptions, Defaulted>> = {
+  initPoints: 10, iterations: 50, acquisition: 'ei', xi: 0.01, kappa: 2.576, kernel: 'ard',
+  bounds: [0, 1], fisherSamples: 30, fisherMode: 'expected', validationFraction: 1, noFisher: false, seed: 0,
+};
+
+function sha256File(p: string): string {
+  return createHash('sha256').update(readFileSync(p)).digest('hex');
+}
+
+/** The part of the configuration a journal must match to be resumed (iterations may grow). */
+function journalConfig(o: Resolved): Record<string, unknown> {
+  return {
+    base: resolve(o.base),
+    models: o.models.map((m) => resolve(m)),
+    tasks: o.tasks.map((t) => ({
+      validation: { path: resolve(t.validation), sha256: sha256File(t.validation) },
+      ...(t.fisher ? { fisher: { path: resolve(t.fisher), sha256: sha256File(t.fisher) } } : {}),
+    })),
+    initPoints: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel, bounds: [...o.bounds],
+    fisherSamples: o.noFisher ? null : o.fisherSamples, fisherMode: o.noFisher ? null : o.fisherMode,
+    validationFraction: o.validationFraction, noFisher: o.noFisher, seed: o.seed, evaluator: o.evaluator ?? null,
+  };
+}
+
+function checkOptions(o: Resolved): void {
+  const int = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new UsageError(`${name} must be an integer ≥ ${min}, got ${v}`);
+  };
+  int('initial points', o.initPoints, 1);
+  int('iterations', o.iterations, 0);
+  int('Fisher samples', o.fisherSamples, 1);
+  int('seed', o.seed, 0);
+  const [lo, hi] = o.bounds;
+  if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`bounds must be lo < hi, got [${lo}, ${hi}]`);
+  if (o.models.length !== o.tasks.length) {
+    throw new UsageError(`${o.models.length} models but ${o.tasks.length} task files: give one --task per --model, in the same order`);
+  }
+  for (const t of o.tasks) {
+    for (const f of [t.validation, t.test, t.fisher]) if (f !== undefined && !existsSync(f)) throw new UsageError(`task file ${f} does not exist`);
+  }
+  const out = resolve(o.out);
+  if (existsSync(out) && readdirSync(out).length > 0 && !o.force && !o.resume) {
+    throw new UsageError(`output folder ${out} is not empty; pass --force to overwrite it (or --resume to continue the run that writes it)`);
+  }
+}
+
+export async function optimize(options: OptimizeOptions): Promise<OptimizeResult> {
+  const o: Resolved = { ...OPTIMIZE_DEFAULTS, ...options };
+  checkOptions(o);
+  const log = o.log ?? (() => {});
+  const out = resolve(o.out);
+  const journalPath = resolve(o.journal ?? `${out}.journal.jsonl`);
+  const started = performance.now();
+  const bounds = o.models.map(() => [o.bounds[0], o.bounds[1]] as [number, number]);
+  // Without Fisher and with an external evaluator the native runtime is not needed:
+  // candidates are streamed through the merge engine, so any architecture works.
+  const runtimeFree = o.noFisher && o.evaluator !== undefined;
+  const setup: DfSetup | undefined = runtimeFree ? undefined : loadSetup({
+    base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
+    validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
+  });
+  const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode }) : undefined;
+  const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
+  const scratchRoot = mkdtempSync(join(dirname(out), `.${basename(out)}.candidates-`));
+  mkdirSync(dirname(journalPath), { recursive: true });
+  const journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
+  try {
+    const bo = new BayesianOptimizer({ bounds, seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel });
+    for (const e of journal.evaluations) {
+      if (e.failed || e.objective === null) bo.observeFailure(e.lambda);
+      else bo.observe(e.lambda, e.objective);
+    }
+    if (journal.evaluations.length > 0) log(`resuming: ${journal.evaluations.length} evaluations already in ${journalPath}`);
+    const total = o.initPoints + o.iterations;
+
+    /** Scores of one candidate λ: native validation accuracy, or the external evaluator's. */
+    const evaluate = async (lambda: number[]): Promise<Omit<JournalEvaluation, 'type' | 'index' | 'phase' | 'finished'>> => {
+      const t0 = performance.now();
+      const seconds = { fisher: 0, merge: 0, eval: 0, total: 0 };
+      try {
+        let scores: Record<string, number>;
+        if (objective && setup) {
+          const { merged, timings } = await objective.merge(lambda);
+          seconds.fisher = timings.fisherSeconds;
+          seconds.merge = timings.mergeSeconds;
+          const t1 = performance.now();
+          if (o.evaluator) {
+            const dir = join(scratchRoot, 'candidate');
+            rmSync(dir, { recursive: true, force: true });
+            saveFlatCheckpoint(setup.rt, merged, o.base, dir, o.dtype ? { dtype: o.dtype } : {});
+            scores = await runEvaluator(o.evaluator, dir);
+          } else {
+            const r = await objective.evaluate(merged, setup.validation);
+            scores = Object.fromEntries(r.tasks.map((t) => [t.task, t.accuracy]));
+          }
+          seconds.eval = (performance.now() - t1) / 1000;
+        } else {
+          const dir = join(scratchRoot, 'candidate');
+          rmSync(dir, { recursive: true, force: true });
+          const t1 = performance.now();
+          await runMerge(validateConfig({ method: 'task_arithmetic', base: o.base, models: o.models.map((p, i) => ({ path: p, parameters: { weight: lambda[i]! } })), parameters: {}, seed: 0, ...(o.dtype ? { dtype: o.dtype } : {}) }), { out: dir, quiet: true, force: true });
+          seconds.merge = (performance.now() - t1) / 1000;
+          const t2 = performance.now();
+          scores = await runEvaluator(o.evaluator!, dir);
+          seconds.eval = (performance.now() - t2) / 1000;
+        }
+        const named = taskNames.filter((t) => t in scores);
+        const values = named.length > 0 ? named.map((t) => scores[t]!) : Object.values(scores);
+        seconds.total = (performance.now() - t0) / 1000;
+        return { lambda, scores, objective: values.reduce((a, b) => a + b, 0) / values.length, failed: false, seconds };
+      } catch (e) {
+        if (!(e instanceof EvaluatorError)) throw e;
+        seconds.total = (performance.now() - t0) / 1000;
+        log(`evaluation of λ=[${lambda.map((x) => x.toFixed(3)).join(', ')}] failed: ${e.message}`);
+        return { lambda, scores: {}, objective: null, failed: true, error: `${e.message}\n${e.stderr.slice(-4000)}`, seconds };
+      }
+    };
+
+    while (journal.evaluations.length < total) {
+      const index = journal.evaluations.length;
+      const lambda = bo.suggest();
+      const r = await evaluate(lambda);
+      const rec: JournalEvaluation = { type: 'evaluation', index, ...r, phase: index < o.initPoints ? 'initial' : 'bo', finished: new Date().toISOString() };
+      journal.append(rec);
+      if (rec.failed || rec.objective === null) bo.observeFailure(lambda);
+      else bo.observe(lambda, rec.objective);
+      o.onEvaluation?.(rec, bestOf(journal.evaluations), total);
+    }
+    const best = bestOf(journal.evaluations);
+    if (!best) throw new UsageError(`every one of the ${journal.evaluations.length} evaluations failed; see ${journalPath} for the evaluator's errors`);
+
+    // The best λ, merged again and saved (the paper's code never saves it).
+    log(`writing the best merge (λ = [${best.lambda.map((x) => x.toFixed(3)).join(', ')}]) to ${out}`);
+    mkdirSync(out, { recursive: true });
+    let files: string[];
+    const rows: ReportRow[] = [];
+    if (objective && setup) {
+      const { merged } = await objective.merge(best.lambda);
+      const bestParams = new Float32Array(merged);
+      files = saveFlatCheckpoint(setup.rt, bestParams, o.base, out, { ...(o.dtype ? { dtype: o.dtype } : {}), ...(o.shardSize ? { shardSize: o.shardSize } : {}), metadata: { merge_method: o.noFisher ? 'dfmerge_no_fisher' : 'dfmerge', dfmerge_lambda: JSON.stringify(best.lambda) } });
+      if (o.baselines !== false) rows.push(...await baselineRows(objective, setup, log));
+      const name = o.noFisher ? 'DF-Merge --no-fisher (task arithmetic, λ by BO)' : 'DF-Merge';
+      const validation = Object.fromEntries((await objective.evaluate(bestParams, setup.validation)).tasks.map((t) => [t.task, t.accuracy]));
+      const test = setup.test ? Object.fromEntries((await objective.evaluate(bestParams, setup.test)).tasks.map((t) => [t.task, t.accuracy])) : undefined;
+      rows.push({ name, validation, ...(test ? { test } : {}) });
+    } else {
+      const r = await runMerge(validateConfig({ method: 'task_arithmetic', base: o.base, models: o.models.map((p, i) => ({ path: p, parameters: { weight: best.lambda[i]! } })), parameters: {}, seed: 0, ...(o.dtype ? { dtype: o.dtype } : {}) }), { out, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
+      files = r.files;
+      rows.push({ name: 'DF-Merge --no-fisher (external evaluator)', validation: best.scores });
+    }
+    const report: Report = {
+      tasks: taskNames, rows, evaluations: journal.evaluations.length, seconds: (performance.now() - started) / 1000,
+      best: { lambda: best.lambda, objective: best.objective!, evaluation: best.index },
+    };
+    writeFileSync(join(out, 'dfmerge-report.md'), markdownReport(report));
+    writeFileSync(join(out, 'dfmerge-report.json'), JSON.stringify({ ...report, history: journal.evaluations }, null, 2) + '\n');
+    writeFileSync(join(out, 'dfmerge-objective.svg'), objectiveSvg(journal.evaluations, o.initPoints));
+    return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
+  } finally {
+    journal.close();
+    rmSync(scratchRoot, { recursive: true, force: true });
+  }
+}
+
+function bestOf(evals: readonly JournalEvaluation[]): JournalEvaluation | undefined {
+  let best: JournalEvaluation | undefined;
+  for (const e of evals) if (!e.failed && e.objective !== null && (!best || e.objective > best.objective!)) best = e;
+  return best;
+}
