@@ -1,0 +1,372 @@
+// Bayesian optimiser for DF-Merge's coefficients (DESIGN.md §1 "Bayesian optimisation"):
+// nInitial random points, then each suggestion maximises an acquisition function (EI or
+// UCB) of a Matérn-5/2 GP fitted to the observations. Maximises y.
+//
+// How a suggestion is made (suggestBatch(q), suggest() = suggestBatch(1)[0]):
+//   1. inputs are mapped to the unit cube; failed evaluations are imputed with the worst
+//      successful y so the GP learns to avoid them;
+//   2. GP hyperparameters are fitted by maximum likelihood with seeded restarts;
+//   3. the acquisition is scored on a scrambled Sobol' set plus Gaussian perturbations
+//      of the best observed points; the best few are refined by projected L-BFGS;
+//   4. for q > 1, each chosen point joins the GP as a "kriging believer" fantasy
+//      (y = posterior mean, hyperparameters kept), and the next point is chosen.
+//
+// Reproducibility: a suggestion is a pure function of (options, observations). All
+// randomness comes from Rng([seed, purpose, nObservations, ...]), so replaying the
+// observations of an interrupted run (fromState) gives the same next suggestion.
+
+import { acquisitionScore, acquisitionScoreWithGradient, DEFAULT_KAPPA, DEFAULT_XI } from './acquisition.js';
+import type { AcquisitionKind, AcquisitionSpec } from './acquisition.js';
+import { boxMinimize } from './boxminimize.js';
+import { GaussianProcess, type GPOptions } from './gp.js';
+import type { KernelKind } from './kernel.js';
+import { SOBOL_MAX_DIM, Sobol } from './lowdiscrepancy.js';
+import { Rng } from './rng.js';
+
+/**
+ * GP settings the optimiser uses unless `gp` overrides them. On top of the GP's own
+ * defaults (α = 1e-6, σ² fitted, length scales in [1e-2, 1e2] on the unit cube, 1 + 4
+ * starts) the length-scale fit is a MAP estimate under log ℓ ~ N(log 0.5, 0.75²): with
+ * ~10 points in several dimensions plain maximum likelihood often drives some length
+ * scales to a bound, and this weak prior made early progress markedly better on
+ * Hartmann-6 (benchmarks/bo/README.md). Pass `gp: { lengthScalePrior: null }` for plain
+ * maximum likelihood.
+ */
+export const DEFAULT_GP_OPTIONS: Readonly<Omit<GPOptions, 'kernel'>> = Object.freeze({
+  lengthScalePrior: Object.freeze({ mean: Math.log(0.5), std: 0.75 }),
+});
+
+/** Purposes that key the random streams (part of the state format: do not renumber). */
+const STREAM_INITIAL = 1;
+const STREAM_FIT = 2;
+const STREAM_CANDIDATES = 3;
+const STREAM_RANDOM = 4;
+
+export interface BayesianOptimizerOptions {
+  /** [lo, hi] per dimension, lo < hi. */
+  bounds: readonly (readonly [number, number])[];
+  /** Seed of every random decision (default 0). */
+  seed?: number;
+  /** Number of random initial points before the GP is used (default 10). */
+  nInitial?: number;
+  /** 'ei' (default) or 'ucb'. */
+  acquisition?: AcquisitionKind;
+  /** EI exploration margin ξ in units of y (default 0.01). */
+  xi?: number;
+  /** UCB exploration weight κ (default 2.576). */
+  kappa?: number;
+  /** 'ard' (default: a length scale per dimension) or 'isotropic' (the paper's setting). */
+  kernel?: KernelKind;
+  /** GP options (noise, bounds, restarts, prior, ...) over DEFAULT_GP_OPTIONS; `kernel` above takes precedence. */
+  gp?: Omit<GPOptions, 'kernel'>;
+  /** Number of quasi-random acquisition candidates (default 4096). */
+  nCandidates?: number;
+  /** Number of best candidates refined by local gradient search (default 5). */
+  nLocal?: number;
+}
+
+export interface Observation {
+  x: number[];
+  /** The objective value, or null for a failed evaluation. */
+  y: number | null;
+}
+
+export interface BayesianOptimizerState {
+  version: 1;
+  options: BayesianOptimizerOptions;
+  observations: Observation[];
+}
+
+export interface BestObservation {
+  x: number[];
+  y: number;
+  /** Position in the observation list. */
+  index: number;
+}
+
+type ResolvedOptions = Required<Omit<BayesianOptimizerOptions, 'gp'>> & { gp: GPOptions };
+
+/** Two unit-cube points closer than this in every coordinate count as the same point. */
+const SAME_POINT_TOL = 1e-9;
+
+export class BayesianOptimizer {
+  readonly dim: number;
+  private readonly opts: ResolvedOptions;
+  private readonly original: BayesianOptimizerOptions;
+  private readonly obs: Observation[] = [];
+
+  constructor(options: BayesianOptimizerOptions) {
+    const bounds = options.bounds;
+    if (!Array.isArray(bounds) || bounds.length === 0) throw new Error('BayesianOptimizer: bounds must list [lo, hi] for at least one dimension');
+    bounds.forEach(([lo, hi], d) => {
+      if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) {
+        throw new Error(`BayesianOptimizer: bounds[${d}] = [${lo}, ${hi}] must be finite with lo < hi`);
+      }
+    });
+    const o: ResolvedOptions = {
+      bounds: bounds.map(([lo, hi]) => [lo, hi] as const),
+      seed: options.seed ?? 0,
+      nInitial: options.nInitial ?? 10,
+      acquisition: options.acquisition ?? 'ei',
+      xi: options.xi ?? DEFAULT_XI,
+      kappa: options.kappa ?? DEFAULT_KAPPA,
+      kernel: options.kernel ?? 'ard',
+      gp: { ...DEFAULT_GP_OPTIONS, ...(options.gp ?? {}), kernel: options.kernel ?? 'ard' },
+      nCandidates: options.nCandidates ?? 4096,
+      nLocal: options.nLocal ?? 5,
+    };
+    if (!Number.isSafeInteger(o.seed)) throw new Error(`BayesianOptimizer: seed must be a safe integer, got ${o.seed}`);
+    if (!(Number.isInteger(o.nInitial) && o.nInitial >= 1)) throw new Error('BayesianOptimizer: nInitial must be an integer ≥ 1');
+    if (o.acquisition !== 'ei' && o.acquisition !== 'ucb') throw new Error(`BayesianOptimizer: unknown acquisition '${String(o.acquisition)}' (use 'ei' or 'ucb')`);
+    if (!(o.xi >= 0) || !(o.kappa >= 0)) throw new Error('BayesianOptimizer: xi and kappa must be ≥ 0');
+    if (!(Number.isInteger(o.nCandidates) && o.nCandidates >= 1)) throw new Error('BayesianOptimizer: nCandidates must be an integer ≥ 1');
+    if (!(Number.isInteger(o.nLocal) && o.nLocal >= 0)) throw new Error('BayesianOptimizer: nLocal must be an integer ≥ 0');
+    this.dim = bounds.length;
+    this.opts = o;
+    this.original = JSON.parse(JSON.stringify(options)) as BayesianOptimizerOptions;
+  }
+
+  /** Rebuilds an optimiser by replaying a saved state's observations. */
+  static fromState(state: BayesianOptimizerState): BayesianOptimizer {
+    if (state.version !== 1) throw new Error(`BayesianOptimizer: unsupported state version ${String(state.version)}`);
+    const bo = new BayesianOptimizer(state.options);
+    for (const o of state.observations) {
+      if (o.y === null) bo.observeFailure(o.x);
+      else bo.observe(o.x, o.y);
+    }
+    return bo;
+  }
+
+  /** JSON-serialisable state: options and every observation in order. */
+  state(): BayesianOptimizerState {
+    return {
+      version: 1,
+      options: JSON.parse(JSON.stringify(this.original)) as BayesianOptimizerOptions,
+      observations: this.obs.map((o) => ({ x: [...o.x], y: o.y })),
+    };
+  }
+
+  /** Observations so far (copies). */
+  get observations(): Observation[] {
+    return this.obs.map((o) => ({ x: [...o.x], y: o.y }));
+  }
+
+  /** Records an evaluation: y = f(x), to be maximised. */
+  observe(x: ArrayLike<number>, y: number): void {
+    if (!Number.isFinite(y)) {
+      throw new Error(`BayesianOptimizer: observed value ${y} is not finite; record a failed evaluation with observeFailure(x)`);
+    }
+    this.obs.push({ x: this.checkPoint(x), y });
+  }
+
+  /**
+   * Records a failed evaluation at x. It stays in the history; for the GP it counts as
+   * the worst successful value seen, which steers later suggestions away from it.
+   */
+  observeFailure(x: ArrayLike<number>): void {
+    this.obs.push({ x: this.checkPoint(x), y: null });
+  }
+
+  /** The best successful observation, or undefined if there is none. */
+  best(): BestObservation | undefined {
+    let best: BestObservation | undefined;
+    this.obs.forEach((o, index) => {
+      if (o.y !== null && (best === undefined || o.y > best.y)) best = { x: [...o.x], y: o.y, index };
+    });
+    return best;
+  }
+
+  /** The next point to evaluate. Calling it again without observing returns the same point. */
+  suggest(): number[] {
+    return this.suggestBatch(1)[0];
+  }
+
+  /** q distinct points to evaluate in parallel (kriging believer). */
+  suggestBatch(q: number): number[][] {
+    if (!(Number.isInteger(q) && q >= 1)) throw new Error(`BayesianOptimizer: batch size must be an integer ≥ 1, got ${q}`);
+    const k = this.obs.length;
+    const unit: Float64Array[] = []; // chosen points, unit cube
+    const taken: Float64Array[] = this.obs.map((o) => this.toUnit(o.x));
+    const { X, y } = this.gpData();
+    let gp: GaussianProcess | null = null;
+    const fX: Float64Array[] = [...X];
+    const fy: number[] = [...y];
+    for (let i = 0; i < q; i++) {
+      let u: Float64Array | null = null;
+      if (k + i < this.opts.nInitial) {
+        u = this.initialPoint(k + i);
+      } else if (X.length >= 2) {
+        if (!gp) {
+          gp = new GaussianProcess(this.dim, this.opts.gp);
+          gp.setData(X, y);
+          gp.fitHyperparameters(new Rng([this.opts.seed, STREAM_FIT, k]));
+          // Points of this batch already chosen from the initial design become fantasies too.
+          for (const p of unit) {
+            fX.push(p);
+            fy.push(gp.predict(p).mean);
+          }
+          if (unit.length > 0) gp.setData(fX, fy);
+        }
+        u = this.maximiseAcquisition(gp, fy, new Rng([this.opts.seed, STREAM_CANDIDATES, k, i]), taken);
+        if (u) {
+          fX.push(u);
+          fy.push(gp.predict(u).mean);
+          if (i + 1 < q) gp.setData(fX, fy);
+        }
+      }
+      // Too few successful observations for a GP, or no admissible candidate: random point.
+      if (!u || isTaken(u, taken)) u = this.randomPoint(new Rng([this.opts.seed, STREAM_RANDOM, k, i]), taken);
+      unit.push(u);
+      taken.push(u);
+    }
+    return unit.map((u) => this.fromUnit(u));
+  }
+
+  /** Point j of the initial design (uniform random, keyed by (seed, j)). */
+  private initialPoint(j: number): Float64Array {
+    const rng = new Rng([this.opts.seed, STREAM_INITIAL, j]);
+    return Float64Array.from({ length: this.dim }, () => rng.uniform());
+  }
+
+  private randomPoint(rng: Rng, taken: Float64Array[]): Float64Array {
+    for (;;) {
+      const u = Float64Array.from({ length: this.dim }, () => rng.uniform());
+      if (!isTaken(u, taken)) return u;
+    }
+  }
+
+  /** GP training data in the unit cube; failures imputed with the worst successful y. */
+  private gpData(): { X: Float64Array[]; y: number[] } {
+    const X: Float64Array[] = [];
+    const y: number[] = [];
+    let worst = Infinity;
+    for (const o of this.obs) if (o.y !== null) worst = Math.min(worst, o.y);
+    for (const o of this.obs) {
+      if (o.y !== null) {
+        X.push(this.toUnit(o.x));
+        y.push(o.y);
+      } else if (Number.isFinite(worst)) {
+        X.push(this.toUnit(o.x));
+        y.push(worst);
+      }
+    }
+    // Successful-only count decides whether a GP is possible; imputed failures need a real y.
+    return X.length >= 2 && Number.isFinite(worst) ? { X, y } : { X: [], y: [] };
+  }
+
+  /**
+   * Maximises the acquisition over the unit cube; null if every candidate is taken.
+   * y: the GP's current targets (real observations plus any fantasies), in its data order.
+   */
+  private maximiseAcquisition(gp: GaussianProcess, y: number[], rng: Rng, taken: Float64Array[]): Float64Array | null {
+    const D = this.dim;
+    const spec: AcquisitionSpec =
+      this.opts.acquisition === 'ei'
+        ? { kind: 'ei', best: Math.max(...y), xi: this.opts.xi }
+        : { kind: 'ucb', kappa: this.opts.kappa };
+    const score = (u: Float64Array): number => {
+      const p = gp.predict(u);
+      return acquisitionScore(spec, p.mean, p.variance);
+    };
+
+    // Candidates: scrambled Sobol' points plus perturbations of the best observed points.
+    const nC = this.opts.nCandidates;
+    const cands: Float64Array[] = [];
+    if (D <= SOBOL_MAX_DIM) {
+      cands.push(...new Sobol(D, rng).draw(nC));
+    } else {
+      for (let c = 0; c < nC; c++) cands.push(Float64Array.from({ length: D }, () => rng.uniform()));
+    }
+    const order = y.map((v, i) => i).sort((a, b) => y[b] - y[a] || a - b);
+    const X = gp.trainingInputs();
+    const nTop = Math.min(5, order.length);
+    const perTop = Math.max(1, Math.floor(nC / (8 * Math.max(nTop, 1))));
+    for (let t = 0; t < nTop; t++) {
+      const centre = X[order[t]];
+      for (let c = 0; c < perTop; c++) {
+        const scale = c % 2 === 0 ? 0.02 : 0.1;
+        cands.push(Float64Array.from(centre, (v) => clamp01(v + scale * rng.normal())));
+      }
+    }
+
+    const scored: { u: Float64Array; s: number }[] = [];
+    for (const u of cands) {
+      if (isTaken(u, taken)) continue;
+      const s = score(u);
+      if (!Number.isNaN(s)) scored.push({ u, s });
+    }
+    if (scored.length === 0) return null;
+    scored.sort((a, b) => b.s - a.s);
+
+    let best = scored[0];
+    const lo = new Float64Array(D);
+    const hi = new Float64Array(D).fill(1);
+    const starts: { u: Float64Array; s: number }[] = [];
+    for (const c of scored) {
+      if (starts.length >= this.opts.nLocal) break;
+      if (!Number.isFinite(c.s)) break;
+      if (starts.some((s) => maxAbsDiff(s.u, c.u) < 1e-3)) continue;
+      starts.push(c);
+    }
+    for (const start of starts) {
+      const res = boxMinimize(
+        (u) => {
+          const r = acquisitionScoreWithGradient(spec, gp.predictWithGradient(u));
+          for (let d = 0; d < D; d++) r.gradient[d] = -r.gradient[d];
+          return { f: -r.value, g: r.gradient };
+        },
+        start.u,
+        lo,
+        hi,
+        { maxIterations: 100, gradTol: 1e-7, relTol: 1e-12 },
+      );
+      const s = -res.f;
+      if (s > best.s && !isTaken(res.x, taken)) best = { u: res.x, s };
+    }
+    return best.u;
+  }
+
+  private checkPoint(x: ArrayLike<number>): number[] {
+    if (x.length !== this.dim) throw new Error(`BayesianOptimizer: point has ${x.length} coordinates, expected ${this.dim}`);
+    const out: number[] = [];
+    for (let d = 0; d < this.dim; d++) {
+      const v = x[d];
+      const [lo, hi] = this.opts.bounds[d];
+      const slack = 1e-9 * (hi - lo);
+      if (!Number.isFinite(v) || v < lo - slack || v > hi + slack) {
+        throw new Error(`BayesianOptimizer: coordinate ${d} = ${v} is outside its bounds [${lo}, ${hi}]`);
+      }
+      out.push(v);
+    }
+    return out;
+  }
+
+  private toUnit(x: readonly number[]): Float64Array {
+    return Float64Array.from(x, (v, d) => {
+      const [lo, hi] = this.opts.bounds[d];
+      return (v - lo) / (hi - lo);
+    });
+  }
+
+  private fromUnit(u: Float64Array): number[] {
+    return Array.from(u, (v, d) => {
+      const [lo, hi] = this.opts.bounds[d];
+      return Math.min(hi, Math.max(lo, lo + clamp01(v) * (hi - lo)));
+    });
+  }
+}
+
+function clamp01(v: number): number {
+  return Math.min(1, Math.max(0, v));
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function isTaken(u: ArrayLike<number>, taken: readonly Float64Array[]): boolean {
+  for (const t of taken) if (maxAbsDiff(u, t) < SAME_POINT_TOL) return true;
+  return false;
+}
