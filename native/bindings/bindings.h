@@ -8,5 +8,6 @@ void register_io(Napi::Env env, Napi::Object exports);
 void register_convert(Napi::Env env, Napi::Object exports);
 void register_system(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
+void register_train(Napi::Env env, Napi::Object exports);
 
 }  // namespace dfm
