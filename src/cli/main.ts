@@ -6,6 +6,7 @@ import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
 import { registerEval } from './eval.js';
 import { registerFisher } from './fisher.js';
+import { registerZoo } from './zoo.js';
 
 export function versionText(): string {
   const { addon, variant, path } = loadAddon();
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerFisher(program);
+  registerZoo(program);
   return program;
 }
 
