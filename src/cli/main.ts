@@ -8,6 +8,7 @@ import { registerMerge } from './merge.js';
 import { registerOptimize } from './optimize.js';
 import { registerEval } from './eval.js';
 import { registerFisher } from './fisher.js';
+import { registerZoo } from './zoo.js';
 
 export function versionText(): string {
   const { addon, variant, path } = loadAddon();
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerOptimize(program);
   registerEval(program);
   registerFisher(program);
+  registerZoo(program);
   return program;
 }
 

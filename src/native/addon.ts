@@ -154,7 +154,27 @@ export interface NativeLlamaModel {
   fisher(acc: Float32Array, examples: NativeExample[], mode: FisherMode): Promise<{ loglik: Float64Array; prob: Float64Array }[]>;
 }
 
+/** AdamW hyperparameters of one update (native/kernels/adamw.h); step is 1-based. */
+export interface NativeAdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}
+
 export interface NativeAddon {
+  /** One AdamW step in place over theta, m, v (same lengths as grad). */
+  adamwUpdate(theta: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, hyper: NativeAdamWHyper): void;
+  /** Σ x² in double (fixed-order blocks: independent of the thread count). */
+  sumSquares(x: Float32Array): number;
+  /** Scales g to norm maxNorm when above it; returns the norm before clipping. */
+  clipGradNorm(g: Float32Array, maxNorm: number): number;
+  /** y += a·x. */
+  axpy(y: Float32Array, x: Float32Array, a: number): void;
+  /** x *= s. */
+  scaleInPlace(x: Float32Array, s: number): void;
   LlamaModel: new (config: NativeLlamaConfig) => NativeLlamaModel;
   /** acc = acc·scale + eps. */
   fisherFinalize(acc: Float32Array, scale: number, eps: number): void;
