@@ -25,6 +25,7 @@ import { writeFileAtomic } from '../io/writer.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
+import { addon } from '../native/addon.js';
 import { initialWeights } from '../train/init.js';
 import { saveModel } from '../train/checkpoint.js';
 import { choiceSequence, flatWeights, nextTokenSequence, train, type StepLog, type TrainSequence } from '../train/trainer.js';
@@ -124,21 +125,21 @@ export function zooConfig(seed = 0, fast = false, overrides: BuildZooOptions['ov
       version: ZOO_VERSION, seed, fast,
       model: { hidden: 48, layers: 2, heads: 4, kvHeads: 2, intermediate: 128, maxPositions: 32, vocab: 64 },
       tasks: [...TASKS.map((t) => t.name)],
-      splits: { train: 600, validation: 100, test: 100 },
-      corpus: 4000,
-      pretrain: { steps: 300, batchSize: 16, lr: 3e-3, warmup: 30, weightDecay: 0.01 },
-      expert: { steps: 120, batchSize: 16, lr: 2e-3, warmup: 12, weightDecay: 0.01 },
-      multitask: { steps: 240, batchSize: 16, lr: 2e-3, warmup: 24, weightDecay: 0.01 },
+      splits: { train: 800, validation: 100, test: 100 },
+      corpus: 8000,
+      pretrain: { steps: 800, batchSize: 16, lr: 4e-3, warmup: 50, weightDecay: 0.01 },
+      expert: { steps: 250, batchSize: 16, lr: 3e-3, warmup: 20, weightDecay: 0.01 },
+      multitask: { steps: 500, batchSize: 16, lr: 3e-3, warmup: 40, weightDecay: 0.01 },
     }
     : {
       version: ZOO_VERSION, seed, fast,
       model: { hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 192, maxPositions: 32, vocab: 64 },
       tasks: [...TASKS.map((t) => t.name)],
       splits: { train: 2000, validation: 200, test: 200 },
-      corpus: 20000,
-      pretrain: { steps: 1200, batchSize: 16, lr: 3e-3, warmup: 100, weightDecay: 0.01 },
-      expert: { steps: 300, batchSize: 16, lr: 1e-3, warmup: 30, weightDecay: 0.01 },
-      multitask: { steps: 600, batchSize: 16, lr: 1e-3, warmup: 60, weightDecay: 0.01 },
+      corpus: 40000,
+      pretrain: { steps: 3000, batchSize: 16, lr: 3e-3, warmup: 200, weightDecay: 0.01 },
+      expert: { steps: 600, batchSize: 16, lr: 2e-3, warmup: 40, weightDecay: 0.01 },
+      multitask: { steps: 1600, batchSize: 16, lr: 2e-3, warmup: 100, weightDecay: 0.01 },
     };
   return { ...base, ...overrides };
 }
@@ -302,8 +303,16 @@ export async function buildZoo(options: BuildZooOptions): Promise<ZooBuild> {
 
   const evaluate = async (label: string, theta: Float32Array): Promise<void> => {
     const rt = LlamaRuntime.fromWeights(modelConfig, layout.tensorViews(theta), tokenizer);
-    const val = await evaluateTasks(rt, evalSets('validation'));
-    const test = await evaluateTasks(rt, evalSets('test'));
+    // One thread: a model this small is slower with more (and the numbers do not depend on it).
+    const prevThreads = addon().buildInfo().threads;
+    addon().setThreads(1);
+    let val, test;
+    try {
+      val = await evaluateTasks(rt, evalSets('validation'));
+      test = await evaluateTasks(rt, evalSets('test'));
+    } finally {
+      addon().setThreads(prevThreads);
+    }
     accuracy[label] = Object.fromEntries(config.tasks.map((t, i) => [t, { validation: val.tasks[i]!.accuracy, test: test.tasks[i]!.accuracy }]));
     log(`zoo: ${label}: test accuracy ${config.tasks.map((t, i) => `${t} ${(100 * test.tasks[i]!.accuracy).toFixed(1)}%`).join(', ')}`);
   };
