@@ -9,6 +9,7 @@ import { registerOptimize } from './optimize.js';
 import { registerEval } from './eval.js';
 import { registerFisher } from './fisher.js';
 import { registerZoo } from './zoo.js';
+import { registerDemo } from './demo.js';
 
 export function versionText(): string {
   const { addon, variant, path } = loadAddon();
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerFisher(program);
   registerZoo(program);
+  registerDemo(program);
   return program;
 }
 

@@ -107,8 +107,15 @@ export function loadSetup(o: SetupOptions): DfSetup {
   const models = o.models.map((m) => loadFlat(rt, m));
   const tokenized = (file: string) => tokenizeTask(loadTask(file), tokenizer, config.maxPositions);
   const validationFull = o.tasks.map((t) => tokenized(t.validation));
+  const seen = new Map<string, string>();
+  for (const t of validationFull) {
+    const prior = seen.get(t.name);
+    if (prior) throw new UsageError(`two validation files are both named "${t.name}" (${prior}, ${t.file}); a task is named after its file, so rename one`);
+    seen.set(t.name, t.file);
+  }
   const validation = validationFull.map((t, i) => ({ ...t, examples: subset(t.examples, o.validationFraction, o.seed + 1000 + i) }));
-  const test = o.tasks.every((t) => t.test) ? o.tasks.map((t) => tokenized(t.test!)) : undefined;
+  // test splits are reported under their validation task's name, whatever their files are called
+  const test = o.tasks.every((t) => t.test) ? o.tasks.map((t, i) => ({ ...tokenized(t.test!), name: validationFull[i]!.name })) : undefined;
   const fisherExamples = o.needFisher
     ? o.tasks.map((t, i) => drawFisherExamples((t.fisher ? tokenized(t.fisher) : validationFull[i]!).examples, o.fisherSamples, o.seed + i))
     : o.tasks.map(() => []);

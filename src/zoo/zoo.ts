@@ -7,7 +7,7 @@
  *
  * Layout of DIR:
  *   tokenizer.json, tokenizer_config.json
- *   tasks/<task>/{train,validation,test}.jsonl
+ *   tasks/{train,validation,test}/<task>.jsonl   (a task is a file named after it, DESIGN.md §2)
  *   base/, experts/<task>/, multitask/       (HF checkpoint folders)
  *   zoo.json                                 (ZooManifest, written last)
  * A model folder also holds zoo-model.json (the stage and configuration that
@@ -33,7 +33,7 @@ import { makeCorpus } from './corpus.js';
 import { TASKS, makeSplits, toJsonl } from './tasks.js';
 import { SPECIAL_IDS, charTokenizerConfig, charTokenizerJson, charVocab, encodeChars } from './tokenizer.js';
 
-export const ZOO_VERSION = 1;
+export const ZOO_VERSION = 2;
 
 export interface ZooModelShape {
   hidden: number;
@@ -240,11 +240,10 @@ export async function buildZoo(options: BuildZooOptions): Promise<ZooBuild> {
   for (const name of config.tasks) {
     const spec = TASKS.find((t) => t.name === name)!;
     const splits = makeSplits(spec, config.splits, subSeed(config.seed, `task:${name}`));
-    const tdir = join(dir, 'tasks', name);
-    mkdirSync(tdir, { recursive: true });
     const files = { train: '', validation: '', test: '' };
     for (const split of ['train', 'validation', 'test'] as const) {
-      const rel = join('tasks', name, `${split}.jsonl`);
+      mkdirSync(join(dir, 'tasks', split), { recursive: true });
+      const rel = join('tasks', split, `${name}.jsonl`);
       writeFileAtomic(join(dir, rel), toJsonl(splits[split]));
       files[split] = rel;
     }
