@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 
 #if defined(__F16C__)
@@ -592,21 +593,46 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
   std::vector<uint32_t> thr(k, 0);
   if (kk == 0) return std::vector<uint32_t>(k, 0xffffffffu);
   if (kk >= j.n) return thr;  // everything kept
+  if (j.n <= (size_t(1) << 16)) {
+    // Small tensors: select directly (std::nth_element) instead of clearing histograms.
+    std::vector<float> b(j.n), x(j.n);
+    std::vector<uint32_t> u(j.n);
+    load_tile(j.base, 0, b.data(), j.n);
+    for (size_t q = 0; q < k; ++q) {
+      load_tile(j.models[q], 0, x.data(), j.n);
+      for (size_t i = 0; i < j.n; ++i) {
+        const float t = x[i] - b[i];
+        std::memcpy(&u[i], &t, 4);
+        u[i] &= 0x7fffffffu;
+      }
+      std::nth_element(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(kk - 1), u.end(), std::greater<uint32_t>());
+      thr[q] = u[kk - 1];
+    }
+    return thr;
+  }
   std::vector<TensorIn> inputs = j.models;
   inputs.push_back(j.base);
   std::vector<uint64_t> total(k * 65536, 0);
   std::mutex fold_mutex;
-  // Per-thread 32-bit counts, folded into `total` at the end (and after every
-  // share when a thread could see 2^32 elements).
+  // Per thread and model, four 32-bit sub-histograms (elements i mod 4, so runs of
+  // equal bins do not serialise on one counter), folded into `total` at the end
+  // (and after every share when a thread could see 2^32 elements).
+  constexpr size_t kSub = 4;
   const bool fold_often = j.n >= (uint64_t(1) << 32);
   auto fold = [&](std::vector<uint32_t>& h) {
     std::lock_guard<std::mutex> lock(fold_mutex);
-    for (size_t q = 0; q < h.size(); ++q) total[q] += h[q];
+    for (size_t q = 0; q < k; ++q) {
+      for (size_t sub = 0; sub < kSub; ++sub) {
+        const uint32_t* src = h.data() + (q * kSub + sub) * 65536;
+        uint64_t* dst = total.data() + q * 65536;
+        for (size_t v = 0; v < 65536; ++v) dst[v] += src[v];
+      }
+    }
     std::fill(h.begin(), h.end(), 0u);
   };
   struct HistState {
     std::vector<float> b, x;
-    std::vector<uint32_t> hist;
+    std::vector<uint32_t> bits, hist;
   };
 
   // pass 0: histogram of the high 16 bits of |τ|; pass 1: of the low 16 bits
@@ -618,31 +644,40 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
     PageReleaser releaser(j.release_inputs, inputs);
     run_chunked(
         j.n, j.chunk, j.threads, releaser,
-        [&](size_t) { return HistState{std::vector<float>(kTile), std::vector<float>(kTile), std::vector<uint32_t>(k * 65536, 0u)}; },
+        [&](size_t) {
+          return HistState{std::vector<float>(kTile), std::vector<float>(kTile), std::vector<uint32_t>(kTile),
+                           std::vector<uint32_t>(k * kSub * 65536, 0u)};
+        },
         [&](HistState& st, size_t b0, size_t e0) {
           for (size_t t0 = b0; t0 < e0; t0 += kTile) {
             const size_t m = std::min(kTile, e0 - t0);
             load_tile(j.base, t0, st.b.data(), m);
             for (size_t q = 0; q < k; ++q) {
               load_tile(j.models[q], t0, st.x.data(), m);
-              uint32_t* h = st.hist.data() + q * 65536;
-              const float* bb = st.b.data();
-              const float* xx = st.x.data();
+              const float* __restrict bb = st.b.data();
+              const float* __restrict xx = st.x.data();
+              uint32_t* __restrict u = st.bits.data();
+#pragma omp simd
+              for (size_t i = 0; i < m; ++i) {
+                const float t = xx[i] - bb[i];
+                uint32_t v;
+                std::memcpy(&v, &t, 4);
+                u[i] = v & 0x7fffffffu;  // bits of |τ| in f32
+              }
+              uint32_t* h = st.hist.data() + q * kSub * 65536;
               if (pass == 0) {
-                for (size_t i = 0; i < m; ++i) {
-                  const float t = xx[i] - bb[i];
-                  uint32_t u;
-                  std::memcpy(&u, &t, 4);
-                  ++h[(u & 0x7fffffffu) >> 16];
+                size_t i = 0;
+                for (; i + kSub <= m; i += kSub) {
+                  ++h[u[i] >> 16];
+                  ++h[65536 + (u[i + 1] >> 16)];
+                  ++h[2 * 65536 + (u[i + 2] >> 16)];
+                  ++h[3 * 65536 + (u[i + 3] >> 16)];
                 }
+                for (; i < m; ++i) ++h[u[i] >> 16];
               } else {
                 const uint32_t hb = high[q];
                 for (size_t i = 0; i < m; ++i) {
-                  const float t = xx[i] - bb[i];
-                  uint32_t u;
-                  std::memcpy(&u, &t, 4);
-                  u &= 0x7fffffffu;
-                  if ((u >> 16) == hb) ++h[u & 0xffffu];
+                  if ((u[i] >> 16) == hb) ++h[u[i] & 0xffffu];
                 }
               }
             }
