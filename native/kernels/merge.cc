@@ -341,6 +341,7 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
     try {
       auto state = make_state(share_max);
       have_state = true;
+      if (tid == 0) releaser.prefetch(0, std::min(n, 2 * chunk));
       for (size_t c0 = 0; c0 < n; c0 += chunk) {
         const size_t c1 = std::min(n, c0 + chunk);
         const size_t share = ((c1 - c0 + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
@@ -354,7 +355,10 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
           }
         }
 #pragma omp barrier
-        if (tid == 0 && !failure.failed()) releaser.upto(c1);
+        if (tid == 0 && !failure.failed()) {
+          releaser.upto(c1);
+          releaser.prefetch(std::min(n, c1 + chunk), std::min(n, c1 + 2 * chunk));  // keep two chunks ahead
+        }
       }
       if (!failure.failed()) finish(state);
     } catch (...) {
@@ -454,6 +458,13 @@ constexpr int kMaxModels = 64;
 
 PageReleaser::PageReleaser(bool enabled, std::vector<TensorIn> inputs) : enabled_(enabled), inputs_(std::move(inputs)) {
   for (const TensorIn& in : inputs_) from_.push_back(reinterpret_cast<uintptr_t>(in.data));
+}
+
+void PageReleaser::prefetch(size_t begin, size_t end) const {
+  if (!enabled_ || begin >= end) return;
+  for (const TensorIn& in : inputs_) {
+    if (in.data) prefetch_if_mapped(in.data + begin * dtype_size(in.dtype), (end - begin) * dtype_size(in.dtype));
+  }
 }
 
 void PageReleaser::upto(size_t pos) {

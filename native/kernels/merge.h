@@ -107,11 +107,13 @@ struct MergeJob {
 };
 
 // Releases, as a stream over n elements advances, the whole pages of each input
-// before element `pos` (only inputs inside a live MappedFile: see release_if_mapped).
+// before element `pos`, and starts read-ahead of the next elements (only inputs
+// inside a live MappedFile: see release_if_mapped / prefetch_if_mapped).
 class PageReleaser {
  public:
   PageReleaser(bool enabled, std::vector<TensorIn> inputs);
   void upto(size_t pos);
+  void prefetch(size_t begin, size_t end) const;
 
  private:
   bool enabled_;
