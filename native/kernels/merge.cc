@@ -88,9 +88,28 @@ void dare_drop_tile(const float* __restrict b, float* __restrict x, uint64_t key
   }
 }
 
+void task_arithmetic_tile(const float* __restrict b, const float* const* x, const float* lam, int k, float s,
+                          float* __restrict out, size_t n) {
+  // Task arithmetic (Ilharco et al.): θ = θ_pre + s · Σ_k λ_k (θ_k − θ_pre)
+  {
+    const float* __restrict x0 = x[0];
+    const float l0 = lam[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = l0 * (x0[i] - b[i]);
+  }
+  for (int m = 1; m < k; ++m) {
+    const float* __restrict xm = x[m];
+    const float lm = lam[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] += lm * (xm[i] - b[i]);
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + s * out[i];
+}
+
 void delta_sum_tile(const float* __restrict b, const float* const* d, const float* lam, int k, float s,
                     float* __restrict out, size_t n) {
-  // Task arithmetic (Ilharco et al.): θ = θ_pre + s · Σ_k λ_k τ_k
+  // Task arithmetic over formed task vectors (DARE): θ = θ_pre + s · Σ_k λ_k τ̃_k
   {
     const float* __restrict d0 = d[0];
     const float l0 = lam[0];
@@ -214,7 +233,7 @@ void df_accumulate_tile(const float* __restrict f, const float* __restrict d, fl
 
 namespace {
 
-constexpr size_t kTile = 4096;   // elements per tile (cache resident)
+constexpr size_t kTile = 1024;   // elements per tile: a kernel's buffers stay in L1
 constexpr size_t kAlign = 256;   // threads' shares of a chunk start at multiples of this
 
 void load_tile(const TensorIn& in, size_t first, float* __restrict dst, size_t n) {
@@ -423,8 +442,7 @@ void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_
       linear_tile(xs, w, k, p.scale, out, m);
       break;
     case MergeMethod::TaskArithmetic:
-      for (int q = 0; q < k; ++q) delta_tile(b, xs[q], m);
-      delta_sum_tile(b, xs, w, k, p.scale, out, m);
+      task_arithmetic_tile(b, xs, w, k, p.scale, out, m);
       break;
     case MergeMethod::Ties:
       for (int q = 0; q < k; ++q) ties_trim_tile(b, xs[q], p.thresholds[q], m);

@@ -40,7 +40,11 @@ void ties_trim_tile(const float* b, float* x, uint32_t thr, size_t n);
 void dare_drop_tile(const float* b, float* x, uint64_t key, uint32_t keep_thr, float keep_prob,
                     uint64_t first, size_t n);
 
-// Task arithmetic combine of deltas: out = b + s · Σ_k λ_k d_k.
+// Task arithmetic: out = b + s · Σ_k λ_k (x_k − b).
+void task_arithmetic_tile(const float* b, const float* const* x, const float* lam, int k, float s, float* out,
+                          size_t n);
+
+// Task arithmetic combine of formed (e.g. DARE-dropped) deltas: out = b + s · Σ_k λ_k d_k.
 void delta_sum_tile(const float* b, const float* const* d, const float* lam, int k, float s, float* out,
                     size_t n);
 
