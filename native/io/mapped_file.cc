@@ -46,19 +46,6 @@ void release_if_mapped(const void* p, size_t len) {
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
-void prefetch_if_mapped(const void* p, size_t len) {
-  const uintptr_t b = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  if (len == 0) return;
-  std::lock_guard<std::mutex> lock(g_registry_mutex);
-  auto it = registry().upper_bound(b);
-  if (it == registry().begin()) return;
-  --it;
-  if (b < it->first || b + len > it->second) return;
-  const uintptr_t first = b / page * page;
-  ::madvise(reinterpret_cast<void*>(first), b + len - first, MADV_WILLNEED);
-}
-
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

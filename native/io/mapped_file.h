@@ -15,10 +15,6 @@ namespace dfm {
 // MADV_DONTNEED would discard data. Safe to call from any thread.
 void release_if_mapped(const void* p, size_t len);
 
-// Starts read-ahead (MADV_WILLNEED) of the pages overlapping [p, p+len) when they
-// lie in a live MappedFile; does nothing otherwise.
-void prefetch_if_mapped(const void* p, size_t len);
-
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);

@@ -156,7 +156,6 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
     try {
       auto state = make_state(share_max);
       have_state = true;
-      if (tid == 0) releaser.prefetch(0, std::min(n, 2 * chunk));
       for (size_t c0 = 0; c0 < n; c0 += chunk) {
         const size_t c1 = std::min(n, c0 + chunk);
         const size_t share = ((c1 - c0 + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
@@ -170,10 +169,7 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
           }
         }
 #pragma omp barrier
-        if (tid == 0 && !failure.failed()) {
-          releaser.upto(c1);
-          releaser.prefetch(std::min(n, c1 + chunk), std::min(n, c1 + 2 * chunk));  // keep two chunks ahead
-        }
+        if (tid == 0 && !failure.failed()) releaser.upto(c1);
       }
       if (!failure.failed()) finish(state);
     } catch (...) {
@@ -310,13 +306,6 @@ MergeTileFn merge_tile_for(const MergeJob& j) {
 
 PageReleaser::PageReleaser(bool enabled, std::vector<TensorIn> inputs) : enabled_(enabled), inputs_(std::move(inputs)) {
   for (const TensorIn& in : inputs_) from_.push_back(reinterpret_cast<uintptr_t>(in.data));
-}
-
-void PageReleaser::prefetch(size_t begin, size_t end) const {
-  if (!enabled_ || begin >= end) return;
-  for (const TensorIn& in : inputs_) {
-    if (in.data) prefetch_if_mapped(in.data + begin * dtype_size(in.dtype), (end - begin) * dtype_size(in.dtype));
-  }
 }
 
 void PageReleaser::upto(size_t pos) {

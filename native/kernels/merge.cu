@@ -309,11 +309,9 @@ void merge_tensor_cuda(const MergeJob& j) {
   if (base) inputs.push_back(j.base);
   for (const TensorIn& f : j.fishers) inputs.push_back(f);
   PageReleaser releaser(j.release_inputs, inputs);
-  releaser.prefetch(0, std::min(j.n, 2 * chunk));
 
   for (size_t c0 = 0; c0 < j.n; c0 += chunk) {
     const size_t m = std::min(chunk, j.n - c0);
-    releaser.prefetch(std::min(j.n, c0 + 2 * chunk), std::min(j.n, c0 + 3 * chunk));
     p.n = m;
     p.first = c0;
     if (base) p.base = upload(j.base, dbase, c0, m);

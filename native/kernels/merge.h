@@ -65,13 +65,13 @@ struct MergeJob {
 };
 
 // Releases, as a stream over n elements advances, the whole pages of each input
-// before element `pos`, and starts read-ahead of the next elements (only inputs
-// inside a live MappedFile: see release_if_mapped / prefetch_if_mapped).
+// before element `pos` (only inputs inside a live MappedFile: see release_if_mapped).
+// (MADV_WILLNEED read-ahead of the next chunks was tried and made warm-cache
+// merges 8x slower; the kernel's own fault-around read-ahead is used instead.)
 class PageReleaser {
  public:
   PageReleaser(bool enabled, std::vector<TensorIn> inputs);
   void upto(size_t pos);
-  void prefetch(size_t begin, size_t end) const;
 
  private:
   bool enabled_;
