@@ -5,8 +5,9 @@
 //  * tile kernels (merge_tiles.h): one formula each over one small tile of a
 //    tensor (cache resident), vectorisable, reading f32 spans or BF16/F32 storage;
 //  * the chunked driver merge_tensor_cpu(): streams a whole tensor through those
-//    kernels in chunks, OpenMP-parallel, converting each tile of the F32/F16/BF16
-//    inputs into thread-local f32 scratch, writing the output (F32/F16/BF16,
+//    kernels in chunks, OpenMP-parallel (each thread a contiguous share of a chunk,
+//    in tiles), reading all-BF16 or all-F32 inputs in place and converting any
+//    other mix tile by tile into thread-local f32 scratch, writing the output (F32/F16/BF16,
 //    round to nearest even) into memory or pwrite()-ing it into a file slot, and
 //    dropping the input pages it has finished with, so resident memory stays at a
 //    few chunks whatever the tensor size.
