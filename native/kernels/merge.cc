@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 
 #if defined(__F16C__)
@@ -18,202 +19,17 @@
 
 #include "io/mapped_file.h"
 #include "kernels/merge_rng.h"
+#include "kernels/merge_tiles.h"
 #include "util/error.h"
 
 namespace dfm {
-
-// ===========================================================================
-// Tile kernels. Loops run over the model index outside and the element index
-// inside, so each inner loop is a straight SIMD stream over cache-resident tiles.
-
-void linear_tile(const float* const* x, const float* w, int k, float s, float* __restrict out, size_t n) {
-  // out = s · Σ_k w_k x_k  (mergekit "linear"; s = 1/Σw when normalising)
-  {
-    const float* __restrict x0 = x[0];
-    const float w0 = w[0];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] = w0 * x0[i];
-  }
-  for (int m = 1; m < k; ++m) {
-    const float* __restrict xm = x[m];
-    const float wm = w[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] += wm * xm[i];
-  }
-  if (s != 1.0f) {
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] *= s;
-  }
-}
-
-void delta_tile(const float* __restrict b, float* __restrict x, size_t n) {
-  // τ = x − θ_pre
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) x[i] -= b[i];
-}
-
-void ties_trim_tile(const float* __restrict b, float* __restrict x, uint32_t thr, size_t n) {
-  // TIES "trim": keep τ where |τ| is among the top-density fraction of the tensor,
-  // i.e. bits(|τ|) ≥ thr (f32 bit patterns of non-negative floats order like the values).
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) {
-    const float t = x[i] - b[i];
-    uint32_t u;
-    std::memcpy(&u, &t, 4);
-    x[i] = (u & 0x7fffffffu) >= thr ? t : 0.0f;
-  }
-}
-
-void dare_drop_tile(const float* __restrict b, float* __restrict x, uint64_t key, uint32_t keep_thr,
-                    float keep_prob, uint64_t first, size_t n) {
-  // DARE (Yu et al.): τ̃ = m ⊙ τ / (1 − p), m_i ~ Bernoulli(1 − p) from the counter-based hash.
-  if (n == 0) return;
-  const uint32_t hi = static_cast<uint32_t>(first >> 32);
-  if (hi == static_cast<uint32_t>((first + n - 1) >> 32)) {
-    const uint32_t lo0 = static_cast<uint32_t>(first);
-    const uint32_t k0 = static_cast<uint32_t>(key);
-    const uint32_t k1 = hi + static_cast<uint32_t>(key >> 32);
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t u = mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8;  // = dare_u24(key, first+i)
-      const float t = (x[i] - b[i]) / keep_prob;
-      x[i] = u >= keep_thr ? t : 0.0f;
-    }
-  } else {  // the tile straddles a 2^32 element boundary
-    for (size_t i = 0; i < n; ++i) {
-      const float t = (x[i] - b[i]) / keep_prob;
-      x[i] = dare_u24(key, first + i) >= keep_thr ? t : 0.0f;
-    }
-  }
-}
-
-void delta_sum_tile(const float* __restrict b, const float* const* d, const float* lam, int k, float s,
-                    float* __restrict out, size_t n) {
-  // Task arithmetic (Ilharco et al.): θ = θ_pre + s · Σ_k λ_k τ_k
-  {
-    const float* __restrict d0 = d[0];
-    const float l0 = lam[0];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] = l0 * d0[i];
-  }
-  for (int m = 1; m < k; ++m) {
-    const float* __restrict dm = d[m];
-    const float lm = lam[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] += lm * dm[i];
-  }
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) out[i] = b[i] + s * out[i];
-}
-
-void sign_elect_tile(const float* __restrict b, const float* const* d, const float* w, int k, bool normalize,
-                     float* __restrict out, float* __restrict tmp, size_t n) {
-  // TIES (Yadav et al.) "elect" and "disjoint merge", as mergekit's sum consensus:
-  //   sign = +1 if Σ_k w_k τ_k ≥ 0 else −1
-  //   mixed = Σ_k [sign(w_k τ_k) = sign] w_k τ_k,  div = Σ_k [sign(w_k τ_k) = sign] w_k  (0 → 1)
-  float* __restrict sgn = tmp;
-  float* __restrict div = tmp + n;
-  {
-    const float* __restrict d0 = d[0];
-    const float w0 = w[0];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) sgn[i] = w0 * d0[i];
-  }
-  for (int m = 1; m < k; ++m) {
-    const float* __restrict dm = d[m];
-    const float wm = w[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) sgn[i] += wm * dm[i];
-  }
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) {
-    sgn[i] = sgn[i] >= 0.0f ? 1.0f : -1.0f;
-    out[i] = 0.0f;
-    div[i] = 0.0f;
-  }
-  for (int m = 0; m < k; ++m) {
-    const float* __restrict dm = d[m];
-    const float wm = w[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) {
-      const float wd = wm * dm[i];
-      const bool agree = wd * sgn[i] > 0.0f;
-      out[i] += agree ? wd : 0.0f;
-      div[i] += agree ? wm : 0.0f;
-    }
-  }
-  if (normalize) {
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i] / (div[i] == 0.0f ? 1.0f : div[i]);
-  } else {
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i];
-  }
-}
-
-void fisher_tile(const float* const* x, const float* const* f, const float* lam, const float* c, float floor,
-                 int k, float inv_lam_sum, float* __restrict out, float* __restrict tmp, size_t n) {
-  // Fisher merging (Matena & Raffel, eq. 3): θ = Σ_k λ_k F̂_k θ_k / Σ_k λ_k F̂_k,
-  // F̂_k = max(c_k F_k, floor) (c_k: optional per-model normalisation).
-  float* __restrict den = tmp;
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = 0.0f;
-    den[i] = 0.0f;
-  }
-  for (int m = 0; m < k; ++m) {
-    const float* __restrict xm = x[m];
-    const float* __restrict fm = f[m];
-    const float lm = lam[m], cm = c[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) {
-      float fh = cm * fm[i];
-      fh = fh < floor ? floor : fh;
-      const float lf = lm * fh;
-      out[i] += lf * xm[i];
-      den[i] += lf;
-    }
-  }
-  bool any_zero = false;
-#pragma omp simd reduction(| : any_zero)
-  for (size_t i = 0; i < n; ++i) {
-    any_zero |= den[i] == 0.0f;
-    out[i] = out[i] / (den[i] == 0.0f ? 1.0f : den[i]);
-  }
-  if (any_zero) {
-    // No Fisher mass anywhere: the λ-weighted average.
-    for (size_t i = 0; i < n; ++i) {
-      if (den[i] != 0.0f) continue;
-      float acc = 0.0f;
-      for (int m = 0; m < k; ++m) acc += lam[m] * x[m][i];
-      out[i] = acc * inv_lam_sum;
-    }
-  }
-}
-
-void df_combine_tile(const float* __restrict b, const float* __restrict w, const float* __restrict s, float m,
-                     float* __restrict out, size_t n) {
-  // DF-Merge (DESIGN.md §1): θ* = θ_pre + M · (Σ_i F_i ⊙ λ_i τ_i) ⊘ (Σ_i F_i) = θ_pre + M · W ⊘ S
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) out[i] = b[i] + (s[i] != 0.0f ? m * w[i] / s[i] : 0.0f);
-}
-
-void df_accumulate_tile(const float* __restrict f, const float* __restrict d, float lam, float* __restrict s,
-                        float* __restrict w, size_t n) {
-  // DF-Merge accumulators: S += F_i, W += F_i ⊙ λ_i τ_i
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) {
-    s[i] += f[i];
-    w[i] += f[i] * (lam * d[i]);
-  }
-}
 
 // ===========================================================================
 // Conversion of one tile between storage dtypes and f32 (one dtype switch per tile).
 
 namespace {
 
-constexpr size_t kTile = 4096;   // elements per tile (cache resident)
+constexpr size_t kTile = 1024;   // elements per tile: a kernel's buffers stay in L1
 constexpr size_t kAlign = 256;   // threads' shares of a chunk start at multiples of this
 
 void load_tile(const TensorIn& in, size_t first, float* __restrict dst, size_t n) {
@@ -400,51 +216,88 @@ Prepared prepare(const MergeJob& j) {
   return p;
 }
 
-// Computes output elements [i0, i0 + m) of a merge into `out` (f32), using `s`
-// (scratch laid out as base | x_0..x_{k-1} | f_0..f_{k-1} | tmp(2 tiles)).
+constexpr int kMaxModels = 64;
+
+// A tile's view of one input: its own bytes when the source reads that storage
+// dtype directly, else its f32 conversion in `scratch`.
+template <class S>
+S source(const TensorIn& in, size_t i0, size_t m, float* scratch);
+template <>
+F32Src source<F32Src>(const TensorIn& in, size_t i0, size_t m, float* scratch) {
+  load_tile(in, i0, scratch, m);
+  return F32Src{scratch};
+}
+template <>
+BF16Src source<BF16Src>(const TensorIn& in, size_t i0, size_t, float*) {
+  return BF16Src{in.data + 2 * i0};
+}
+template <>
+RawF32Src source<RawF32Src>(const TensorIn& in, size_t i0, size_t, float*) {
+  return RawF32Src{in.data + 4 * i0};
+}
+
+// Computes output elements [i0, i0 + m) of a merge into `out` (f32). Scratch `s`
+// holds kTile floats each for: base | x_0..x_{k-1} | f_0..f_{k-1} or d_0..d_{k-1} | tmp (2).
+template <class S>
 void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_t m, float* out) {
   const int k = p.k;
-  float* b = s;
-  float* xs[64];
-  float* fs[64];
-  for (int q = 0; q < k; ++q) xs[q] = s + kTile * (1 + q);
-  for (int q = 0; q < k; ++q) fs[q] = s + kTile * (1 + k + q);
-  float* tmp = s + kTile * (1 + 2 * k);
-  if (uses_base(j.method)) load_tile(j.base, i0, b, m);
-  for (int q = 0; q < k; ++q) load_tile(j.models[q], i0, xs[q], m);
   const float* w = j.weights.data();
+  S b{};
+  if (uses_base(j.method)) b = source<S>(j.base, i0, m, s);
+  S xs[kMaxModels];
+  float* ds[kMaxModels];
+  for (int q = 0; q < k; ++q) {
+    xs[q] = source<S>(j.models[q], i0, m, s + kTile * (1 + q));
+    ds[q] = s + kTile * (1 + k + q);
+  }
+  float* tmp = s + kTile * (1 + 2 * k);
   switch (j.method) {
     case MergeMethod::Linear:
       linear_tile(xs, w, k, p.scale, out, m);
       break;
     case MergeMethod::TaskArithmetic:
-      for (int q = 0; q < k; ++q) delta_tile(b, xs[q], m);
-      delta_sum_tile(b, xs, w, k, p.scale, out, m);
+      task_arithmetic_tile(b, xs, w, k, p.scale, out, m);
       break;
     case MergeMethod::Ties:
-      for (int q = 0; q < k; ++q) ties_trim_tile(b, xs[q], p.thresholds[q], m);
-      sign_elect_tile(b, xs, w, k, j.normalize, out, tmp, m);
+      for (int q = 0; q < k; ++q) ties_trim_tile(b, xs[q], p.thresholds[q], ds[q], m);
+      sign_elect_tile(b, ds, w, k, j.normalize, out, tmp, m);
       break;
     case MergeMethod::DareLinear:
     case MergeMethod::DareTies:
-      for (int q = 0; q < k; ++q) dare_drop_tile(b, xs[q], p.keys[q], p.keep_thr, p.keep_prob, i0, m);
+      for (int q = 0; q < k; ++q) dare_drop_tile(b, xs[q], p.keys[q], p.keep_thr, p.keep_prob, i0, ds[q], m);
       if (j.method == MergeMethod::DareLinear) {
-        delta_sum_tile(b, xs, w, k, p.scale, out, m);
+        delta_sum_tile(b, ds, w, k, p.scale, out, m);
       } else {
-        sign_elect_tile(b, xs, w, k, j.normalize, out, tmp, m);
+        sign_elect_tile(b, ds, w, k, j.normalize, out, tmp, m);
       }
       break;
-    case MergeMethod::Fisher:
-      for (int q = 0; q < k; ++q) load_tile(j.fishers[q], i0, fs[q], m);
+    case MergeMethod::Fisher: {
+      S fs[kMaxModels];
+      for (int q = 0; q < k; ++q) fs[q] = source<S>(j.fishers[q], i0, m, ds[q]);
       fisher_tile(xs, fs, w, p.c.data(), j.fisher_floor, k, p.inv_lam_sum, out, tmp, m);
       break;
+    }
     case MergeMethod::DfCombine:
       df_combine_tile(b, xs[0], xs[1], j.df_scale, out, m);
       break;
   }
 }
 
-constexpr int kMaxModels = 64;
+using MergeTileFn = void (*)(const MergeJob&, const Prepared&, float*, size_t, size_t, float*);
+
+// Inputs all BF16 or all F32 are read in place; any other mix is converted tile by tile.
+MergeTileFn merge_tile_for(const MergeJob& j) {
+  std::vector<TensorIn> used = j.models;
+  if (uses_base(j.method)) used.push_back(j.base);
+  for (const TensorIn& f : j.fishers) used.push_back(f);
+  auto all = [&](Dtype d) {
+    return std::all_of(used.begin(), used.end(), [d](const TensorIn& t) { return t.dtype == d; });
+  };
+  if (all(Dtype::BF16)) return &merge_tile<BF16Src>;
+  if (all(Dtype::F32)) return &merge_tile<RawF32Src>;
+  return &merge_tile<F32Src>;
+}
+
 
 }  // namespace
 
@@ -592,21 +445,47 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
   std::vector<uint32_t> thr(k, 0);
   if (kk == 0) return std::vector<uint32_t>(k, 0xffffffffu);
   if (kk >= j.n) return thr;  // everything kept
+  if (j.n <= (size_t(1) << 16)) {
+    // Small tensors: select directly (std::nth_element) instead of clearing histograms.
+    std::vector<float> b(j.n), x(j.n);
+    std::vector<uint32_t> u(j.n);
+    load_tile(j.base, 0, b.data(), j.n);
+    for (size_t q = 0; q < k; ++q) {
+      load_tile(j.models[q], 0, x.data(), j.n);
+      for (size_t i = 0; i < j.n; ++i) {
+        const float t = x[i] - b[i];
+        std::memcpy(&u[i], &t, 4);
+        u[i] &= 0x7fffffffu;
+      }
+      std::nth_element(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(kk - 1), u.end(), std::greater<uint32_t>());
+      thr[q] = u[kk - 1];
+    }
+    return thr;
+  }
   std::vector<TensorIn> inputs = j.models;
   inputs.push_back(j.base);
   std::vector<uint64_t> total(k * 65536, 0);
   std::mutex fold_mutex;
-  // Per-thread 32-bit counts, folded into `total` at the end (and after every
-  // share when a thread could see 2^32 elements).
+  // Per thread and model, four interleaved 32-bit sub-histograms (counter
+  // [bin][i mod 4], so runs of equal bins do not serialise on one counter and the
+  // four share a cache line), folded into `total` at the end
+  // (and after every share when a thread could see 2^32 elements).
+  constexpr size_t kSub = 4;
   const bool fold_often = j.n >= (uint64_t(1) << 32);
   auto fold = [&](std::vector<uint32_t>& h) {
     std::lock_guard<std::mutex> lock(fold_mutex);
-    for (size_t q = 0; q < h.size(); ++q) total[q] += h[q];
+    for (size_t q = 0; q < k; ++q) {
+      const uint32_t* src = h.data() + q * kSub * 65536;
+      uint64_t* dst = total.data() + q * 65536;
+      for (size_t v = 0; v < 65536; ++v) {
+        for (size_t sub = 0; sub < kSub; ++sub) dst[v] += src[v * kSub + sub];
+      }
+    }
     std::fill(h.begin(), h.end(), 0u);
   };
   struct HistState {
     std::vector<float> b, x;
-    std::vector<uint32_t> hist;
+    std::vector<uint32_t> bits, hist;
   };
 
   // pass 0: histogram of the high 16 bits of |τ|; pass 1: of the low 16 bits
@@ -618,31 +497,40 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
     PageReleaser releaser(j.release_inputs, inputs);
     run_chunked(
         j.n, j.chunk, j.threads, releaser,
-        [&](size_t) { return HistState{std::vector<float>(kTile), std::vector<float>(kTile), std::vector<uint32_t>(k * 65536, 0u)}; },
+        [&](size_t) {
+          return HistState{std::vector<float>(kTile), std::vector<float>(kTile), std::vector<uint32_t>(kTile),
+                           std::vector<uint32_t>(k * kSub * 65536, 0u)};
+        },
         [&](HistState& st, size_t b0, size_t e0) {
           for (size_t t0 = b0; t0 < e0; t0 += kTile) {
             const size_t m = std::min(kTile, e0 - t0);
             load_tile(j.base, t0, st.b.data(), m);
             for (size_t q = 0; q < k; ++q) {
               load_tile(j.models[q], t0, st.x.data(), m);
-              uint32_t* h = st.hist.data() + q * 65536;
-              const float* bb = st.b.data();
-              const float* xx = st.x.data();
+              const float* __restrict bb = st.b.data();
+              const float* __restrict xx = st.x.data();
+              uint32_t* __restrict u = st.bits.data();
+#pragma omp simd
+              for (size_t i = 0; i < m; ++i) {
+                const float t = xx[i] - bb[i];
+                uint32_t v;
+                std::memcpy(&v, &t, 4);
+                u[i] = v & 0x7fffffffu;  // bits of |τ| in f32
+              }
+              uint32_t* h = st.hist.data() + q * kSub * 65536;
               if (pass == 0) {
-                for (size_t i = 0; i < m; ++i) {
-                  const float t = xx[i] - bb[i];
-                  uint32_t u;
-                  std::memcpy(&u, &t, 4);
-                  ++h[(u & 0x7fffffffu) >> 16];
+                size_t i = 0;
+                for (; i + kSub <= m; i += kSub) {
+                  ++h[(u[i] >> 16) * kSub];
+                  ++h[(u[i + 1] >> 16) * kSub + 1];
+                  ++h[(u[i + 2] >> 16) * kSub + 2];
+                  ++h[(u[i + 3] >> 16) * kSub + 3];
                 }
+                for (; i < m; ++i) ++h[(u[i] >> 16) * kSub];
               } else {
                 const uint32_t hb = high[q];
                 for (size_t i = 0; i < m; ++i) {
-                  const float t = xx[i] - bb[i];
-                  uint32_t u;
-                  std::memcpy(&u, &t, 4);
-                  u &= 0x7fffffffu;
-                  if ((u >> 16) == hb) ++h[u & 0xffffu];
+                  if ((u[i] >> 16) == hb) ++h[(u[i] & 0xffffu) * kSub + (i & (kSub - 1))];
                 }
               }
             }
@@ -670,6 +558,7 @@ void merge_tensor_cpu(const MergeJob& j) {
   if (uses_base(j.method)) inputs.push_back(j.base);
   for (const TensorIn& f : j.fishers) inputs.push_back(f);
   PageReleaser releaser(j.release_inputs, inputs);
+  const MergeTileFn tile = merge_tile_for(j);
   const size_t scratch_floats = kTile * (1 + 2 * static_cast<size_t>(k) + 3);
   run_chunked(
       j.n, j.chunk, j.threads, releaser,
@@ -684,7 +573,7 @@ void merge_tensor_cpu(const MergeJob& j) {
         uint8_t* dst = j.fd >= 0 ? s.stage.data() : j.out + b0 * osz;
         for (size_t t0 = b0; t0 < e0; t0 += kTile) {
           const size_t m = std::min(kTile, e0 - t0);
-          merge_tile(j, p, s.buf.data(), t0, m, out);
+          tile(j, p, s.buf.data(), t0, m, out);
           store_tile(out, j.out_dtype, dst + (t0 - b0) * osz, m);
         }
         if (j.fd >= 0) pwrite_all(j.fd, s.stage.data(), (e0 - b0) * osz, j.fd_offset + b0 * osz);
@@ -709,9 +598,10 @@ void df_accumulate_cpu(const AccumulateJob& j) {
           const size_t m = std::min(kTile, e0 - t0);
           load_tile(j.fisher, t0, f, m);
           load_tile(j.model, t0, d, m);
-          if (j.base.data) {
+          if (j.base.data) {  // τ = θ − θ_pre
             load_tile(j.base, t0, b, m);
-            delta_tile(b, d, m);
+#pragma omp simd
+            for (size_t i = 0; i < m; ++i) d[i] -= b[i];
           }
           df_accumulate_tile(f, d, j.lambda, j.s + t0, j.w + t0, m);
         }

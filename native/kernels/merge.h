@@ -2,11 +2,12 @@
 // dfmerge offers, plus DF-Merge's accumulate and combine steps.
 //
 // Two layers:
-//  * tile kernels: plain functions over f32 spans of one small tile of a tensor
-//    (a few thousand elements, cache resident), one formula each, vectorisable;
+//  * tile kernels (merge_tiles.h): one formula each over one small tile of a
+//    tensor (cache resident), vectorisable, reading f32 spans or BF16/F32 storage;
 //  * the chunked driver merge_tensor_cpu(): streams a whole tensor through those
-//    kernels in chunks, OpenMP-parallel, converting each tile of the F32/F16/BF16
-//    inputs into thread-local f32 scratch, writing the output (F32/F16/BF16,
+//    kernels in chunks, OpenMP-parallel (each thread a contiguous share of a chunk,
+//    in tiles), reading all-BF16 or all-F32 inputs in place and converting any
+//    other mix tile by tile into thread-local f32 scratch, writing the output (F32/F16/BF16,
 //    round to nearest even) into memory or pwrite()-ing it into a file slot, and
 //    dropping the input pages it has finished with, so resident memory stays at a
 //    few chunks whatever the tensor size.
@@ -21,48 +22,6 @@
 #include "kernels/convert.h"
 
 namespace dfm {
-
-// ---------------------------------------------------------------------------
-// Tile kernels (f32, n elements, no aliasing between distinct arguments unless
-// stated). k = number of models.
-
-// linear: out = s · Σ_k w_k x_k, with s = 1 / Σ_k w_k when normalising, else 1.
-void linear_tile(const float* const* x, const float* w, int k, float s, float* out, size_t n);
-
-// Task vectors in place: x ← x − b.
-void delta_tile(const float* b, float* x, size_t n);
-
-// TIES trim in place: x ← x − b where bits(|x − b|) ≥ thr, else 0 (thr from ties_thresholds).
-void ties_trim_tile(const float* b, float* x, uint32_t thr, size_t n);
-
-// DARE drop-and-rescale in place: x ← (x − b) / (1 − p) where element `first + i`
-// is kept (dare_u24(key, first + i) ≥ keep_thr), else 0.
-void dare_drop_tile(const float* b, float* x, uint64_t key, uint32_t keep_thr, float keep_prob,
-                    uint64_t first, size_t n);
-
-// Task arithmetic combine of deltas: out = b + s · Σ_k λ_k d_k.
-void delta_sum_tile(const float* b, const float* const* d, const float* lam, int k, float s, float* out,
-                    size_t n);
-
-// TIES sign election over weighted deltas (mergekit's "sum" consensus):
-//   e = Σ_k w_k d_k;  sign = +1 if e ≥ 0 else −1;
-//   mixed = Σ_k [sign(w_k d_k) = sign] w_k d_k;  div = Σ_k [sign(w_k d_k) = sign] w_k (0 → 1);
-//   out = b + (normalize ? mixed / div : mixed).
-// `tmp` is scratch of n floats.
-void sign_elect_tile(const float* b, const float* const* d, const float* w, int k, bool normalize, float* out,
-                     float* tmp, size_t n);
-
-// Fisher merging (Matena & Raffel): F̂_k = max(c_k F_k, floor);
-//   out = Σ_k λ_k F̂_k x_k / Σ_k λ_k F̂_k, or Σ_k λ_k x_k / Σ_k λ_k where the denominator is 0.
-// `tmp` is scratch of n floats.
-void fisher_tile(const float* const* x, const float* const* f, const float* lam, const float* c, float floor,
-                 int k, float inv_lam_sum, float* out, float* tmp, size_t n);
-
-// DF-Merge combine (DESIGN.md §1): out = b + m · W / S (0 where S = 0).
-void df_combine_tile(const float* b, const float* w, const float* s, float m, float* out, size_t n);
-
-// DF-Merge accumulate: S += F; W += F ⊙ λ d.
-void df_accumulate_tile(const float* f, const float* d, float lam, float* s, float* w, size_t n);
 
 // ---------------------------------------------------------------------------
 // Whole-tensor jobs.
@@ -108,6 +67,8 @@ struct MergeJob {
 
 // Releases, as a stream over n elements advances, the whole pages of each input
 // before element `pos` (only inputs inside a live MappedFile: see release_if_mapped).
+// (MADV_WILLNEED read-ahead of the next chunks was tried and made warm-cache
+// merges 8x slower; the kernel's own fault-around read-ahead is used instead.)
 class PageReleaser {
  public:
   PageReleaser(bool enabled, std::vector<TensorIn> inputs);

@@ -7,6 +7,10 @@
  * Inputs are {data, dtype} views (F32, F16 or BF16, any mix), ideally the zero-copy
  * mmap views of SafetensorsFile.bytes(name): the native driver then drops the pages
  * it has finished with, so memory stays bounded whatever the tensor size.
+ *
+ * Each call uses every thread (setThreads()); await one tensor before starting the
+ * next — concurrent calls only oversubscribe the cores. device 'cuda' streams each
+ * chunk host → GPU → host, so it is bounded by the host link, not GPU memory.
  */
 import { MergeError, nativeErrorFields } from '../errors.js';
 import { addon, type ComputeDtype, type NativeMergeOutput, type NativeMergeRequest, type NativeTensorInput } from '../native/addon.js';

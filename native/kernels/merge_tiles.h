@@ -1,0 +1,249 @@
+// The CPU merge tile kernels: one formula each (DESIGN.md §1), over one small tile
+// of a tensor (cache resident), vectorisable. Loops run over the model index
+// outside and the element index inside, so each inner loop is a straight SIMD
+// stream; f32 arithmetic throughout.
+//
+// Inputs read from storage are "sources" S with operator[](i) -> float:
+//   F32Src  an f32 span (scratch, or any float array),
+//   RawF32Src / BF16Src  the tensor's own F32 / BF16 bytes, converted inside the loop
+//   (no staging pass; unaligned is fine).
+// Intermediate task vectors and the result are f32 spans. The CUDA twins are in merge.cu.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/convert.h"
+#include "kernels/merge_rng.h"
+
+namespace dfm {
+
+struct F32Src {
+  const float* p;
+  float operator[](size_t i) const { return p[i]; }
+};
+
+struct RawF32Src {
+  const uint8_t* p;
+  float operator[](size_t i) const {
+    float f;
+    std::memcpy(&f, p + 4 * i, 4);
+    return f;
+  }
+};
+
+struct BF16Src {
+  const uint8_t* p;
+  float operator[](size_t i) const {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    return bits_to_f32(static_cast<uint32_t>(h) << 16);
+  }
+};
+
+// linear: out = s · Σ_k w_k x_k  (mergekit "linear"; s = 1/Σw when normalising, else 1)
+template <class S>
+void linear_tile(const S* x, const float* w, int k, float s, float* __restrict out, size_t n) {
+  {
+    const S x0 = x[0];
+    const float w0 = w[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = w0 * x0[i];
+  }
+  for (int m = 1; m < k; ++m) {
+    const S xm = x[m];
+    const float wm = w[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] += wm * xm[i];
+  }
+  if (s != 1.0f) {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] *= s;
+  }
+}
+
+// Task arithmetic (Ilharco et al.): out = b + s · Σ_k λ_k (x_k − b)
+template <class S>
+void task_arithmetic_tile(S b, const S* x, const float* lam, int k, float s, float* __restrict out, size_t n) {
+  {
+    const S x0 = x[0];
+    const float l0 = lam[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = l0 * (x0[i] - b[i]);
+  }
+  for (int m = 1; m < k; ++m) {
+    const S xm = x[m];
+    const float lm = lam[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] += lm * (xm[i] - b[i]);
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + s * out[i];
+}
+
+// TIES trim (Yadav et al.): d = τ = x − b where |τ| is among the top-density
+// fraction of the tensor, i.e. bits(|τ|) ≥ thr (f32 bit patterns of non-negative
+// floats order like their values; thr from ties_thresholds), else 0.
+template <class S>
+void ties_trim_tile(S b, S x, uint32_t thr, float* __restrict d, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    const float t = x[i] - b[i];
+    uint32_t u;
+    std::memcpy(&u, &t, 4);
+    d[i] = (u & 0x7fffffffu) >= thr ? t : 0.0f;
+  }
+}
+
+// DARE (Yu et al.): d = m ⊙ (x − b) / (1 − p), m_i = [dare_u24(key, first + i) ≥ keep_thr]
+// (Bernoulli(1 − p) from the counter-based hash of merge_rng.h).
+template <class S>
+void dare_drop_tile(S b, S x, uint64_t key, uint32_t keep_thr, float keep_prob, uint64_t first,
+                    float* __restrict d, size_t n) {
+  if (n == 0) return;
+  const uint32_t hi = static_cast<uint32_t>(first >> 32);
+  if (hi == static_cast<uint32_t>((first + n - 1) >> 32)) {
+    const uint32_t lo0 = static_cast<uint32_t>(first);
+    const uint32_t k0 = static_cast<uint32_t>(key);
+    const uint32_t k1 = hi + static_cast<uint32_t>(key >> 32);
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t u = mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8;  // = dare_u24(key, first+i)
+      const float t = (x[i] - b[i]) / keep_prob;
+      d[i] = u >= keep_thr ? t : 0.0f;
+    }
+  } else {  // the tile straddles a 2^32 element boundary
+    for (size_t i = 0; i < n; ++i) {
+      const float t = (x[i] - b[i]) / keep_prob;
+      d[i] = dare_u24(key, first + i) >= keep_thr ? t : 0.0f;
+    }
+  }
+}
+
+// Task arithmetic over formed task vectors (DARE): out = b + s · Σ_k λ_k d_k
+template <class S>
+void delta_sum_tile(S b, const float* const* d, const float* lam, int k, float s, float* __restrict out, size_t n) {
+  {
+    const float* __restrict d0 = d[0];
+    const float l0 = lam[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = l0 * d0[i];
+  }
+  for (int m = 1; m < k; ++m) {
+    const float* __restrict dm = d[m];
+    const float lm = lam[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] += lm * dm[i];
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + s * out[i];
+}
+
+// TIES "elect" and "disjoint merge", as mergekit's sum consensus:
+//   sign = +1 if Σ_k w_k d_k ≥ 0 else −1
+//   mixed = Σ_k [sign(w_k d_k) = sign] w_k d_k,  div = Σ_k [sign(w_k d_k) = sign] w_k  (0 → 1)
+//   out = b + (normalize ? mixed / div : mixed)
+// `tmp` is scratch of 2n floats.
+template <class S>
+void sign_elect_tile(S b, const float* const* d, const float* w, int k, bool normalize, float* __restrict out,
+                     float* __restrict tmp, size_t n) {
+  float* __restrict sgn = tmp;
+  float* __restrict div = tmp + n;
+  {
+    const float* __restrict d0 = d[0];
+    const float w0 = w[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) sgn[i] = w0 * d0[i];
+  }
+  for (int m = 1; m < k; ++m) {
+    const float* __restrict dm = d[m];
+    const float wm = w[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) sgn[i] += wm * dm[i];
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    sgn[i] = sgn[i] >= 0.0f ? 1.0f : -1.0f;
+    out[i] = 0.0f;
+    div[i] = 0.0f;
+  }
+  for (int m = 0; m < k; ++m) {
+    const float* __restrict dm = d[m];
+    const float wm = w[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      const float wd = wm * dm[i];
+      const bool agree = wd * sgn[i] > 0.0f;
+      out[i] += agree ? wd : 0.0f;
+      div[i] += agree ? wm : 0.0f;
+    }
+  }
+  if (normalize) {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i] / (div[i] == 0.0f ? 1.0f : div[i]);
+  } else {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i];
+  }
+}
+
+// Fisher merging (Matena & Raffel, eq. 3): F̂_k = max(c_k F_k, floor),
+//   out = Σ_k λ_k F̂_k x_k / Σ_k λ_k F̂_k, or Σ_k λ_k x_k / Σ_k λ_k where the denominator is 0.
+// `tmp` is scratch of n floats.
+template <class S>
+void fisher_tile(const S* x, const S* f, const float* lam, const float* c, float floor, int k, float inv_lam_sum,
+                 float* __restrict out, float* __restrict tmp, size_t n) {
+  float* __restrict den = tmp;
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = 0.0f;
+    den[i] = 0.0f;
+  }
+  for (int m = 0; m < k; ++m) {
+    const S xm = x[m];
+    const S fm = f[m];
+    const float lm = lam[m], cm = c[m];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      float fh = cm * fm[i];
+      fh = fh < floor ? floor : fh;
+      const float lf = lm * fh;
+      out[i] += lf * xm[i];
+      den[i] += lf;
+    }
+  }
+  int any_zero = 0;
+#pragma omp simd reduction(| : any_zero)
+  for (size_t i = 0; i < n; ++i) {
+    any_zero |= den[i] == 0.0f ? 1 : 0;
+    out[i] = out[i] / (den[i] == 0.0f ? 1.0f : den[i]);
+  }
+  if (any_zero) {
+    // No Fisher mass anywhere: the λ-weighted average.
+    for (size_t i = 0; i < n; ++i) {
+      if (den[i] != 0.0f) continue;
+      float acc = 0.0f;
+      for (int m = 0; m < k; ++m) acc += lam[m] * x[m][i];
+      out[i] = acc * inv_lam_sum;
+    }
+  }
+}
+
+// DF-Merge (DESIGN.md §1): θ* = θ_pre + M · (Σ_i F_i ⊙ λ_i τ_i) ⊘ (Σ_i F_i) = b + M · W ⊘ S (b where S = 0)
+template <class S>
+void df_combine_tile(S b, S w, S s, float m, float* __restrict out, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + (s[i] != 0.0f ? m * w[i] / s[i] : 0.0f);
+}
+
+// DF-Merge accumulators: S += F_i, W += F_i ⊙ λ_i τ_i
+inline void df_accumulate_tile(const float* __restrict f, const float* __restrict d, float lam, float* __restrict s,
+                               float* __restrict w, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    s[i] += f[i];
+    w[i] += f[i] * (lam * d[i]);
+  }
+}
+
+}  // namespace dfm
