@@ -31,7 +31,7 @@ export function registerDemo(program: Command): void {
     .option('--seed <n>', 'seed of the zoo and the optimiser', '0')
     .option('--fast', 'the small zoo and a short optimisation (about a minute)')
     .option('--init-points <n>', 'DF-Merge random initial points (default 10; 4 with --fast)')
-    .option('--iterations <n>', 'DF-Merge Bayesian-optimisation iterations (default 20; 4 with --fast)')
+    .option('--iterations <n>', 'DF-Merge Bayesian-optimisation iterations (default 50 as in the paper; 4 with --fast)')
     .option('--fisher-samples <n>', 'Fisher examples per task', '30')
     .option('--validation-fraction <x>', 'fraction of each validation split DF-Merge evaluates', '0.5')
     .option('-q, --quiet', 'only the final table')
@@ -47,7 +47,7 @@ An interrupted run continues where it stopped.`)
       const r = await runDemo({
         zoo: f.zoo, out: f.out, seed: int('--seed', f.seed, 0), fast,
         initPoints: int('--init-points', f.initPoints ?? (fast ? '4' : '10'), 1),
-        iterations: int('--iterations', f.iterations ?? (fast ? '4' : '20'), 0),
+        iterations: int('--iterations', f.iterations ?? (fast ? '4' : '50'), 0),
         fisherSamples: int('--fisher-samples', f.fisherSamples, 1),
         validationFraction,
         log,
