@@ -1,5 +1,6 @@
 // CPU merge kernels and the chunked streaming driver (see merge.h).
 #include "kernels/merge.h"
+#include "io/file_write.h"
 
 #include <omp.h>
 #include <unistd.h>
@@ -99,20 +100,6 @@ void store_tile(const float* __restrict src, Dtype d, uint8_t* dst, size_t n) {
       }
       return;
     }
-  }
-}
-
-void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off) {
-  while (len > 0) {
-    const ssize_t w = ::pwrite(fd, p, len, static_cast<off_t>(off));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw DfError("WriteFailed", std::string("pwrite of merged tensor failed: ") + std::strerror(errno));
-    }
-    if (w == 0) throw DfError("WriteFailed", "pwrite of merged tensor wrote nothing");
-    p += w;
-    len -= static_cast<size_t>(w);
-    off += static_cast<uint64_t>(w);
   }
 }
 

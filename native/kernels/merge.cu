@@ -21,6 +21,7 @@
 
 #include "io/mapped_file.h"
 #include "kernels/merge.h"
+#include "io/file_write.h"
 #include "kernels/merge_cuda.h"
 #include "kernels/merge_rng.h"
 #include "util/error.h"
@@ -200,20 +201,6 @@ struct DevBuf {
   }
   uint8_t* u8() const { return static_cast<uint8_t*>(p); }
 };
-
-void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off) {
-  while (len > 0) {
-    const ssize_t w = ::pwrite(fd, p, len, static_cast<off_t>(off));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw DfError("WriteFailed", std::string("pwrite of merged tensor failed: ") + std::strerror(errno));
-    }
-    if (w == 0) throw DfError("WriteFailed", "pwrite of merged tensor wrote nothing");
-    p += w;
-    len -= static_cast<size_t>(w);
-    off += static_cast<uint64_t>(w);
-  }
-}
 
 int grid_for(size_t n) { return static_cast<int>(std::min<size_t>((n + 255) / 256, 65535)); }
 
