@@ -95,6 +95,7 @@ for (const method of methods) {
     return JSON.parse(r.stdout) as { seconds: number; inputBytes: number; outputBytes: number; maxRssBytes: number };
   };
   if (!cold) runOnce(); // warm the page cache with the inputs
+  spawnSync('sync'); // no writeback of earlier outputs (or of the synthetic inputs) during the timed run
   const res = runOnce();
   const bytes = res.inputBytes + res.outputBytes;
   const row: Row = { method, seconds: res.seconds, gbps: bytes / res.seconds, ofBw: bytes / res.seconds / bw, rss: res.maxRssBytes };

@@ -2,6 +2,8 @@
 #include "kernels/merge.h"
 #include "io/file_write.h"
 
+#include <sys/mman.h>
+
 #include <omp.h>
 #include <unistd.h>
 
@@ -150,6 +152,7 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
         const size_t e = std::min(c1, b + share);
         if (b < e && !failure.failed()) {
           try {
+            releaser.populate(b, e);
             work(state, b, e);
           } catch (...) {
             failure.capture();
@@ -293,6 +296,21 @@ MergeTileFn merge_tile_for(const MergeJob& j) {
 
 PageReleaser::PageReleaser(bool enabled, std::vector<TensorIn> inputs) : enabled_(enabled), inputs_(std::move(inputs)) {
   for (const TensorIn& in : inputs_) from_.push_back(reinterpret_cast<uintptr_t>(in.data));
+}
+
+void PageReleaser::populate(size_t b, size_t e) const {
+#ifndef MADV_POPULATE_READ
+  constexpr int MADV_POPULATE_READ = 22;  // Linux 5.14; older kernels answer EINVAL, which is harmless
+#endif
+  if (!enabled_ || e <= b) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (const TensorIn& in : inputs_) {
+    if (in.data == nullptr) continue;
+    const size_t es = dtype_size(in.dtype);
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(in.data) + b * es) / page * page;
+    const uintptr_t hi = reinterpret_cast<uintptr_t>(in.data) + e * es;
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_READ);
+  }
 }
 
 void PageReleaser::upto(size_t pos) {
