@@ -25,7 +25,7 @@ function int(flag: string, s: string, min: number): number {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('the whole job on a self-made default: build a tiny model zoo (base, 4 experts, multi-task model), merge the\nexperts with linear, task arithmetic, TIES, DARE, Fisher merging and DF-Merge, and print per-task test accuracy')
+    .description('the whole job on a self-made default: build a tiny model zoo (base, 4 experts, multi-task model), merge the experts with linear, task arithmetic, TIES, DARE, Fisher merging and DF-Merge, and print per-task test accuracy')
     .option('--zoo <dir>', 'zoo folder (reused when it matches)', 'dfmerge-zoo')
     .option('--out <dir>', 'where merges, journals and the report go', 'dfmerge-demo')
     .option('--seed <n>', 'seed of the zoo and the optimiser', '0')

@@ -28,7 +28,7 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name('dfmerge')
-    .description('Merge fine-tuned Llama-family models: DF-Merge (Fisher-weighted merging tuned by Bayesian optimisation)\nand the classic methods, streamed out of core by a native engine.')
+    .description('Merge fine-tuned Llama-family models: DF-Merge (Fisher-weighted merging tuned by Bayesian optimisation) and the classic methods, streamed out of core by a native engine.')
     .option('-V, --version', 'print version, native build, threads and CUDA devices')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();

@@ -110,7 +110,7 @@ export function registerOptimize(program: Command): void {
   const d = OPTIMIZE_DEFAULTS;
   program
     .command('optimize')
-    .description('DF-Merge: tune one coefficient λ_i per fine-tuned model by Bayesian optimisation of validation accuracy,\nmerging with the Fisher information of each scaled model θ_pre + λ_i·τ_i; writes the best merge and a report')
+    .description('DF-Merge: tune one coefficient λ_i per fine-tuned model by Bayesian optimisation of validation accuracy, merging with the Fisher information of each scaled model θ_pre + λ_i·τ_i; writes the best merge and a report')
     .option('--base <dir>', 'the pre-trained model θ_pre')
     .option('-m, --model <dir>', 'a fine-tuned model θ_i (repeat, at least two)', collect, [])
     .option('--task <file>', 'validation JSONL of each model\'s task, in model order (the objective)', collect, [])
