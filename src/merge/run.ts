@@ -4,7 +4,7 @@
  * few chunks whatever the model size; the output folder only gets files that are
  * complete (shards and index renamed into place at the end).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { UsageError } from '../errors.js';
@@ -144,8 +144,10 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     addon().setThreads(opts.threads);
   }
   const plan = buildPlan(config);
+  const created = !existsSync(out);
   mkdirSync(out, { recursive: true });
   let writer: CheckpointWriter | undefined;
+  let ok = false;
   try {
     const device = opts.device ?? 'cpu';
     const fisherScale = await fisherScales(plan);
@@ -168,9 +170,12 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     if (opts.force) removeStaleWeights(out, files);
     copySideFiles(plan.reference.dir, out, config.dtype);
     writeFileAtomic(join(out, 'dfmerge.yaml'), configYaml(config));
+    ok = true;
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
   } finally {
     writer?.abort();
     plan.close();
+    // a failed merge leaves no output folder behind that it created itself
+    if (!ok && created && readdirSync(out).length === 0) rmdirSync(out);
   }
 }

@@ -9,7 +9,7 @@ import { Checkpoint } from '../../src/io/checkpoint.js';
 import { runMerge } from '../../src/merge/run.js';
 import { loadConfigFile, validateConfig, type MergeConfig } from '../../src/merge/config.js';
 import { fnv1a64 } from '../../src/merge/kernels.js';
-import type { ComputeDtype } from '../../src/native/addon.js';
+import { addon, type ComputeDtype } from '../../src/native/addon.js';
 import {
   Rng, compare, decode, deltas, encode, dareKeepMask, refDeltaSum, refFisher, refLinear, refSignElect, trimTies, type RefResult,
 } from './reference.js';
@@ -209,6 +209,12 @@ test('dfmerge merge CLI: flags, YAML, and errors that say what to do', () => {
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /nope: no such file or folder/);
   assert.equal(existsSync(join(root, 'x')), false, 'failed merges create no output folder');
+  if (addon().buildInfo().cudaDevices === 0) {
+    const cuda = runCli(['merge', '--method', 'ties', '--base', base.dir, '-m', models[0]!.dir, '--density', '0.5', '--device', 'cuda', '-o', join(root, 'x')]);
+    assert.equal(cuda.status, 1);
+    assert.match(cuda.stderr, /CUDA|cuda/);
+    assert.equal(existsSync(join(root, 'x')), false, 'a merge that fails in the kernel leaves no output folder');
+  }
   const help = runCli(['merge', '--help']);
   assert.match(help.stdout, /ties +trim each τ_k/);
 });
