@@ -154,6 +154,7 @@ Example:
       const r = await optimize({
         ...options,
         onEvaluation: progressLine(quiet),
+        exitOnInterrupt: true,
         log: (msg) => { if (!quiet) process.stderr.write(msg + '\n'); },
       });
       if (f.json) {

@@ -55,6 +55,8 @@ export interface OptimizeOptions {
   baselines?: boolean;
   onEvaluation?: (e: JournalEvaluation, best: JournalEvaluation | undefined, total: number) => void;
   log?: (message: string) => void;
+  /** CLI use: on Ctrl-C, remove the scratch folder, say how to resume, exit 130 (the journal is already safe). */
+  exitOnInterrupt?: boolean;
 }
 
 export interface OptimizeResult {
@@ -136,6 +138,12 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   const scratchRoot = mkdtempSync(join(dirname(out), `.${basename(out)}.candidates-`));
   mkdirSync(dirname(journalPath), { recursive: true });
   const journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
+  const onInterrupt = () => {
+    rmSync(scratchRoot, { recursive: true, force: true });
+    process.stderr.write(`\ninterrupted after ${journal.evaluations.length} evaluations; every finished one is in ${journalPath}. Run the same command with --resume to continue.\n`);
+    process.exit(130);
+  };
+  if (o.exitOnInterrupt) process.once('SIGINT', onInterrupt);
   try {
     const bo = new BayesianOptimizer({ bounds, seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel });
     for (const e of journal.evaluations) {
@@ -229,6 +237,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     writeFileSync(join(out, 'dfmerge-objective.svg'), objectiveSvg(journal.evaluations, o.initPoints));
     return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
   } finally {
+    process.removeListener('SIGINT', onInterrupt);
     journal.close();
     rmSync(scratchRoot, { recursive: true, force: true });
   }
