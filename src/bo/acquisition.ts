@@ -128,6 +128,53 @@ export function acquisitionScoreWithGradient(
 }
 
 /**
+ * The score integrated over several GP models (one per hyperparameter sample; Snoek,
+ * Larochelle & Adams 2012): log of the mean EI for 'ei' (log-sum-exp of the log EIs),
+ * mean UCB for 'ucb'. With one model it equals acquisitionScore.
+ */
+export function integratedScore(spec: AcquisitionSpec, preds: readonly { mean: number; variance: number }[]): number {
+  if (preds.length === 1) return acquisitionScore(spec, preds[0].mean, preds[0].variance);
+  const scores = preds.map((p) => acquisitionScore(spec, p.mean, p.variance));
+  return spec.kind === 'ei' ? logMeanExp(scores) : scores.reduce((a, b) => a + b, 0) / scores.length;
+}
+
+/** integratedScore and its gradient with respect to x. */
+export function integratedScoreWithGradient(
+  spec: AcquisitionSpec,
+  preds: readonly PredictionWithGradient[],
+): { value: number; gradient: Float64Array } {
+  const parts = preds.map((p) => acquisitionScoreWithGradient(spec, p));
+  if (parts.length === 1) return parts[0];
+  const D = parts[0].gradient.length;
+  const gradient = new Float64Array(D);
+  if (spec.kind === 'ei') {
+    // ∂ log((1/S) Σ e^{s_k}) = Σ w_k ∂s_k with w = softmax(s).
+    const value = logMeanExp(parts.map((q) => q.value));
+    if (value === -Infinity) return { value, gradient };
+    for (const q of parts) {
+      const w = Math.exp(q.value - value) / parts.length;
+      if (w > 0) for (let d = 0; d < D; d++) gradient[d] += w * q.gradient[d];
+    }
+    return { value, gradient };
+  }
+  let value = 0;
+  for (const q of parts) {
+    value += q.value / parts.length;
+    for (let d = 0; d < D; d++) gradient[d] += q.gradient[d] / parts.length;
+  }
+  return { value, gradient };
+}
+
+function logMeanExp(v: readonly number[]): number {
+  let m = -Infinity;
+  for (const x of v) m = Math.max(m, x);
+  if (m === -Infinity || m === Infinity) return m;
+  let s = 0;
+  for (const x of v) s += Math.exp(x - m);
+  return m + Math.log(s / v.length);
+}
+
+/**
  * erf(x) = (2/√π) e^{−x²} Σ_{n≥0} 2ⁿ x^{2n+1} / (1·3·…·(2n+1)) (Abramowitz & Stegun 7.1.6):
  * all terms positive, so no cancellation; used for |x| ≤ CF_SWITCH/√2.
  */

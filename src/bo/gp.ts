@@ -82,12 +82,13 @@ export interface FitReport {
   starts: number;
 }
 
-type Required2<T> = { [K in keyof T]-?: T[K] };
+/** GPOptions with every default filled in. */
+export type ResolvedGPOptions = { [K in keyof GPOptions]-?: GPOptions[K] };
 
 export class GaussianProcess {
   readonly dim: number;
   readonly kernel: Matern52;
-  readonly options: Readonly<Required2<GPOptions>>;
+  readonly options: Readonly<ResolvedGPOptions>;
 
   private X: Float64Array = new Float64Array(0);
   private n = 0;
@@ -103,7 +104,7 @@ export class GaussianProcess {
 
   constructor(dim: number, options: GPOptions = {}) {
     this.dim = dim;
-    const o: Required2<GPOptions> = {
+    const o: ResolvedGPOptions = {
       kernel: options.kernel ?? 'ard',
       noise: options.noise ?? 1e-6,
       fitNoise: options.fitNoise ?? false,
@@ -125,6 +126,9 @@ export class GaussianProcess {
       if (!(b[0] > 0 && b[1] >= b[0])) throw new Error(`GaussianProcess: ${name} must satisfy 0 < lo ≤ hi, got [${b}]`);
     }
     if (!(o.noise >= 0)) throw new Error(`GaussianProcess: noise must be ≥ 0, got ${o.noise}`);
+    if (o.lengthScalePrior && !(Number.isFinite(o.lengthScalePrior.mean) && o.lengthScalePrior.std > 0)) {
+      throw new Error('GaussianProcess: lengthScalePrior needs a finite mean and std > 0');
+    }
     this.options = o;
     this.kernel = new Matern52(dim, o.kernel);
     const ls = new Float64Array(this.kernel.nLengthScales).fill(clamp(o.initialLengthScale, o.lengthScaleBounds));
@@ -202,9 +206,10 @@ export class GaussianProcess {
   /**
    * Log marginal likelihood of the normalised targets and its gradient with respect to
    * the full log-parameter vector [log ℓ..., log σ², log α] (default: current values).
-   * Returns value −∞ if K_y cannot be factorised.
+   * Returns value −∞ if K_y cannot be factorised. withGradient = false skips the O(n³)
+   * gradient work (the gradient is then all zeros).
    */
-  logMarginalLikelihood(logParams?: ArrayLike<number>): LogMarginalLikelihood {
+  logMarginalLikelihood(logParams?: ArrayLike<number>, withGradient = true): LogMarginalLikelihood {
     const P = this.kernel.nHyperparameters;
     const theta = logParams ? Float64Array.from(logParams) : this.fullLogParams(this.hp);
     if (theta.length !== P + 1) throw new Error(`GaussianProcess: expected ${P + 1} log-parameters, got ${theta.length}`);
@@ -227,6 +232,7 @@ export class GaussianProcess {
     let halfLogDet = 0;
     for (let i = 0; i < n; i++) halfLogDet += Math.log(L[i * n + i]);
     const value = -0.5 * quad - halfLogDet - 0.5 * n * LOG_2PI;
+    if (!withGradient) return { value, gradient };
     // W = a aᵀ − K_y⁻¹; ∂ log p/∂θ_j = ½ Σ W ⊙ ∂K_y/∂θ_j.
     const W = inverseFromCholesky(L, n);
     let traceW = 0;
@@ -241,41 +247,20 @@ export class GaussianProcess {
   }
 
   /**
-   * Fits hyperparameters by maximising the log marginal likelihood from the default
-   * start plus `options.restarts` random starts drawn from rng (log-uniform over a
-   * central part of the bounds). Keeps the best and refactorises.
+   * Fits hyperparameters by maximising the log marginal likelihood (plus the log prior,
+   * if lengthScalePrior is set) from the default start plus `options.restarts` random
+   * starts drawn from rng (log-uniform over a central part of the bounds). Keeps the
+   * best and refactorises.
    */
   fitHyperparameters(rng: Rng): FitReport {
     const o = this.options;
-    const P = this.kernel.nHyperparameters;
-    const L = this.kernel.nLengthScales;
-    // Which entries of the full vector [log ℓ..., log σ², log α] are free.
-    const freeIdx: number[] = [];
-    for (let i = 0; i < L; i++) freeIdx.push(i);
-    if (o.fitSignalVariance) freeIdx.push(L);
-    if (o.fitNoise) freeIdx.push(P);
-    const lo = new Float64Array(P + 1);
-    const hi = new Float64Array(P + 1);
-    for (let i = 0; i < L; i++) {
-      lo[i] = Math.log(o.lengthScaleBounds[0]);
-      hi[i] = Math.log(o.lengthScaleBounds[1]);
-    }
-    lo[L] = Math.log(o.signalVarianceBounds[0]);
-    hi[L] = Math.log(o.signalVarianceBounds[1]);
-    lo[P] = Math.log(Math.max(o.noiseBounds[0], 1e-300));
-    hi[P] = Math.log(o.noiseBounds[1]);
-
-    const base = this.fullLogParams({
-      lengthScales: new Float64Array(L).fill(clamp(o.initialLengthScale, o.lengthScaleBounds)),
-      signalVariance: o.fitSignalVariance ? 1 : this.hp.signalVariance,
-      noise: o.fitNoise ? clamp(Math.max(o.noise, o.noiseBounds[0]), o.noiseBounds) : o.noise,
-    });
+    const { freeIdx, lo, hi, base } = this.parameterSpace();
     if (this.n < 2 || freeIdx.length === 0) {
       this.hp = this.fromFull(base);
       this.factorise();
       return { logMarginalLikelihood: this.logMarginalLikelihood().value, starts: 0 };
     }
-
+    const L = this.kernel.nLengthScales;
     const starts: Float64Array[] = [Float64Array.from(freeIdx, (i) => base[i])];
     // Random starts: length scales log-uniform in [max(lo, 0.05), min(hi, 2)] (the range
     // where useful fits live for unit-cube inputs), σ² in [0.3, 3] ∩ bounds, α in its bounds.
@@ -299,18 +284,9 @@ export class GaussianProcess {
       const r = this.logMarginalLikelihood(full);
       const g = new Float64Array(freeIdx.length);
       freeIdx.forEach((i, k) => (g[k] = -r.gradient[i]));
-      let f = -r.value;
-      const prior = o.lengthScalePrior;
-      if (prior) {
-        // −log N(log ℓ; mean, std²) up to a constant, and its gradient.
-        freeIdx.forEach((i, k) => {
-          if (i >= L) return;
-          const t = (u[k] - prior.mean) / prior.std;
-          f += 0.5 * t * t;
-          g[k] += t / prior.std;
-        });
-      }
-      return { f, g };
+      const prior = this.logPrior(full, freeIdx);
+      freeIdx.forEach((i, k) => (g[k] -= prior.gradient[i]));
+      return { f: -r.value - prior.value, g };
     };
     const loFree = Float64Array.from(freeIdx, (i) => lo[i]);
     const hiFree = Float64Array.from(freeIdx, (i) => hi[i]);
@@ -328,6 +304,69 @@ export class GaussianProcess {
     this.hp = this.fromFull(chosen);
     this.factorise();
     return { logMarginalLikelihood: this.logMarginalLikelihood().value, starts: starts.length };
+  }
+
+  /**
+   * Draws hyperparameter samples from the posterior p(θ | y) ∝ p(y | θ) p(θ) (prior:
+   * lengthScalePrior if set, uniform in log space inside the bounds otherwise) by
+   * coordinate-wise slice sampling with stepping out (Neal 2003), starting from the
+   * current hyperparameters (normally the fitted ones). `burnIn` sweeps are discarded,
+   * then one sample is kept every `thin` sweeps. Does not change this GP.
+   */
+  sampleHyperparameters(rng: Rng, nSamples: number, burnIn = 10, thin = 2): GPHyperparameters[] {
+    const { freeIdx, lo, hi } = this.parameterSpace();
+    const theta = this.fullLogParams(this.hp);
+    if (this.n < 2 || freeIdx.length === 0 || nSamples < 1) return nSamples < 1 ? [] : [this.hyperparameters];
+    const logPost = (t: Float64Array): number => {
+      const v = this.logMarginalLikelihood(t, false).value + this.logPrior(t, freeIdx).value;
+      return Number.isNaN(v) ? -Infinity : v;
+    };
+    let current = logPost(theta);
+    const samples: GPHyperparameters[] = [];
+    const width = 1; // initial bracket in log units
+    for (let sweep = 0; samples.length < nSamples; sweep++) {
+      for (const i of freeIdx) {
+        const x0 = theta[i];
+        const level = current - sampleExponential(rng);
+        let left = Math.max(lo[i], x0 - width * rng.uniform());
+        let right = Math.min(hi[i], left + width);
+        const at = (v: number): number => {
+          theta[i] = v;
+          return logPost(theta);
+        };
+        for (let step = 0; step < 20 && left > lo[i] && at(left) > level; step++) left = Math.max(lo[i], left - width);
+        for (let step = 0; step < 20 && right < hi[i] && at(right) > level; step++) right = Math.min(hi[i], right + width);
+        // Shrink the bracket until a point above the level is found (x0 always is).
+        for (let shrink = 0; ; shrink++) {
+          const x1 = left + (right - left) * rng.uniform();
+          const v = at(x1);
+          if (v > level || shrink >= 60) {
+            if (v > level) current = v;
+            else {
+              theta[i] = x0; // numerically stuck: keep the old value
+            }
+            break;
+          }
+          if (x1 < x0) left = x1;
+          else right = x1;
+        }
+      }
+      if (sweep >= burnIn && (sweep - burnIn) % thin === 0) samples.push(this.fromFull(Float64Array.from(theta)));
+    }
+    return samples;
+  }
+
+  /** A GP over the same data with the given hyperparameters (this one is unchanged). */
+  withHyperparameters(hp: GPHyperparameters): GaussianProcess {
+    const gp = new GaussianProcess(this.dim, this.options);
+    gp.X = this.X;
+    gp.n = this.n;
+    gp.yRaw = this.yRaw;
+    gp.yNorm = this.yNorm;
+    gp.yMean = this.yMean;
+    gp.yStd = this.yStd;
+    gp.setHyperparameters(hp);
+    return gp;
   }
 
   /** Posterior mean and latent variance at x, in the original units of y. */
@@ -412,6 +451,56 @@ export class GaussianProcess {
     this.alphaVec = choleskySolve(l, n, this.yNorm);
   }
 
+  /**
+   * The fitted subset of the full log-parameter vector [log ℓ..., log σ², log α], the
+   * bounds of every entry (log units) and the default start.
+   */
+  private parameterSpace(): { freeIdx: number[]; lo: Float64Array; hi: Float64Array; base: Float64Array } {
+    const o = this.options;
+    const P = this.kernel.nHyperparameters;
+    const L = this.kernel.nLengthScales;
+    const freeIdx: number[] = [];
+    for (let i = 0; i < L; i++) freeIdx.push(i);
+    if (o.fitSignalVariance) freeIdx.push(L);
+    if (o.fitNoise) freeIdx.push(P);
+    const lo = new Float64Array(P + 1);
+    const hi = new Float64Array(P + 1);
+    for (let i = 0; i < L; i++) {
+      lo[i] = Math.log(o.lengthScaleBounds[0]);
+      hi[i] = Math.log(o.lengthScaleBounds[1]);
+    }
+    lo[L] = Math.log(o.signalVarianceBounds[0]);
+    hi[L] = Math.log(o.signalVarianceBounds[1]);
+    lo[P] = Math.log(Math.max(o.noiseBounds[0], 1e-300));
+    hi[P] = Math.log(o.noiseBounds[1]);
+    const base = this.fullLogParams({
+      lengthScales: new Float64Array(L).fill(clamp(o.initialLengthScale, o.lengthScaleBounds)),
+      signalVariance: o.fitSignalVariance ? 1 : this.hp.signalVariance,
+      noise: o.fitNoise ? clamp(Math.max(o.noise, o.noiseBounds[0]), o.noiseBounds) : o.noise,
+    });
+    return { freeIdx, lo, hi, base };
+  }
+
+  /**
+   * log p(θ) up to a constant and its gradient (full layout): the normal prior on each
+   * free log length scale when lengthScalePrior is set; flat otherwise.
+   */
+  private logPrior(theta: Float64Array, freeIdx: readonly number[]): { value: number; gradient: Float64Array } {
+    const gradient = new Float64Array(theta.length);
+    const prior = this.options.lengthScalePrior;
+    let value = 0;
+    if (prior) {
+      const L = this.kernel.nLengthScales;
+      for (const i of freeIdx) {
+        if (i >= L) continue;
+        const t = (theta[i] - prior.mean) / prior.std;
+        value -= 0.5 * t * t;
+        gradient[i] = -t / prior.std;
+      }
+    }
+    return { value, gradient };
+  }
+
   private fullLogParams(hp: GPHyperparameters): Float64Array {
     const P = this.kernel.nHyperparameters;
     const t = new Float64Array(P + 1);
@@ -424,6 +513,11 @@ export class GaussianProcess {
     const k = this.kernel.fromLog(theta);
     return { ...k, noise: Math.exp(theta[this.kernel.nHyperparameters]) };
   }
+}
+
+/** An Exponential(1) draw (−log U, U ∈ (0, 1]). */
+function sampleExponential(rng: Rng): number {
+  return -Math.log(1 - rng.uniform());
 }
 
 function clamp(v: number, b: readonly [number, number]): number {

@@ -126,9 +126,3 @@ export function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
   }
   return inv;
 }
-
-export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-}

@@ -5,7 +5,8 @@
 // How a suggestion is made (suggestBatch(q), suggest() = suggestBatch(1)[0]):
 //   1. inputs are mapped to the unit cube; failed evaluations are imputed with the worst
 //      successful y so the GP learns to avoid them;
-//   2. GP hyperparameters are fitted by maximum likelihood with seeded restarts;
+//   2. GP hyperparameters are fitted (MAP: likelihood × weak length-scale prior) with
+//      seeded restarts; optionally also sampled, and the acquisition averaged over them;
 //   3. the acquisition is scored on a scrambled Sobol' set plus Gaussian perturbations
 //      of the best observed points; the best few are refined by projected L-BFGS;
 //   4. for q > 1, each chosen point joins the GP as a "kriging believer" fantasy
@@ -15,7 +16,7 @@
 // randomness comes from Rng([seed, purpose, nObservations, ...]), so replaying the
 // observations of an interrupted run (fromState) gives the same next suggestion.
 
-import { acquisitionScore, acquisitionScoreWithGradient, DEFAULT_KAPPA, DEFAULT_XI } from './acquisition.js';
+import { DEFAULT_KAPPA, DEFAULT_XI, integratedScore, integratedScoreWithGradient } from './acquisition.js';
 import type { AcquisitionKind, AcquisitionSpec } from './acquisition.js';
 import { boxMinimize } from './boxminimize.js';
 import { GaussianProcess, type GPOptions } from './gp.js';
@@ -27,10 +28,10 @@ import { Rng } from './rng.js';
  * GP settings the optimiser uses unless `gp` overrides them. On top of the GP's own
  * defaults (α = 1e-6, σ² fitted, length scales in [1e-2, 1e2] on the unit cube, 1 + 4
  * starts) the length-scale fit is a MAP estimate under log ℓ ~ N(log 0.5, 0.75²): with
- * ~10 points in several dimensions plain maximum likelihood often drives some length
- * scales to a bound, and this weak prior made early progress markedly better on
- * Hartmann-6 (benchmarks/bo/README.md). Pass `gp: { lengthScalePrior: null }` for plain
- * maximum likelihood.
+ * ~10 points in several dimensions plain maximum likelihood gives erratic length scales;
+ * this weak prior nearly halved the regret after 20 evaluations on Hartmann-6 (see
+ * benchmarks/bo/README.md, which also shows what it costs later in a run). Pass
+ * `gp: { lengthScalePrior: null }` for plain maximum likelihood.
  */
 export const DEFAULT_GP_OPTIONS: Readonly<Omit<GPOptions, 'kernel'>> = Object.freeze({
   lengthScalePrior: Object.freeze({ mean: Math.log(0.5), std: 0.75 }),
@@ -41,6 +42,7 @@ const STREAM_INITIAL = 1;
 const STREAM_FIT = 2;
 const STREAM_CANDIDATES = 3;
 const STREAM_RANDOM = 4;
+const STREAM_SAMPLE = 5;
 
 export interface BayesianOptimizerOptions {
   /** [lo, hi] per dimension, lo < hi. */
@@ -63,6 +65,13 @@ export interface BayesianOptimizerOptions {
   nCandidates?: number;
   /** Number of best candidates refined by local gradient search (default 5). */
   nLocal?: number;
+  /**
+   * Number of GP hyperparameter samples (slice sampling from their posterior) over which
+   * the acquisition is averaged ("integrated acquisition", Snoek et al. 2012); 0 (default)
+   * uses the fitted hyperparameters alone. 8 costs ~5× more time per suggestion and made
+   * no measurable difference on Branin and Hartmann-6 (benchmarks/bo/README.md).
+   */
+  hyperparameterSamples?: number;
 }
 
 export interface Observation {
@@ -114,6 +123,7 @@ export class BayesianOptimizer {
       gp: { ...DEFAULT_GP_OPTIONS, ...(options.gp ?? {}), kernel: options.kernel ?? 'ard' },
       nCandidates: options.nCandidates ?? 4096,
       nLocal: options.nLocal ?? 5,
+      hyperparameterSamples: options.hyperparameterSamples ?? 0,
     };
     if (!Number.isSafeInteger(o.seed)) throw new Error(`BayesianOptimizer: seed must be a safe integer, got ${o.seed}`);
     if (!(Number.isInteger(o.nInitial) && o.nInitial >= 1)) throw new Error('BayesianOptimizer: nInitial must be an integer ≥ 1');
@@ -121,6 +131,9 @@ export class BayesianOptimizer {
     if (!(o.xi >= 0) || !(o.kappa >= 0)) throw new Error('BayesianOptimizer: xi and kappa must be ≥ 0');
     if (!(Number.isInteger(o.nCandidates) && o.nCandidates >= 1)) throw new Error('BayesianOptimizer: nCandidates must be an integer ≥ 1');
     if (!(Number.isInteger(o.nLocal) && o.nLocal >= 0)) throw new Error('BayesianOptimizer: nLocal must be an integer ≥ 0');
+    if (!(Number.isInteger(o.hyperparameterSamples) && o.hyperparameterSamples >= 0)) {
+      throw new Error('BayesianOptimizer: hyperparameterSamples must be an integer ≥ 0');
+    }
     this.dim = bounds.length;
     this.opts = o;
     this.original = JSON.parse(JSON.stringify(options)) as BayesianOptimizerOptions;
@@ -188,30 +201,37 @@ export class BayesianOptimizer {
     const unit: Float64Array[] = []; // chosen points, unit cube
     const taken: Float64Array[] = this.obs.map((o) => this.toUnit(o.x));
     const { X, y } = this.gpData();
-    let gp: GaussianProcess | null = null;
+    // The GP models: the fitted one, or one per hyperparameter sample.
+    let models: GaussianProcess[] | null = null;
     const fX: Float64Array[] = [...X];
     const fy: number[] = [...y];
+    const meanOver = (ms: GaussianProcess[], p: Float64Array): number =>
+      ms.reduce((a, m) => a + m.predict(p).mean, 0) / ms.length;
     for (let i = 0; i < q; i++) {
       let u: Float64Array | null = null;
       if (k + i < this.opts.nInitial) {
         u = this.initialPoint(k + i);
       } else if (X.length >= 2) {
-        if (!gp) {
-          gp = new GaussianProcess(this.dim, this.opts.gp);
+        if (!models) {
+          const gp = new GaussianProcess(this.dim, this.opts.gp);
           gp.setData(X, y);
           gp.fitHyperparameters(new Rng([this.opts.seed, STREAM_FIT, k]));
+          const S = this.opts.hyperparameterSamples;
+          models =
+            S > 0 ? gp.sampleHyperparameters(new Rng([this.opts.seed, STREAM_SAMPLE, k]), S).map((hp) => gp.withHyperparameters(hp)) : [gp];
           // Points of this batch already chosen from the initial design become fantasies too.
           for (const p of unit) {
             fX.push(p);
-            fy.push(gp.predict(p).mean);
+            fy.push(meanOver(models, p));
           }
-          if (unit.length > 0) gp.setData(fX, fy);
+          if (unit.length > 0) for (const m of models) m.setData(fX, fy);
         }
-        u = this.maximiseAcquisition(gp, fy, new Rng([this.opts.seed, STREAM_CANDIDATES, k, i]), taken);
+        u = this.maximiseAcquisition(models, fX, fy, new Rng([this.opts.seed, STREAM_CANDIDATES, k, i]), taken);
         if (u) {
+          // Kriging believer: the point joins the data with its predicted mean as value.
           fX.push(u);
-          fy.push(gp.predict(u).mean);
-          if (i + 1 < q) gp.setData(fX, fy);
+          fy.push(meanOver(models, u));
+          if (i + 1 < q) for (const m of models) m.setData(fX, fy);
         }
       }
       // Too few successful observations for a GP, or no admissible candidate: random point.
@@ -255,19 +275,22 @@ export class BayesianOptimizer {
   }
 
   /**
-   * Maximises the acquisition over the unit cube; null if every candidate is taken.
-   * y: the GP's current targets (real observations plus any fantasies), in its data order.
+   * Maximises the acquisition (averaged over the GP models) over the unit cube; null if
+   * every candidate is taken. X, y: the models' current data (observations plus fantasies).
    */
-  private maximiseAcquisition(gp: GaussianProcess, y: number[], rng: Rng, taken: Float64Array[]): Float64Array | null {
+  private maximiseAcquisition(
+    models: GaussianProcess[],
+    X: Float64Array[],
+    y: number[],
+    rng: Rng,
+    taken: Float64Array[],
+  ): Float64Array | null {
     const D = this.dim;
     const spec: AcquisitionSpec =
       this.opts.acquisition === 'ei'
         ? { kind: 'ei', best: Math.max(...y), xi: this.opts.xi }
         : { kind: 'ucb', kappa: this.opts.kappa };
-    const score = (u: Float64Array): number => {
-      const p = gp.predict(u);
-      return acquisitionScore(spec, p.mean, p.variance);
-    };
+    const score = (u: Float64Array): number => integratedScore(spec, models.map((m) => m.predict(u)));
 
     // Candidates: scrambled Sobol' points plus perturbations of the best observed points.
     const nC = this.opts.nCandidates;
@@ -278,7 +301,6 @@ export class BayesianOptimizer {
       for (let c = 0; c < nC; c++) cands.push(Float64Array.from({ length: D }, () => rng.uniform()));
     }
     const order = y.map((v, i) => i).sort((a, b) => y[b] - y[a] || a - b);
-    const X = gp.trainingInputs();
     const nTop = Math.min(5, order.length);
     const perTop = Math.max(1, Math.floor(nC / (8 * Math.max(nTop, 1))));
     for (let t = 0; t < nTop; t++) {
@@ -311,7 +333,7 @@ export class BayesianOptimizer {
     for (const start of starts) {
       const res = boxMinimize(
         (u) => {
-          const r = acquisitionScoreWithGradient(spec, gp.predictWithGradient(u));
+          const r = integratedScoreWithGradient(spec, models.map((m) => m.predictWithGradient(u)));
           for (let d = 0; d < D; d++) r.gradient[d] = -r.gradient[d];
           return { f: -r.value, g: r.gradient };
         },

@@ -6,6 +6,8 @@ import {
   acquisitionScoreWithGradient,
   type AcquisitionSpec,
   expectedImprovement,
+  integratedScore,
+  integratedScoreWithGradient,
   logExpectedImprovement,
   logH,
   normalCdf,
@@ -94,6 +96,46 @@ test('acquisition score gradient with respect to x (through the GP) matches fini
       const b = gp.predict(xm);
       const fd = (acquisitionScore(spec, a.mean, a.variance) - acquisitionScore(spec, b.mean, b.variance)) / (2 * h);
       assert.ok(Math.abs(gradient[d] - fd) < 1e-5 * Math.max(1, Math.abs(fd)), `${spec.kind} ∂/∂x${d}: ${gradient[d]} vs ${fd}`);
+    }
+  }
+});
+
+test('integrated acquisition: log of the mean EI / mean UCB over models, with a matching gradient', () => {
+  const rng = new Rng(21);
+  const X = Array.from({ length: 8 }, () => [rng.uniform(), rng.uniform()]);
+  const y = X.map((x) => Math.sin(4 * x[0]) * x[1]);
+  const models = [
+    [0.2, 0.4],
+    [0.5, 0.3],
+    [1.0, 0.8],
+  ].map((ls) => {
+    const gp = new GaussianProcess(2, {});
+    gp.setData(X, y);
+    gp.setHyperparameters({ lengthScales: ls, signalVariance: 1 });
+    return gp;
+  });
+  const best = Math.max(...y);
+  const x = [0.63, 0.29];
+  const preds = models.map((m) => m.predict(x));
+  const ei = preds.map((p) => expectedImprovement(p.mean, Math.sqrt(p.variance), best, 0.01));
+  const spec: AcquisitionSpec = { kind: 'ei', best, xi: 0.01 };
+  assert.ok(Math.abs(integratedScore(spec, preds) - Math.log((ei[0] + ei[1] + ei[2]) / 3)) < 1e-12);
+  assert.equal(integratedScore(spec, preds.slice(0, 1)), acquisitionScore(spec, preds[0].mean, preds[0].variance));
+  const ucb: AcquisitionSpec = { kind: 'ucb', kappa: 2 };
+  const ucbMean = preds.reduce((s, p) => s + p.mean + 2 * Math.sqrt(p.variance), 0) / 3;
+  assert.ok(Math.abs(integratedScore(ucb, preds) - ucbMean) < 1e-12);
+  for (const sp of [spec, ucb]) {
+    const { value, gradient } = integratedScoreWithGradient(sp, models.map((m) => m.predictWithGradient(x)));
+    assert.ok(Math.abs(value - integratedScore(sp, preds)) < 1e-12);
+    for (let d = 0; d < 2; d++) {
+      const h = 1e-6;
+      const xp = [...x];
+      const xm = [...x];
+      xp[d] += h;
+      xm[d] -= h;
+      const fd =
+        (integratedScore(sp, models.map((m) => m.predict(xp))) - integratedScore(sp, models.map((m) => m.predict(xm)))) / (2 * h);
+      assert.ok(Math.abs(gradient[d] - fd) < 1e-5 * Math.max(1, Math.abs(fd)), `${sp.kind} ∂/∂x${d}: ${gradient[d]} vs ${fd}`);
     }
   }
 });

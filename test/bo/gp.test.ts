@@ -155,3 +155,37 @@ test('duplicate inputs and constant targets do not break the GP', () => {
   assert.throws(() => gp.setData([[0, 0]], [NaN]), /not finite/);
   assert.throws(() => gp.setData([[0, 0, 0]], [1]), /coordinates/);
 });
+
+test('hyperparameter samples: reproducible, inside the bounds, spread around the fit', () => {
+  const rng = new Rng(12);
+  const dim = 2;
+  const X = Array.from({ length: 30 }, () => [rng.uniform(), rng.uniform()]);
+  const y = X.map((x) => Math.sin(5 * x[0]) + 0.5 * Math.cos(3 * x[1]));
+  const gp = new GaussianProcess(dim, { lengthScalePrior: { mean: Math.log(0.5), std: 0.75 } });
+  gp.setData(X, y);
+  gp.fitHyperparameters(new Rng(1));
+  const fitted = gp.hyperparameters;
+  const a = gp.sampleHyperparameters(new Rng(3), 12);
+  const b = gp.sampleHyperparameters(new Rng(3), 12);
+  assert.equal(a.length, 12);
+  assert.deepEqual(a, b);
+  assert.deepEqual(gp.hyperparameters, fitted, 'sampling leaves the GP unchanged');
+  const distinct = new Set(a.map((h) => h.lengthScales[0]));
+  assert.ok(distinct.size >= 10, 'the chain moves');
+  for (let d = 0; d < dim; d++) {
+    const logs = a.map((h) => Math.log(h.lengthScales[d]));
+    for (const l of logs) assert.ok(l >= Math.log(1e-2) - 1e-12 && l <= Math.log(1e2) + 1e-12);
+    const mean = logs.reduce((s, v) => s + v, 0) / logs.length;
+    // 30 points pin the length scales down: the posterior sits near the MAP fit
+    assert.ok(Math.abs(mean - Math.log(fitted.lengthScales[d])) < 0.5, `dim ${d}: mean log ℓ ${mean} vs fit ${Math.log(fitted.lengthScales[d])}`);
+  }
+  for (const h of a) assert.ok(h.signalVariance >= 1e-2 && h.signalVariance <= 1e2 * (1 + 1e-12));
+  // a GP made from a sample predicts like one given the same hyperparameters directly
+  const viaCopy = gp.withHyperparameters(a[5]);
+  const direct = new GaussianProcess(dim, {});
+  direct.setData(X, y);
+  direct.setHyperparameters(a[5]);
+  const p1 = viaCopy.predict([0.3, 0.4]);
+  const p2 = direct.predict([0.3, 0.4]);
+  assert.ok(Math.abs(p1.mean - p2.mean) < 1e-12 && Math.abs(p1.variance - p2.variance) < 1e-12);
+});

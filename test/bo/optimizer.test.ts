@@ -76,6 +76,19 @@ test('resume by replaying the saved state gives the same next suggestion as an u
   assert.deepEqual(resumed.state(), full.state());
 });
 
+test('integrated acquisition (hyperparameter samples): reproducible, resumable, in bounds', () => {
+  const opts: BayesianOptimizerOptions = { bounds: branin.bounds, seed: 5, nInitial: 5, hyperparameterSamples: 4 };
+  const a = new BayesianOptimizer(opts);
+  for (let i = 0; i < 9; i++) {
+    const x = a.suggest();
+    x.forEach((v, d) => assert.ok(v >= branin.bounds[d][0] && v <= branin.bounds[d][1]));
+    a.observe(x, branin.f(x));
+  }
+  const b = BayesianOptimizer.fromState(JSON.parse(JSON.stringify(a.state())) as ReturnType<BayesianOptimizer['state']>);
+  assert.deepEqual(b.suggest(), a.suggest());
+  assert.deepEqual(b.suggestBatch(3), a.suggestBatch(3));
+});
+
 test('batch mode returns q distinct in-bound points, in the initial phase and with the GP', () => {
   const bounds = [
     [-1, 1],
