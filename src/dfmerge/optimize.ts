@@ -12,7 +12,7 @@ import { UsageError } from '../errors.js';
 import { BayesianOptimizer } from '../bo/optimizer.js';
 import type { FisherMode } from '../fisher/fisher.js';
 import { runMerge } from '../merge/run.js';
-import { validateConfig } from '../merge/config.js';
+import { validateConfig, type MergeConfig } from '../merge/config.js';
 import type { ComputeDtype } from '../native/addon.js';
 import { baselineRows } from './baselines.js';
 import { runEvaluator, EvaluatorError } from './evaluator.js';
@@ -178,7 +178,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
           const dir = join(scratchRoot, 'candidate');
           rmSync(dir, { recursive: true, force: true });
           const t1 = performance.now();
-          await runMerge(validateConfig({ method: 'task_arithmetic', base: o.base, models: o.models.map((p, i) => ({ path: p, parameters: { weight: lambda[i]! } })), parameters: {}, seed: 0, ...(o.dtype ? { dtype: o.dtype } : {}) }), { out: dir, quiet: true, force: true });
+          await runMerge(taskArithmeticConfig(o, lambda), { out: dir, quiet: true, force: true });
           seconds.merge = (performance.now() - t1) / 1000;
           const t2 = performance.now();
           scores = await runEvaluator(o.evaluator!, dir);
@@ -224,7 +224,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
       const test = setup.test ? Object.fromEntries((await objective.evaluate(bestParams, setup.test)).tasks.map((t) => [t.task, t.accuracy])) : undefined;
       rows.push({ name, validation, ...(test ? { test } : {}) });
     } else {
-      const r = await runMerge(validateConfig({ method: 'task_arithmetic', base: o.base, models: o.models.map((p, i) => ({ path: p, parameters: { weight: best.lambda[i]! } })), parameters: {}, seed: 0, ...(o.dtype ? { dtype: o.dtype } : {}) }), { out, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
+      const r = await runMerge(taskArithmeticConfig(o, best.lambda), { out, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
       files = r.files;
       rows.push({ name: 'DF-Merge --no-fisher (external evaluator)', validation: best.scores });
     }
@@ -241,6 +241,14 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     journal.close();
     rmSync(scratchRoot, { recursive: true, force: true });
   }
+}
+
+/** θ_pre + Σ λ_i τ_i as a streaming merge (the --no-fisher merge when the native runtime is not used). */
+function taskArithmeticConfig(o: Resolved, lambda: readonly number[]): MergeConfig {
+  return validateConfig({
+    method: 'task_arithmetic', base: o.base, models: o.models.map((p, i) => ({ path: p, parameters: { weight: lambda[i]! } })),
+    parameters: {}, seed: 0, ...(o.dtype ? { dtype: o.dtype } : {}),
+  });
 }
 
 function bestOf(evals: readonly JournalEvaluation[]): JournalEvaluation | undefined {
