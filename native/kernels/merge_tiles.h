@@ -41,9 +41,9 @@ struct BF16Src {
   }
 };
 
-// linear: out = s · Σ_k w_k x_k  (mergekit "linear"; s = 1/Σw when normalising, else 1)
+// Weighted sum: out = Σ_k w_k x_k (the first term assigned, the rest added in model order).
 template <class S>
-void linear_tile(const S* x, const float* w, int k, float s, float* __restrict out, size_t n) {
+void weighted_sum_tile(const S* x, const float* w, int k, float* __restrict out, size_t n) {
   {
     const S x0 = x[0];
     const float w0 = w[0];
@@ -56,6 +56,12 @@ void linear_tile(const S* x, const float* w, int k, float s, float* __restrict o
 #pragma omp simd
     for (size_t i = 0; i < n; ++i) out[i] += wm * xm[i];
   }
+}
+
+// linear: out = s · Σ_k w_k x_k  (mergekit "linear"; s = 1/Σw when normalising, else 1)
+template <class S>
+void linear_tile(const S* x, const float* w, int k, float s, float* __restrict out, size_t n) {
+  weighted_sum_tile(x, w, k, out, n);
   if (s != 1.0f) {
 #pragma omp simd
     for (size_t i = 0; i < n; ++i) out[i] *= s;
@@ -123,18 +129,7 @@ void dare_drop_tile(S b, S x, uint64_t key, uint32_t keep_thr, float keep_prob, 
 // Task arithmetic over formed task vectors (DARE): out = b + s · Σ_k λ_k d_k
 template <class S>
 void delta_sum_tile(S b, const float* const* d, const float* lam, int k, float s, float* __restrict out, size_t n) {
-  {
-    const float* __restrict d0 = d[0];
-    const float l0 = lam[0];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] = l0 * d0[i];
-  }
-  for (int m = 1; m < k; ++m) {
-    const float* __restrict dm = d[m];
-    const float lm = lam[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) out[i] += lm * dm[i];
-  }
+  weighted_sum_tile(d, lam, k, out, n);
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) out[i] = b[i] + s * out[i];
 }
@@ -149,18 +144,7 @@ void sign_elect_tile(S b, const float* const* d, const float* w, int k, bool nor
                      float* __restrict tmp, size_t n) {
   float* __restrict sgn = tmp;
   float* __restrict div = tmp + n;
-  {
-    const float* __restrict d0 = d[0];
-    const float w0 = w[0];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) sgn[i] = w0 * d0[i];
-  }
-  for (int m = 1; m < k; ++m) {
-    const float* __restrict dm = d[m];
-    const float wm = w[m];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) sgn[i] += wm * dm[i];
-  }
+  weighted_sum_tile(d, w, k, sgn, n);
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) {
     sgn[i] = sgn[i] >= 0.0f ? 1.0f : -1.0f;
