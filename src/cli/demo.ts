@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { runDemo } from '../demo/demo.js';
 import { markdownTable } from '../dfmerge/report.js';
+import { int } from './args.js';
 
 interface Flags {
   zoo: string;
@@ -14,12 +15,6 @@ interface Flags {
   fisherSamples: string;
   validationFraction: string;
   quiet?: boolean;
-}
-
-function int(flag: string, s: string, min: number): number {
-  const v = Number(s);
-  if (!Number.isInteger(v) || v < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${s}"`);
-  return v;
 }
 
 export function registerDemo(program: Command): void {

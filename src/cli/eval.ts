@@ -6,8 +6,7 @@ import { evaluateTasks } from '../eval/accuracy.js';
 import { UsageError } from '../errors.js';
 import { table } from '../util/format.js';
 import { progressReporter } from '../util/progress.js';
-
-const collect = (v: string, prev: string[]) => [...prev, v];
+import { collect } from './args.js';
 
 export function registerEval(program: Command): void {
   program

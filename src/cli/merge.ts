@@ -4,16 +4,7 @@ import { UsageError } from '../errors.js';
 import { loadConfigFile, parseDtype, parseMethod, validateConfig, METHODS, type MergeConfig, type ModelEntry, type ParamValue } from '../merge/config.js';
 import { runMerge } from '../merge/run.js';
 import { formatBytes, parseByteSize } from '../util/format.js';
-
-function collect(v: string, prev: string[]): string[] {
-  return [...prev, v];
-}
-
-function num(flag: string, s: string): number {
-  const v = Number(s);
-  if (!Number.isFinite(v)) throw new UsageError(`${flag} expects a number, got "${s}"`);
-  return v;
-}
+import { collect, num } from './args.js';
 
 interface MergeFlags {
   config?: string;

@@ -7,8 +7,7 @@ import { markdownTable } from '../dfmerge/report.js';
 import { parseDtype } from '../merge/config.js';
 import { addon } from '../native/addon.js';
 import { parseByteSize } from '../util/format.js';
-
-const collect = (v: string, prev: string[]) => [...prev, v];
+import { collect, num } from './args.js';
 
 interface Flags {
   base?: string;
@@ -39,12 +38,6 @@ interface Flags {
   baselines: boolean;
   json?: boolean;
   quiet?: boolean;
-}
-
-function num(flag: string, s: string): number {
-  const v = Number(s);
-  if (!Number.isFinite(v)) throw new UsageError(`${flag} expects a number, got "${s}"`);
-  return v;
 }
 
 /** A one-line progress display with the best objective so far. */

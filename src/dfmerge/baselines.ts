@@ -24,7 +24,8 @@ async function scores(obj: DfMergeObjective, params: Float32Array, tasks: readon
 
 const avg = (s: Scores) => Object.values(s).reduce((a, b) => a + b, 0) / Math.max(1, Object.keys(s).length);
 
-async function row(obj: DfMergeObjective, setup: DfSetup, name: string, params: Float32Array): Promise<ReportRow> {
+/** A report row: accuracy of flat parameters on every validation (and test) task. */
+export async function row(obj: DfMergeObjective, setup: DfSetup, name: string, params: Float32Array): Promise<ReportRow> {
   return {
     name,
     validation: await scores(obj, params, setup.validation),

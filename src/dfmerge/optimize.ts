@@ -14,7 +14,7 @@ import type { FisherMode } from '../fisher/fisher.js';
 import { runMerge } from '../merge/run.js';
 import { validateConfig, type MergeConfig } from '../merge/config.js';
 import type { ComputeDtype } from '../native/addon.js';
-import { baselineRows } from './baselines.js';
+import { baselineRows, row } from './baselines.js';
 import { runEvaluator, EvaluatorError } from './evaluator.js';
 import { Journal, type JournalEvaluation } from './journal.js';
 import { DfMergeObjective } from './objective.js';
@@ -153,6 +153,13 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     if (journal.evaluations.length > 0) log(`resuming: ${journal.evaluations.length} evaluations already in ${journalPath}`);
     const total = o.initPoints + o.iterations;
 
+    /** The (emptied) folder a candidate merge is written to for the external evaluator. */
+    const freshCandidateDir = (): string => {
+      const dir = join(scratchRoot, 'candidate');
+      rmSync(dir, { recursive: true, force: true });
+      return dir;
+    };
+
     /** Scores of one candidate λ: native validation accuracy, or the external evaluator's. */
     const evaluate = async (lambda: number[]): Promise<Omit<JournalEvaluation, 'type' | 'index' | 'phase' | 'finished'>> => {
       const t0 = performance.now();
@@ -165,8 +172,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
           seconds.merge = timings.mergeSeconds;
           const t1 = performance.now();
           if (o.evaluator) {
-            const dir = join(scratchRoot, 'candidate');
-            rmSync(dir, { recursive: true, force: true });
+            const dir = freshCandidateDir();
             saveFlatCheckpoint(setup.rt, merged, o.base, dir, o.dtype ? { dtype: o.dtype } : {});
             scores = await runEvaluator(o.evaluator, dir);
           } else {
@@ -175,8 +181,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
           }
           seconds.eval = (performance.now() - t1) / 1000;
         } else {
-          const dir = join(scratchRoot, 'candidate');
-          rmSync(dir, { recursive: true, force: true });
+          const dir = freshCandidateDir();
           const t1 = performance.now();
           await runMerge(taskArithmeticConfig(o, lambda), { out: dir, quiet: true, force: true });
           seconds.merge = (performance.now() - t1) / 1000;
@@ -220,9 +225,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
       files = saveFlatCheckpoint(setup.rt, bestParams, o.base, out, { ...(o.dtype ? { dtype: o.dtype } : {}), ...(o.shardSize ? { shardSize: o.shardSize } : {}), metadata: { merge_method: o.noFisher ? 'dfmerge_no_fisher' : 'dfmerge', dfmerge_lambda: JSON.stringify(best.lambda) } });
       if (o.baselines !== false) rows.push(...await baselineRows(objective, setup, log));
       const name = o.noFisher ? 'DF-Merge --no-fisher (task arithmetic, λ by BO)' : 'DF-Merge';
-      const validation = Object.fromEntries((await objective.evaluate(bestParams, setup.validation)).tasks.map((t) => [t.task, t.accuracy]));
-      const test = setup.test ? Object.fromEntries((await objective.evaluate(bestParams, setup.test)).tasks.map((t) => [t.task, t.accuracy])) : undefined;
-      rows.push({ name, validation, ...(test ? { test } : {}) });
+      rows.push(await row(objective, setup, name, bestParams));
     } else {
       const r = await runMerge(taskArithmeticConfig(o, best.lambda), { out, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
       files = r.files;
