@@ -31,7 +31,8 @@ export function registerDemo(program: Command): void {
     .option('--validation-fraction <x>', 'fraction of each validation split DF-Merge evaluates', '0.5')
     .option('-q, --quiet', 'only the final table')
     .addHelpText('after', `
-Run it twice: the second run reuses the zoo and the finished optimisation (journals in --out) and only prints.
+Run it twice: the second run reuses the zoo and the finished optimisations (journals in --out): no
+training and no new DF-Merge evaluations, only the final merges and the comparison are recomputed.
 An interrupted run continues where it stopped.`)
     .action(async (f: Flags) => {
       const fast = f.fast === true;
