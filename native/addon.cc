@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   dfm::register_system(env, exports);
   dfm::register_merge(env, exports);
   dfm::register_model(env, exports);
+  dfm::register_buffer(env, exports);
   dfm::register_train(env, exports);
   return exports;
 }

@@ -12,7 +12,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
-import { loadFlat, type DfSetup } from '../../src/dfmerge/setup.js';
+import type { DfSetup } from '../../src/dfmerge/setup.js';
+import { Checkpoint } from '../../src/io/checkpoint.js';
+import { checkpointSource } from '../../src/model/runtime.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { Rng } from '../../src/util/rng.js';
@@ -38,19 +40,23 @@ try {
   const fisher = modelDirs.map(() => randomExamples(rng, nFisher, vocab));
   const validation = modelDirs.map((_, k) => ({ name: `task${k}`, file: `task${k}`, examples: randomExamples(rng, nVal, vocab).map((e) => ({ ...e, line: 0 })) }));
   const lambda = modelDirs.map((_, k) => 0.3 + 0.4 * (k / Math.max(1, m - 1)));
+  const baseCk = Checkpoint.open(join(dir, 'base'));
+  const modelCks = modelDirs.map((d) => Checkpoint.open(d));
   const setup: DfSetup = {
-    config: rt.config, tokenizer: rt.tokenizer!, rt, base: loadFlat(rt, join(dir, 'base')), models: modelDirs.map((d) => loadFlat(rt, d)),
+    config: rt.config, tokenizer: rt.tokenizer!, rt, base: baseCk, models: modelCks,
+    baseSource: checkpointSource(baseCk, rt.params), modelSources: modelCks.map((ck) => checkpointSource(ck, rt.params)),
     modelNames: modelDirs, validation, test: undefined, fisherExamples: fisher,
+    close: () => { baseCk.close(); for (const ck of modelCks) ck.close(); },
   };
   const obj = new DfMergeObjective(setup, { fisher: true, fisherMode: 'expected' });
   await obj.merge(lambda); // warm-up
   const t0 = performance.now();
   const { merged, timings } = await obj.merge(lambda);
   const t1 = performance.now();
-  const res = await obj.evaluate(merged, validation);
+  const res = await obj.evaluateMerged(validation);
   const evalSeconds = (performance.now() - t1) / 1000;
   const total = (performance.now() - t0) / 1000;
-  const ours = new Float32Array(merged);
+  const ours = merged;
   const say = (s: string) => process.stdout.write(s + '\n');
   say(`model: Llama hidden ${hidden}, ${layers} layers, vocab ${vocab}: ${(rt.numParams / 1e6).toFixed(2)} M params; ${m} models; ${nFisher} Fisher examples and ${nVal} validation examples per task; threads ${addon.buildInfo().threads}`);
   say(`dfmerge  iteration: ${total.toFixed(2)} s = fisher ${timings.fisherSeconds.toFixed(2)} + merge ${timings.mergeSeconds.toFixed(3)} + eval ${evalSeconds.toFixed(2)} (accuracy ${res.tasks.map((t) => t.accuracy.toFixed(2)).join(', ')})`);
@@ -68,8 +74,9 @@ try {
     let worst = 0, scale = 0;
     for (const p of rt.params) {
       const theirs = f.toFloat32(p.name);
+      const mine = ours.view(p.offset, p.numel);
       for (let i = 0; i < p.numel; i++) {
-        worst = Math.max(worst, Math.abs(theirs[i]! - ours[p.offset + i]!));
+        worst = Math.max(worst, Math.abs(theirs[i]! - mine[i]!));
         scale = Math.max(scale, Math.abs(theirs[i]!));
       }
     }

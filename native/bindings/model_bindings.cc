@@ -4,12 +4,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <vector>
 
 #include "bindings/bindings.h"
+#include "bindings/buffer_wrap.h"
 #include "bindings/napi_util.h"
 #include "kernels/fisher.h"
 #include "model/layers.h"
@@ -112,6 +115,8 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
       InstanceMethod<&LlamaModelWrap::Params>("params"),
       InstanceMethod<&LlamaModelWrap::NumParams>("numParams"),
       InstanceMethod<&LlamaModelWrap::SetParam>("setParam"),
+      InstanceMethod<&LlamaModelWrap::BindParam>("bindParam"),
+      InstanceMethod<&LlamaModelWrap::FisherEpsilon>("fisherEpsilon"),
       InstanceMethod<&LlamaModelWrap::GetParam>("getParam"),
       InstanceMethod<&LlamaModelWrap::Logits>("logits"),
       InstanceMethod<&LlamaModelWrap::Score>("score"),
@@ -138,6 +143,8 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
       c.tie_embeddings = bool_field(o, "tieEmbeddings");
       c.attention_bias = bool_field(o, "attentionBias");
       model_ = std::make_unique<LlamaModel>(c);
+      keep_a_.resize(model_->param_specs().size());
+      keep_b_.resize(model_->param_specs().size());
     } catch (...) {
       rethrow_as_js(info.Env());
     }
@@ -185,37 +192,70 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
     return Napi::Number::New(info.Env(), (double)model_->num_params());
   }
 
-  const ParamSpec& spec_arg(const Napi::CallbackInfo& info, size_t i) {
+  uint64_t spec_index(const Napi::CallbackInfo& info, size_t i) {
     const uint64_t idx = index_arg(info, i, "param index");
     if (idx >= model_->param_specs().size()) throw_type(info.Env(), "param index out of range");
-    return model_->param_specs()[idx];
+    return idx;
   }
 
   // setParam(index, Float32Array): copies one tensor's f32 values in.
   Napi::Value SetParam(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
       check_idle(info.Env());
-      const ParamSpec& s = spec_arg(info, 0);
+      const uint64_t idx = spec_index(info, 0);
       if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         throw_type(info.Env(), "setParam: data must be a Float32Array");
       }
       Napi::Float32Array a = info[1].As<Napi::Float32Array>();
-      if (a.ElementLength() != s.numel) {
-        throw DfError("ShapeMismatch", "tensor " + s.name + " needs " + std::to_string(s.numel) + " values, got " +
-                                           std::to_string(a.ElementLength()), s.name);
-      }
-      std::memcpy(model_->params() + s.offset, a.Data(), s.numel * sizeof(float));
-      model_->params_changed();
+      model_->set_param(idx, a.Data(), a.ElementLength());
+      keep_a_[idx].Reset();
+      keep_b_[idx].Reset();
       return info.Env().Undefined();
+    });
+  }
+
+  // bindParam(index, a, aDtype, b | null, bDtype, lambda): the parameter reads
+  // a (bytes of numel elements of aDtype, e.g. a zero-copy mmap view), or the
+  // scaled model a + λ·(b − a). The buffers are kept alive while bound.
+  Napi::Value BindParam(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      check_idle(env);
+      const uint64_t idx = spec_index(info, 0);
+      const ParamSpec& s = model_->param_specs()[idx];
+      auto tensor = [&](size_t arg, size_t dt_arg, const char* what, Dtype* dtype) -> const void* {
+        const ByteSpan b = bytes_arg(info, arg, what);
+        *dtype = compute_dtype_arg(info, dt_arg);
+        if (b.size != s.numel * dtype_size(*dtype)) {
+          throw DfError("ShapeMismatch", std::string(what) + " of tensor " + s.name + " has " + std::to_string(b.size) +
+                                             " bytes, " + std::to_string(s.numel) + " elements need " +
+                                             std::to_string(s.numel * dtype_size(*dtype)), s.name);
+        }
+        return b.data;
+      };
+      WeightView v;
+      v.numel = s.numel;
+      v.a = tensor(1, 2, "a", &v.ta);
+      const bool scaled = !info[3].IsNull() && !info[3].IsUndefined();
+      if (scaled) {
+        v.b = tensor(3, 4, "b", &v.tb);
+        v.lambda = (float)number_arg(info, 5, "lambda");
+        if (!std::isfinite(v.lambda)) throw_type(env, "bindParam: lambda must be finite");
+      }
+      model_->bind_param(idx, v);
+      keep_a_[idx] = Napi::Persistent(info[1].As<Napi::Object>());
+      if (scaled) keep_b_[idx] = Napi::Persistent(info[3].As<Napi::Object>());
+      else keep_b_[idx].Reset();
+      return env.Undefined();
     });
   }
 
   // getParam(index) -> Float32Array copy.
   Napi::Value GetParam(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
-      const ParamSpec& s = spec_arg(info, 0);
-      Napi::Float32Array a = Napi::Float32Array::New(info.Env(), s.numel);
-      std::memcpy(a.Data(), model_->params() + s.offset, s.numel * sizeof(float));
+      const uint64_t idx = spec_index(info, 0);
+      Napi::Float32Array a = Napi::Float32Array::New(info.Env(), model_->param_specs()[idx].numel);
+      model_->get_param(idx, a.Data());
       return a;
     });
   }
@@ -285,26 +325,45 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
     });
   }
 
-  // fisher(acc: Float32Array, examples, mode) -> Promise<{loglik, prob}[]>;
-  // acc (flat, param layout) += Σ_examples Σ_y w_y · g_y² (unnormalised).
+  // The S and W arguments of fisher / fisherEpsilon: FloatBuffer or Float32Array
+  // of numParams() floats (W may be null).
+  FisherTarget target_args(const Napi::CallbackInfo& info, std::vector<Napi::Object>& keep) {
+    Napi::Env env = info.Env();
+    FisherTarget t;
+    const FloatSpan s = float_span(info[0]);
+    if (!s.data || s.size != model_->num_params()) {
+      throw_type(env, "fisher: S must be a FloatBuffer or Float32Array of numParams() = " +
+                          std::to_string(model_->num_params()) + " floats");
+    }
+    t.s = s.data;
+    keep.push_back(info[0].As<Napi::Object>());
+    if (!info[1].IsNull() && !info[1].IsUndefined()) {
+      const FloatSpan d = float_span(info[1]);
+      if (!d.data || d.size != model_->num_params()) {
+        throw_type(env, "fisher: W must be null or a FloatBuffer or Float32Array of numParams() floats");
+      }
+      t.d = d.data;
+      keep.push_back(info[1].As<Napi::Object>());
+    }
+    return t;
+  }
+
+  // fisher(S, W | null, examples, mode, scale) -> Promise<{loglik, prob}[]>;
+  // S += scale·Σ_examples Σ_y w_y·g_y², W += scale·Σ w_y·g_y²·λτ (flat param layout).
   Napi::Value Fisher(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
       Napi::Env env = info.Env();
-      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        throw_type(env, "fisher: acc must be a Float32Array");
-      }
-      Napi::Float32Array acc = info[0].As<Napi::Float32Array>();
-      if (acc.ElementLength() != model_->num_params()) {
-        throw_type(env, "fisher: acc must have numParams() = " + std::to_string(model_->num_params()) + " elements");
-      }
-      auto ex = std::make_shared<std::vector<Example>>(examples_of(env, info[1]));
-      const std::string ms = string_arg(info, 2, "mode");
+      std::vector<Napi::Object> keep;
+      FisherTarget target = target_args(info, keep);
+      auto ex = std::make_shared<std::vector<Example>>(examples_of(env, info[2]));
+      const std::string ms = string_arg(info, 3, "mode");
       FisherMode mode;
       if (ms == "expected") mode = FisherMode::Expected;
       else if (ms == "sampled") mode = FisherMode::Sampled;
       else if (ms == "empirical") mode = FisherMode::Empirical;
       else throw_type(env, "fisher: mode must be expected, sampled or empirical, got " + ms);
-      float* accp = acc.Data();
+      target.scale = (float)number_arg(info, 4, "scale");
+      if (!std::isfinite(target.scale)) throw_type(env, "fisher: scale must be finite");
       auto ll = std::make_shared<std::vector<std::vector<double>>>(ex->size());
       auto pr = std::make_shared<std::vector<std::vector<double>>>(ex->size());
       LlamaModel* m = model_.get();
@@ -314,7 +373,7 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
                        const Example& e = (*ex)[i];
                        (*ll)[i].resize(e.choices.size());
                        (*pr)[i].resize(e.choices.size());
-                       m->fisher_example(e.prompt.data(), (int)e.prompt.size(), e.choices, mode, e.answer, e.u, accp,
+                       m->fisher_example(e.prompt.data(), (int)e.prompt.size(), e.choices, mode, e.answer, e.u, target,
                                          (*ll)[i].data(), (*pr)[i].data());
                      }
                    },
@@ -332,11 +391,24 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
                      }
                      return arr;
                    },
-                   {acc});
+                   keep);
+    });
+  }
+
+  // fisherEpsilon(S, W | null, eps) -> Promise<void>: S += ε, W += ε·λτ over every parameter.
+  Napi::Value FisherEpsilon(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      std::vector<Napi::Object> keep;
+      const FisherTarget target = target_args(info, keep);
+      const float eps = (float)number_arg(info, 2, "eps");
+      LlamaModel* m = model_.get();
+      return queue(info.Env(), [=] { m->fisher_epsilon(target, eps); },
+                   [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, keep);
     });
   }
 
   std::unique_ptr<LlamaModel> model_;
+  std::vector<Napi::ObjectReference> keep_a_, keep_b_;  // the JS buffers bound parameters read
 };
 
 ModelWorker::ModelWorker(Napi::Env env, LlamaModelWrap* owner, std::function<void()> work,

@@ -1,12 +1,13 @@
-// Token embedding lookup and its backward (scatter-add into the table rows).
+// Token embedding lookup and its backward (scatter-add into the table rows;
+// the rows may be slots of a compact buffer of the sequence's distinct tokens).
 #include <cstring>
 
 #include "model/layers.h"
 
 namespace dfm {
 
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, int T, int C) {
-  for (int t = 0; t < T; ++t) std::memcpy(out + (size_t)t * C, wte + (size_t)tokens[t] * C, sizeof(float) * C);
+void embedding_forward(float* out, const int32_t* tokens, const WeightView& wte, int T, int C) {
+  for (int t = 0; t < T; ++t) wte.load((size_t)tokens[t] * C, (size_t)C, out + (size_t)t * C);
 }
 
 void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int T, int C) {

@@ -8,29 +8,31 @@
 #pragma once
 #include <cstdint>
 
+#include "model/weights.h"
+
 namespace dfm {
 
 // --- matmul.cc: out[T,OC] = inp[T,C] · weight[OC,C]^T (+ bias[OC]) ---------
-// (nn.Linear). Uses cblas_sgemm when built with OpenBLAS, else the built-in
-// cache-blocked OpenMP SGEMM below.
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC);
+// (nn.Linear), with the built-in cache-blocked OpenMP SGEMM. The weight is a
+// WeightView (model/weights.h): stored dtype, optionally a scaled model.
+void matmul_forward(float* out, const float* inp, const WeightView& weight, const float* bias, int T, int C, int OC);
 // dinp[T,C] += dout·weight; dweight[OC,C] += dout^T·inp (or = with
 // overwrite_dweight, which spares zeroing it first); dbias[OC] += Σ_t dout.
 // Any of dinp, dweight, dbias may be null (not wanted).
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int T, int C, int OC, bool overwrite_dweight = false);
+                     const WeightView& weight, int T, int C, int OC, bool overwrite_dweight = false);
 // The same backward with the weight gradient folded straight into a diagonal
-// Fisher accumulator (DESIGN.md §1): fisher_acc[OC,C] += fisher_w · (dout^T·inp)²,
-// squared per element of this one example's gradient. The built-in SGEMM never
-// materialises the gradient (the squaring is the micro-kernel's epilogue);
-// with OpenBLAS it goes through dweight_scratch[OC,C].
-void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_acc, float fisher_w, const float* dout,
-                            const float* inp, const float* weight, int T, int C, int OC);
-// Name of the matmul backend compiled in ("openblas" or "builtin").
+// Fisher sink (docs/design.md §Fisher): S += w·(dout^T·inp)², and W += w·(dout^T·inp)²·λτ,
+// squared per element of this one example's gradient, as the micro-kernel's
+// epilogue: the gradient is never materialised. Rows oc with skip_rows[oc] != 0
+// are left out (null: none).
+void matmul_backward_fisher(float* dinp, const FisherSink& sink, const uint8_t* skip_rows, const float* dout,
+                            const float* inp, const WeightView& weight, int T, int C, int OC);
+// Name of the matmul backend compiled in.
 const char* matmul_backend();
 
 // --- embedding.cc: out[t,:] = wte[tokens[t],:] -----------------------------
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, int T, int C);
+void embedding_forward(float* out, const int32_t* tokens, const WeightView& wte, int T, int C);
 void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int T, int C);
 
 // --- rmsnorm.cc: out = weight ⊙ x / sqrt(mean(x²) + eps) (HF LlamaRMSNorm) --

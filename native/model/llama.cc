@@ -8,14 +8,12 @@
 #include <cstring>
 #include <limits>
 
-#include "kernels/fisher.h"
 #include "model/layers.h"
 #include "util/error.h"
 
 namespace dfm {
 
 namespace {
-constexpr size_t kNone = std::numeric_limits<size_t>::max();
 void zero(float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); }
 }  // namespace
 
@@ -37,50 +35,115 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
   const int64_t C = c.hidden, I = c.intermediate, V = c.vocab;
   qd_ = c.n_heads * c.head_dim;
   kd_ = c.n_kv_heads * c.head_dim;
-  add_param("model.embed_tokens.weight", {V, C}, &wte_);
+  wte_ = add_param("model.embed_tokens.weight", {V, C});
   layers_.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     Layer& ly = layers_[l];
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    add_param(p + "input_layernorm.weight", {C}, &ly.ln1);
-    add_param(p + "self_attn.q_proj.weight", {qd_, C}, &ly.wq);
-    ly.bq = ly.bk = ly.bv = kNone;
-    if (c.attention_bias) add_param(p + "self_attn.q_proj.bias", {qd_}, &ly.bq);
-    add_param(p + "self_attn.k_proj.weight", {kd_, C}, &ly.wk);
-    if (c.attention_bias) add_param(p + "self_attn.k_proj.bias", {kd_}, &ly.bk);
-    add_param(p + "self_attn.v_proj.weight", {kd_, C}, &ly.wv);
-    if (c.attention_bias) add_param(p + "self_attn.v_proj.bias", {kd_}, &ly.bv);
-    add_param(p + "self_attn.o_proj.weight", {C, qd_}, &ly.wo);
-    add_param(p + "post_attention_layernorm.weight", {C}, &ly.ln2);
-    add_param(p + "mlp.gate_proj.weight", {I, C}, &ly.wg);
-    add_param(p + "mlp.up_proj.weight", {I, C}, &ly.wu);
-    add_param(p + "mlp.down_proj.weight", {C, I}, &ly.wd);
+    ly.ln1 = add_param(p + "input_layernorm.weight", {C});
+    ly.wq = add_param(p + "self_attn.q_proj.weight", {qd_, C});
+    ly.bq = c.attention_bias ? add_param(p + "self_attn.q_proj.bias", {qd_}) : kNone;
+    ly.wk = add_param(p + "self_attn.k_proj.weight", {kd_, C});
+    ly.bk = c.attention_bias ? add_param(p + "self_attn.k_proj.bias", {kd_}) : kNone;
+    ly.wv = add_param(p + "self_attn.v_proj.weight", {kd_, C});
+    ly.bv = c.attention_bias ? add_param(p + "self_attn.v_proj.bias", {kd_}) : kNone;
+    ly.wo = add_param(p + "self_attn.o_proj.weight", {C, qd_});
+    ly.ln2 = add_param(p + "post_attention_layernorm.weight", {C});
+    ly.wg = add_param(p + "mlp.gate_proj.weight", {I, C});
+    ly.wu = add_param(p + "mlp.up_proj.weight", {I, C});
+    ly.wd = add_param(p + "mlp.down_proj.weight", {C, I});
   }
-  add_param("model.norm.weight", {C}, &wnorm_);
-  if (c.tie_embeddings) {
-    wlm_ = wte_;
-  } else {
-    add_param("lm_head.weight", {V, C}, &wlm_);
+  wnorm_ = add_param("model.norm.weight", {C});
+  wlm_ = c.tie_embeddings ? wte_ : add_param("lm_head.weight", {V, C});
+  const ParamSpec& last = specs_.back();
+  num_params_ = last.offset + last.numel;
+  views_.resize(specs_.size());
+  owned_.resize(specs_.size());
+  soff_.assign(specs_.size(), 0);
+  size_t small = 0;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (specs_[i].shape.size() != 1) continue;
+    soff_[i] = small;
+    small += specs_[i].numel;
+    vec_params_.push_back((int)i);
   }
-  size_t total = 0;
-  for (const ParamSpec& s : specs_) {
-    total = std::max(total, s.offset + s.numel);
-    const bool matmul_weight = s.shape.size() == 2 && s.offset != wte_;
-    if (!matmul_weight && !(c.tie_embeddings && s.offset == wte_)) zero_before_backward_.emplace_back(s.offset, s.numel);
-    if (!matmul_weight && s.offset != wte_) unfused_.emplace_back(s.offset, s.numel);
-  }
-  params_.assign(total, 0.0f);
+  w1_.assign(small, 0.0f);
+  g1_.assign(small, 0.0f);
 }
 
-void LlamaModel::add_param(const std::string& name, std::vector<int64_t> shape, size_t* where) {
+int LlamaModel::add_param(const std::string& name, std::vector<int64_t> shape) {
   ParamSpec s;
   s.name = name;
   s.numel = 1;
   for (int64_t d : shape) s.numel *= static_cast<size_t>(d);
   s.shape = std::move(shape);
   s.offset = specs_.empty() ? 0 : specs_.back().offset + specs_.back().numel;
-  *where = s.offset;
   specs_.push_back(std::move(s));
+  return (int)specs_.size() - 1;
+}
+
+void LlamaModel::set_param(size_t index, const float* data, size_t n) {
+  const ParamSpec& s = specs_.at(index);
+  if (n != s.numel) {
+    throw DfError("ShapeMismatch", "tensor " + s.name + " needs " + std::to_string(s.numel) + " values, got " +
+                                       std::to_string(n), s.name);
+  }
+  owned_[index].assign(data, data + n);
+  WeightView v;
+  v.a = owned_[index].data();
+  v.ta = Dtype::F32;
+  v.numel = n;
+  bind_param(index, v);
+}
+
+void LlamaModel::bind_param(size_t index, const WeightView& view) {
+  const ParamSpec& s = specs_.at(index);
+  if (view.numel != s.numel || view.a == nullptr) {
+    throw DfError("ShapeMismatch", "tensor " + s.name + " needs " + std::to_string(s.numel) + " values, got " +
+                                       std::to_string(view.numel), s.name);
+  }
+  if (view.a != owned_[index].data()) std::vector<float>().swap(owned_[index]);  // now external
+  views_[index] = view;
+  if (s.shape.size() == 1) view.load(0, s.numel, w1_.data() + soff_[index]);
+  cached_.clear();
+}
+
+void LlamaModel::get_param(size_t index, float* out) const {
+  const ParamSpec& s = specs_.at(index);
+  if (!views_[index].a) throw DfError("WeightsNotSet", "tensor " + s.name + " has no weights yet", s.name);
+  views_[index].load(0, s.numel, out);
+}
+
+void LlamaModel::check_weights() const {
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (!views_[i].a) throw DfError("WeightsNotSet", "tensor " + specs_[i].name + " has no weights yet", specs_[i].name);
+  }
+}
+
+FisherSink LlamaModel::sink_for(int p, const FisherTarget& t, float w) const {
+  FisherSink k;
+  k.s = t.s + specs_[p].offset;
+  k.d = t.d ? t.d + specs_[p].offset : nullptr;
+  k.w = w;
+  k.view = &views_[p];
+  return k;
+}
+
+void LlamaModel::fisher_epsilon(const FisherTarget& t, float eps) const {
+  check_weights();
+  // s += ε·1², d += ε·1²·λτ: a vector of ones folded with weight ε, in chunks.
+  constexpr size_t kOnes = 4096;
+  const std::vector<float> ones(kOnes, 1.0f);
+  for (size_t p = 0; p < specs_.size(); ++p) {
+    const size_t n = specs_[p].numel;
+    const FisherSink k = sink_for((int)p, t, eps);
+    const long long chunks = (long long)((n + kOnes - 1) / kOnes);
+#pragma omp parallel for schedule(static) if (chunks > 8)
+    for (long long c = 0; c < chunks; ++c) {
+      const size_t i = (size_t)c * kOnes;
+      fisher_fold(k, i, ones.data(), std::min(kOnes, n - i));
+    }
+  }
 }
 
 void LlamaModel::ensure_capacity(int T) {
@@ -117,22 +180,22 @@ void LlamaModel::ensure_capacity(int T) {
 // tokens[0..t0) (causal attention: they do not depend on later tokens).
 void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
   const LlamaConfig& c = cfg_;
-  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
+  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, Vocab = c.vocab;
   for (int t = t0; t < T; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= V) {
+    if (tokens[t] < 0 || tokens[t] >= Vocab) {
       cached_.clear();
       throw DfError("TokenOutOfRange", "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) +
-                                           " is outside the vocabulary [0, " + std::to_string(V) + ")");
+                                           " is outside the vocabulary [0, " + std::to_string(Vocab) + ")");
     }
   }
-  const float* W = params_.data();
+  check_weights();
   const size_t S = (size_t)cap_;  // row stride of the per-layer blocks
   const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
   const int n = T - t0;  // rows computed now
   const size_t r = (size_t)t0;
   cached_.assign(tokens, tokens + T);
   if (n > 0) {
-    embedding_forward(res_.data() + r * C, tokens + t0, W + wte_, n, C);
+    embedding_forward(res_.data() + r * C, tokens + t0, V(wte_), n, C);
     for (int l = 0; l < c.n_layers; ++l) {
       const Layer& ly = layers_[l];
       const float* x0 = res_.data() + l * sc;
@@ -147,76 +210,78 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
       float* g = g_.data() + l * si;
       float* u = u_.data() + l * si;
       float* a = a_.data() + l * si;
-      rmsnorm_forward(h1 + r * C, rstd1_.data() + l * S + r, x0 + r * C, W + ly.ln1, n, C, c.rms_eps);
-      matmul_forward(tq_.data(), h1 + r * C, W + ly.wq, ly.bq == kNone ? nullptr : W + ly.bq, n, C, qd_);
-      matmul_forward(tk_.data(), h1 + r * C, W + ly.wk, ly.bk == kNone ? nullptr : W + ly.bk, n, C, kd_);
-      matmul_forward(v + r * kd_, h1 + r * C, W + ly.wv, ly.bv == kNone ? nullptr : W + ly.bv, n, C, kd_);
+      rmsnorm_forward(h1 + r * C, rstd1_.data() + l * S + r, x0 + r * C, W1(ly.ln1), n, C, c.rms_eps);
+      matmul_forward(tq_.data(), h1 + r * C, V(ly.wq), W1(ly.bq), n, C, qd_);
+      matmul_forward(tk_.data(), h1 + r * C, V(ly.wk), W1(ly.bk), n, C, kd_);
+      matmul_forward(v + r * kd_, h1 + r * C, V(ly.wv), W1(ly.bv), n, C, kd_);
       const size_t ro = r * HD / 2;  // rope tables are indexed by absolute position
       rope_forward(qr + r * qd_, tq_.data(), cos_.data() + ro, sin_.data() + ro, n, NH, HD);
       rope_forward(kr + r * kd_, tk_.data(), cos_.data() + ro, sin_.data() + ro, n, NKV, HD);
       attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_);
-      matmul_forward(tc_.data(), y + r * qd_, W + ly.wo, nullptr, n, qd_, C);
+      matmul_forward(tc_.data(), y + r * qd_, V(ly.wo), nullptr, n, qd_, C);
       residual_forward(x1 + r * C, x0 + r * C, tc_.data(), n * C);
-      rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W + ly.ln2, n, C, c.rms_eps);
-      matmul_forward(g + r * I, h2 + r * C, W + ly.wg, nullptr, n, C, I);
-      matmul_forward(u + r * I, h2 + r * C, W + ly.wu, nullptr, n, C, I);
+      rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W1(ly.ln2), n, C, c.rms_eps);
+      matmul_forward(g + r * I, h2 + r * C, V(ly.wg), nullptr, n, C, I);
+      matmul_forward(u + r * I, h2 + r * C, V(ly.wu), nullptr, n, C, I);
       swiglu_forward(a + r * I, g + r * I, u + r * I, n * I);
-      matmul_forward(tc_.data(), a + r * I, W + ly.wd, nullptr, n, I, C);
+      matmul_forward(tc_.data(), a + r * I, V(ly.wd), nullptr, n, I, C);
       residual_forward(res_.data() + (l + 1) * sc + r * C, x1 + r * C, tc_.data(), n * C);
     }
-    rmsnorm_forward(hf_.data() + r * C, rstdf_.data() + r, res_.data() + c.n_layers * sc + r * C, W + wnorm_, n, C,
+    rmsnorm_forward(hf_.data() + r * C, rstdf_.data() + r, res_.data() + c.n_layers * sc + r * C, W1(wnorm_), n, C,
                     c.rms_eps);
   }
   // The LM head only at the positions whose logits are wanted.
-  if (p1 > p0) matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, W + wlm_, nullptr, p1 - p0, C, V);
+  if (p1 > p0) matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, V(wlm_), nullptr, p1 - p0, C, Vocab);
 }
 
-void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, float* fisher_acc,
-                          float fisher_w) {
+void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, const FisherTarget* target,
+                          float w) {
   const LlamaConfig& c = cfg_;
-  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, V = c.vocab;
-  // Matmul weight gradients are overwritten (each weight is used once); only the
-  // gradients that are accumulated (embedding rows, norms, biases) are zeroed.
-  const bool fused = fisher_acc != nullptr;
-  const size_t embed_numel = (size_t)V * C;
-  if (grads_.size() != params_.size()) {
-    grads_.assign(params_.size(), 0.0f);
+  const int C = c.hidden, I = c.intermediate, NH = c.n_heads, NKV = c.n_kv_heads, HD = c.head_dim, Vocab = c.vocab;
+  const bool fused = target != nullptr;
+  // Gradient destinations. Full: the flat grads_ (matmul weight gradients are
+  // overwritten, each weight being used once; the accumulated ones are zeroed
+  // here). Fused: 1-D parameters into g1_, folded at the end; matmul weights
+  // straight into the target; the embedding over this sequence's rows.
+  if (fused) {
+    std::fill(g1_.begin(), g1_.end(), 0.0f);
   } else {
-    for (const auto& z : zero_before_backward_) {
-      // the untied embedding's gradient is left clean by a fused backward
-      if (z.first == wte_ && fused && emb_grad_clean_) continue;
-      zero(grads_.data() + z.first, z.second);
-    }
+    if (grads_.size() != num_params_) grads_.assign(num_params_, 0.0f);
+    for (int p : vec_params_) zero(grads_.data() + specs_[p].offset, specs_[p].numel);
+    if (!c.tie_embeddings) zero(grads_.data() + specs_[wte_].offset, specs_[wte_].numel);
   }
-  emb_grad_clean_ = false;
-  // A linear layer's backward: the weight gradient either into grads_ or fused into the Fisher.
-  auto linear_backward = [&](float* dinp, size_t w_off, size_t b_off, const float* dout, const float* inp, int Cin,
-                             int Cout) {
-    float* db = b_off == kNone ? nullptr : grads_.data() + b_off;
+  auto grad = [&](int p) -> float* {
+    if (p == kNone) return nullptr;
+    if (!fused) return grads_.data() + specs_[p].offset;
+    return specs_[p].shape.size() == 1 ? g1_.data() + soff_[p] : nullptr;
+  };
+  // A linear layer's backward: the weight gradient into grads_ or into the target.
+  auto linear_backward = [&](float* dinp, int wp, int bp, const float* dout, const float* inp, int Cin, int Cout) {
     if (fused) {
-      matmul_backward_fisher(dinp, grads_.data() + w_off, fisher_acc + w_off, fisher_w, dout, inp, params_.data() + w_off,
-                             T, Cin, Cout);
-      if (db) matmul_backward(nullptr, nullptr, db, dout, inp, nullptr, T, Cin, Cout);
+      matmul_backward_fisher(dinp, sink_for(wp, *target, w), nullptr, dout, inp, V(wp), T, Cin, Cout);
+      if (bp != kNone) matmul_backward(nullptr, nullptr, grad(bp), dout, inp, V(wp), T, Cin, Cout);
     } else {
-      matmul_backward(dinp, grads_.data() + w_off, db, dout, inp, params_.data() + w_off, T, Cin, Cout, true);
+      matmul_backward(dinp, grad(wp), grad(bp), dout, inp, V(wp), T, Cin, Cout, true);
     }
   };
-  const float* W = params_.data();
-  float* G = grads_.data();
   const size_t S = (size_t)cap_;
   const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
   const size_t tc = (size_t)T * C, ti = (size_t)T * I, tq = (size_t)T * qd_, tk = (size_t)T * kd_;
-  // LM head (into the embedding's gradient when tied) and the final norm.
+  const float* hf0 = hf_.data() + (size_t)p0 * C;
+  // LM head: its input gradient now; its weight gradient now too unless it is
+  // tied and fused (then at the end, together with the embedding's rows).
   zero(dhf_.data(), tc);
-  if (fused && !c.tie_embeddings) {
-    matmul_backward_fisher(dhf_.data() + (size_t)p0 * C, G + wlm_, fisher_acc + wlm_, fisher_w, dlogits,
-                           hf_.data() + (size_t)p0 * C, W + wlm_, p1 - p0, C, V);
+  if (!fused) {
+    matmul_backward(dhf_.data() + (size_t)p0 * C, grad(wlm_), nullptr, dlogits, hf0, V(wlm_), p1 - p0, C, Vocab,
+                    /*overwrite_dweight=*/true);  // before the embedding's scatter-add when tied
+  } else if (!c.tie_embeddings) {
+    matmul_backward_fisher(dhf_.data() + (size_t)p0 * C, sink_for(wlm_, *target, w), nullptr, dlogits, hf0, V(wlm_),
+                           p1 - p0, C, Vocab);
   } else {
-    matmul_backward(dhf_.data() + (size_t)p0 * C, G + wlm_, nullptr, dlogits, hf_.data() + (size_t)p0 * C, W + wlm_,
-                    p1 - p0, C, V, /*overwrite_dweight=*/true);  // before the embedding's scatter-add when tied
+    matmul_backward(dhf_.data() + (size_t)p0 * C, nullptr, nullptr, dlogits, hf0, V(wlm_), p1 - p0, C, Vocab);
   }
   zero(dres_.data(), tc);
-  rmsnorm_backward(dres_.data(), G + wnorm_, dhf_.data(), res_.data() + c.n_layers * sc, W + wnorm_, rstdf_.data(), T, C);
+  rmsnorm_backward(dres_.data(), grad(wnorm_), dhf_.data(), res_.data() + c.n_layers * sc, W1(wnorm_), rstdf_.data(), T, C);
   for (int l = c.n_layers - 1; l >= 0; --l) {
     const Layer& ly = layers_[l];
     const float* x0 = res_.data() + l * sc;
@@ -239,7 +304,7 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     linear_backward(dh_.data(), ly.wg, kNone, dg_.data(), h2, C, I);
     linear_backward(dh_.data(), ly.wu, kNone, du_.data(), h2, C, I);
     std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
-    rmsnorm_backward(dx1_.data(), G + ly.ln2, dh_.data(), x1, W + ly.ln2, rstd2_.data() + l * S, T, C);
+    rmsnorm_backward(dx1_.data(), grad(ly.ln2), dh_.data(), x1, W1(ly.ln2), rstd2_.data() + l * S, T, C);
     // Attention: dx1 = d(x0 + o_proj(y)).
     zero(dy_.data(), tq);
     linear_backward(dy_.data(), ly.wo, kNone, dx1_.data(), y, qd_, C);
@@ -255,27 +320,45 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     linear_backward(dh_.data(), ly.wk, ly.bk, dk_.data(), h1, C, kd_);
     linear_backward(dh_.data(), ly.wv, ly.bv, dv_.data(), h1, C, kd_);
     std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
-    rmsnorm_backward(dres_.data(), G + ly.ln1, dh_.data(), x0, W + ly.ln1, rstd1_.data() + l * S, T, C);
+    rmsnorm_backward(dres_.data(), grad(ly.ln1), dh_.data(), x0, W1(ly.ln1), rstd1_.data() + l * S, T, C);
   }
-  embedding_backward(G + wte_, dres_.data(), tokens, T, C);
-  if (!fused) return;
-  // Fold what was not fused into the Fisher: norms, biases, and the embedding
-  // (whole when tied: it also holds the LM head's gradient; else only the rows
-  // of this sequence's tokens, which are then cleared again).
-  for (const auto& z : unfused_) fisher_accumulate(fisher_acc + z.first, G + z.first, fisher_w, z.second);
+  if (!fused) {
+    embedding_backward(grad(wte_), dres_.data(), tokens, T, C);
+    return;
+  }
+  // Fused: the 1-D parameters' gradients, then the embedding's rows (a compact
+  // buffer over the sequence's distinct tokens).
+  for (int p : vec_params_) fisher_fold(sink_for(p, *target, w), 0, g1_.data() + soff_[p], specs_[p].numel);
+  emb_rows_.assign(tokens, tokens + T);
+  std::sort(emb_rows_.begin(), emb_rows_.end());
+  emb_rows_.erase(std::unique(emb_rows_.begin(), emb_rows_.end()), emb_rows_.end());
+  emb_slot_.resize(T);
+  for (int t = 0; t < T; ++t) {
+    emb_slot_[t] = (int32_t)(std::lower_bound(emb_rows_.begin(), emb_rows_.end(), tokens[t]) - emb_rows_.begin());
+  }
+  const size_t R = emb_rows_.size();
+  emb_grad_.assign(R * C, 0.0f);
+  embedding_backward(emb_grad_.data(), dres_.data(), emb_slot_.data(), T, C);
+  const FisherSink emb = sink_for(wte_, *target, w);
   if (c.tie_embeddings) {
-    fisher_accumulate(fisher_acc + wte_, G + wte_, fisher_w, embed_numel);
-  } else {
-    std::vector<int32_t> rows(tokens, tokens + T);
-    std::sort(rows.begin(), rows.end());
-    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
-    for (int32_t t : rows) {
-      const size_t off = wte_ + (size_t)t * C;
-      fisher_accumulate(fisher_acc + off, G + off, fisher_w, C);
-      zero(G + off, C);
+    // The tied matrix's gradient is the LM head's (every row) plus the
+    // embedding's (these rows): the SGEMM folds the other rows, and these rows
+    // get the LM head's part added here before they are squared.
+    const int np = p1 - p0;
+    if (lm_skip_.size() != (size_t)Vocab) lm_skip_.assign(Vocab, 0);
+    for (int32_t r : emb_rows_) lm_skip_[r] = 1;
+    matmul_backward_fisher(nullptr, emb, lm_skip_.data(), dlogits, hf0, V(wlm_), np, C, Vocab);
+    for (int32_t r : emb_rows_) lm_skip_[r] = 0;
+    for (size_t k = 0; k < R; ++k) {
+      float* gr = emb_grad_.data() + k * C;
+      for (int t = 0; t < np; ++t) {
+        const float d = dlogits[(size_t)t * Vocab + emb_rows_[k]];
+        const float* h = hf0 + (size_t)t * C;
+        for (int i = 0; i < C; ++i) gr[i] += d * h[i];
+      }
     }
-    emb_grad_clean_ = true;
   }
+  for (size_t k = 0; k < R; ++k) fisher_fold(emb, (size_t)emb_rows_[k] * C, emb_grad_.data() + k * C, C);
 }
 
 // Rows of the cached sequence that can be reused for `tokens`: its common prefix.
@@ -314,11 +397,11 @@ double LlamaModel::run_choice(const int32_t* prompt, int P, const int32_t* choic
   return s / L;  // length-normalised log-likelihood ℓ(y|x)
 }
 
-void LlamaModel::backward_choice(int P, int L, float* fisher_acc, float fisher_w) {
+void LlamaModel::backward_choice(int P, int L, const FisherTarget* target, float w) {
   const int T = P + L - 1;
   for (int j = 0; j < L; ++j) dloss_[j] = 1.0f / (float)L;  // dℓ/dlogp_j
   logprob_backward(dlogits_.data(), logits_.data(), targets_.data(), dloss_.data(), L, cfg_.vocab);
-  backward(seq_.data(), T, P - 1, T, dlogits_.data(), fisher_acc, fisher_w);
+  backward(seq_.data(), T, P - 1, T, dlogits_.data(), target, w);
 }
 
 template <class F>
@@ -375,7 +458,8 @@ double LlamaModel::choice_gradient(const int32_t* prompt, int P, const int32_t* 
 }
 
 void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<std::vector<int32_t>>& choices,
-                                FisherMode mode, int gold, double u, float* acc, double* loglik, double* prob) {
+                                FisherMode mode, int gold, double u, const FisherTarget& target, double* loglik,
+                                double* prob) {
   const int K = static_cast<int>(choices.size());
   if (K == 0) throw DfError("NoChoices", "an example has no answer choices");
   int longest = 0;
@@ -440,7 +524,7 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
         run_choice(prompt, P, choices[y].data(), L);
       }
     }
-    backward_choice(P, L, acc, (float)w[y]);
+    backward_choice(P, L, &target, (float)(w[y] * target.scale));
   }
 }
 

@@ -1,15 +1,23 @@
-// A Llama-family causal LM (Llama, Mistral, Qwen2) held as f32 weights, with
-// the activations of one sequence and the gradient w.r.t. every parameter.
-// Hyperparameters come from config.json, read by the TypeScript layer
-// (src/model/config.ts) and passed in as one struct. Parameters live in one flat
-// buffer in a fixed order (param_specs()); gradients and Fisher accumulators use
-// the same layout, so a Fisher accumulator is one flat f32 array.
+// A Llama-family causal LM (Llama, Mistral, Qwen2) with the activations of one
+// sequence. Hyperparameters come from config.json, read by the TypeScript layer
+// (src/model/config.ts) and passed in as one struct.
+//
+// Weights (docs/design.md §Weight access): every parameter is a WeightView,
+// either bound to external memory in its stored dtype (a zero-copy mmap of a
+// safetensors tensor; optionally a scaled model θ_pre + λ·τ formed on the fly)
+// or set from f32 values the model then owns. 1-D parameters (norms, biases)
+// are also kept as small f32 copies. Parameters have a fixed order and a flat
+// layout (param_specs(): offset, numel) which full gradients and Fisher
+// accumulators (S, W) share; nothing parameter-sized is allocated unless a
+// full gradient is asked for (choice_gradient) or a parameter is set from f32.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "model/weights.h"
 
 namespace dfm {
 
@@ -38,16 +46,29 @@ struct ParamSpec {
 // Which answer choices contribute to the Fisher of one example (DESIGN.md §1).
 enum class FisherMode { Expected, Sampled, Empirical };
 
+// Where the squared gradients of fisher_example() go: flat accumulators in the
+// param_specs() layout. s += scale·w_y·g², d += scale·w_y·g²·λτ (λτ from each
+// parameter's view; d may be null). docs/design.md §Fisher.
+struct FisherTarget {
+  float* s = nullptr;
+  float* d = nullptr;
+  float scale = 1.0f;
+};
+
 class LlamaModel {
  public:
-  explicit LlamaModel(const LlamaConfig& cfg);  // validates cfg; weights start at zero
+  explicit LlamaModel(const LlamaConfig& cfg);  // validates cfg; no weights yet
 
   const LlamaConfig& config() const { return cfg_; }
   const std::vector<ParamSpec>& param_specs() const { return specs_; }
-  size_t num_params() const { return params_.size(); }
-  // Writable parameters; call params_changed() after writing.
-  float* params() { return params_.data(); }
-  void params_changed() { cached_.clear(); }
+  size_t num_params() const { return num_params_; }
+  // Copies f32 values into storage the model owns (n must be the param's numel).
+  void set_param(size_t index, const float* data, size_t n);
+  // Reads the parameter from `view` (borrowed: it must outlive its use here).
+  void bind_param(size_t index, const WeightView& view);
+  // The parameter's values as f32.
+  void get_param(size_t index, float* out) const;
+  // Full gradient of the last choice_gradient() (flat layout).
   const float* grads() const { return grads_.data(); }
 
   // Sizes the activation buffers for sequences of up to T tokens (growing them
@@ -65,32 +86,39 @@ class LlamaModel {
   double choice_gradient(const int32_t* prompt, int P, const int32_t* choice, int L);
 
   // One example's contribution to the (unnormalised) diagonal Fisher:
-  // acc += Σ_y w_y · (∇ℓ(y|x))² with w_y = p(y|x) (expected), 1 for y ~ p drawn
-  // with the uniform number u (sampled), or 1 for y = gold (empirical).
-  // Writes ℓ(y|x) of every choice into loglik and p(y|x) into prob.
+  // target += Σ_y w_y · (∇ℓ(y|x))² (see FisherTarget) with w_y = p(y|x)
+  // (expected), 1 for y ~ p drawn with the uniform number u (sampled), or 1 for
+  // y = gold (empirical). Writes ℓ(y|x) of every choice into loglik and p(y|x) into prob.
   void fisher_example(const int32_t* prompt, int P, const std::vector<std::vector<int32_t>>& choices,
-                      FisherMode mode, int gold, double u, float* acc, double* loglik, double* prob);
+                      FisherMode mode, int gold, double u, const FisherTarget& target, double* loglik, double* prob);
+  // The ε of F = (1/N)·Σ + ε over every parameter: s += ε, d += ε·λτ.
+  void fisher_epsilon(const FisherTarget& target, float eps) const;
 
  private:
-  struct Layer {  // offsets (in floats) of one layer's parameters; SIZE_MAX when absent
-    size_t ln1, wq, bq, wk, bk, wv, bv, wo, ln2, wg, wu, wd;
+  static constexpr int kNone = -1;
+  struct Layer {  // parameter indices of one layer; kNone when absent
+    int ln1, wq, bq, wk, bk, wv, bv, wo, ln2, wg, wu, wd;
   };
-  void add_param(const std::string& name, std::vector<int64_t> shape, size_t* where);
+  int add_param(const std::string& name, std::vector<int64_t> shape);
   void ensure_capacity(int T);
+  void check_weights() const;
+  const WeightView& V(int p) const { return views_[p]; }
+  const float* W1(int p) const { return p == kNone ? nullptr : w1_.data() + soff_[p]; }
+  FisherSink sink_for(int p, const FisherTarget& t, float w) const;
   // Forward of rows [t0, T) of tokens (rows before t0 already hold the
   // activations of tokens[0..t0)); logits for positions [p0, p1) into logits_.
   void forward(const int32_t* tokens, int t0, int T, int p0, int p1);
   int reusable_rows(const int32_t* tokens, int T) const;
-  // Backward of Σ_t dloss[t]·logp[t] after forward(); overwrites grads_. With
-  // fisher_acc, folds the gradient into it instead (fisher_acc += fisher_w·g²,
-  // matmul weights fused into the SGEMM, the rest from grads_), and grads_ is
-  // not a gradient afterwards.
-  void backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, float* fisher_acc = nullptr,
-                float fisher_w = 0.0f);
+  // Backward of Σ_t dloss[t]·logp[t] after forward(). Without a target: the full
+  // gradient into grads_. With one: every parameter's gradient is folded into it
+  // with weight w (matmul weights inside the SGEMM epilogue, the embedding over
+  // the sequence's rows only); no parameter-sized gradient exists.
+  void backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, const FisherTarget* target = nullptr,
+                float w = 0.0f);
   // Forward of prompt ++ choice[0..L-1) with logits for the choice's tokens; returns ℓ.
   double run_choice(const int32_t* prompt, int P, const int32_t* choice, int L);
-  // Backward of ℓ after run_choice() on the same choice (into fisher_acc when given).
-  void backward_choice(int P, int L, float* fisher_acc = nullptr, float fisher_w = 0.0f);
+  // Backward of ℓ after run_choice() on the same choice (into target when given).
+  void backward_choice(int P, int L, const FisherTarget* target = nullptr, float w = 0.0f);
   // The activation rows [r0, r1) of every per-layer buffer, visited as
   // f(base, blocks, block_stride, width): rows of a choice, to stash and restore.
   template <class F>
@@ -101,15 +129,15 @@ class LlamaModel {
 
   LlamaConfig cfg_;
   std::vector<ParamSpec> specs_;
-  std::vector<float> params_;
-  std::vector<float> grads_;
-  // (offset, numel) of gradients that are accumulated rather than overwritten
-  // (norms, biases, embedding): zeroed before a backward (the tied embedding is
-  // overwritten by the LM head first), and folded into a Fisher from grads_.
-  std::vector<std::pair<size_t, size_t>> zero_before_backward_;
-  std::vector<std::pair<size_t, size_t>> unfused_;
-  bool emb_grad_clean_ = false;  // untied embedding gradient known to be all zero
-  size_t wte_ = 0, wnorm_ = 0, wlm_ = 0;
+  size_t num_params_ = 0;
+  std::vector<WeightView> views_;
+  std::vector<std::vector<float>> owned_;  // f32 storage of parameters set with set_param
+  // 1-D parameters (norms, biases) as f32: values, and their gradient in a fused backward.
+  std::vector<size_t> soff_;  // offset into w1_/g1_ per parameter (1-D ones only)
+  std::vector<int> vec_params_;
+  std::vector<float> w1_, g1_;
+  std::vector<float> grads_;  // full gradient (allocated by the first choice_gradient)
+  int wte_ = 0, wnorm_ = 0, wlm_ = 0;
   std::vector<Layer> layers_;
 
   // Activations of one sequence, sized for cap_ positions.
@@ -123,6 +151,10 @@ class LlamaModel {
   std::vector<float> hf_, rstdf_, logits_, logp_, dlogits_, dloss_;
   // scratch
   std::vector<float> tq_, tk_, tc_, dres_, dx1_, dh_, dq_, dk_, dv_, dqr_, dkr_, dy_, dg_, du_, da_, datt_, dhf_;
+  // fused backward: the sequence's distinct tokens, each position's slot, their embedding-row gradients
+  std::vector<int32_t> emb_rows_, emb_slot_;
+  std::vector<float> emb_grad_;
+  std::vector<uint8_t> lm_skip_;  // [V]: rows of a tied LM head folded together with the embedding's
 };
 
 }  // namespace dfm

@@ -1,6 +1,4 @@
-// matmul_forward / matmul_backward (nn.Linear) and the built-in SGEMM they use
-// when OpenBLAS is not compiled in (binding.gyp defines DFMERGE_OPENBLAS when
-// `pkg-config --exists openblas` succeeds at build time).
+// matmul_forward / matmul_backward (nn.Linear) and the SGEMM they use.
 //
 // Built-in SGEMM, the packed-panel scheme of BLIS / llm.c's CPU matmul, one
 // loop order per product a linear layer needs (row-major; T positions, few):
@@ -13,23 +11,22 @@
 // panel. Threads (OpenMP) own disjoint tiles. The weight matrices, the large
 // operand, are always read or written in address order. Vectors are GCC/Clang
 // vector extensions: AVX-512 when compiled for it, else AVX2/SSE.
+//
+// The weight operand is a WeightView (model/weights.h): its values are formed
+// (converted from bf16/f16, and θ_pre + λ·τ for a scaled model) while a panel
+// is packed, so no f32 copy of a weight exists outside the L1-sized panel.
+// The fused Fisher epilogue folds g² into a FisherSink (S, and W with λτ).
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "kernels/fisher.h"
-
 #include "model/layers.h"
-
-#ifdef DFMERGE_OPENBLAS
-#include <cblas.h>
-#endif
+#include "model/weights.h"
 
 namespace dfm {
 
 namespace {
 
-#ifndef DFMERGE_OPENBLAS
 #if defined(__AVX512F__)
 constexpr int VL = 16;
 #else
@@ -44,10 +41,12 @@ inline vf loadu(const float* p) { vf v; std::memcpy(&v, p, sizeof(vf)); return v
 inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
 
 // Fused Fisher epilogue (see matmul_backward_fisher): instead of storing the
-// tile c, fold it into f32 accumulators: acc += w · c².
+// tile c (rows i.., columns j.. of an [M, N] weight gradient), fold it into the
+// sink: S += w·c² (and W += w·c²·λτ). Rows with skip[row] set are left out.
 struct FisherOut {
-  float* acc = nullptr;  // same layout as C
-  float w = 0.0f;
+  const FisherSink* sink = nullptr;
+  const uint8_t* skip = nullptr;
+  size_t row = 0, col = 0, ld = 0;  // tile origin and row length of the gradient
 };
 
 // C[i..i+R, j..j+nc) (+)= Σ_{k<kb} a(r, k) · Bp[k, :], a(r,k) = TA ? A[k*lda + r] : A[r*lda + k]
@@ -80,16 +79,19 @@ inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, fl
     }
   }
   for (int r = 0; r < R; ++r) {
-    if (fo.acc) {
-      float* o = fo.acc + (size_t)r * ldc;
-      if (nc == NR) {
-        storeu(o, loadu(o) + fo.w * acc[r][0] * acc[r][0]);
-        storeu(o + VL, loadu(o + VL) + fo.w * acc[r][1] * acc[r][1]);
+    if (fo.sink) {
+      if (fo.skip && fo.skip[fo.row + r]) continue;
+      const size_t at = (fo.row + r) * fo.ld + fo.col;
+      if (!fo.sink->d && nc == NR) {  // plain Fisher accumulator: in registers
+        float* o = fo.sink->s + at;
+        const float w = fo.sink->w;
+        storeu(o, loadu(o) + w * acc[r][0] * acc[r][0]);
+        storeu(o + VL, loadu(o + VL) + w * acc[r][1] * acc[r][1]);
       } else {
         alignas(64) float tmp[NR];
         storeu(tmp, acc[r][0]);
         storeu(tmp + VL, acc[r][1]);
-        for (int x = 0; x < nc; ++x) o[x] += fo.w * tmp[x] * tmp[x];
+        fisher_fold(*fo.sink, at, tmp, nc);
       }
       continue;
     }
@@ -135,10 +137,22 @@ inline void pack_panel(const float* B, int ldb, int k0, int kb, int j, int nc, f
   }
 }
 
+// The same transposed packing (B = weight [N, K]) with the weight's values
+// formed from its view, a row segment at a time.
+inline void pack_weight_panel(const WeightView& B, int K, int k0, int kb, int j, int nc, float* Bp) {
+  if (B.plain_f32()) return pack_panel<true>(B.f32(), K, k0, kb, j, nc, Bp);
+  alignas(64) float row[KC];
+  if (nc < NR) std::memset(Bp, 0, sizeof(float) * kb * NR);
+  for (int jj = 0; jj < nc; ++jj) {
+    B.load((size_t)(j + jj) * K + k0, kb, row);
+    for (int k = 0; k < kb; ++k) Bp[k * NR + jj] = row[k];
+  }
+}
+
 // Forward, C[M,N] = A[M,K] · B[N,K]^T (B = weight): parallel over panels of NR
 // weight rows, each packed KC at a time (NR contiguous row streams), then all
 // row blocks of A against it.
-void sgemm_nt(int M, int N, int K, const float* A, const float* B, float* C) {
+void sgemm_nt(int M, int N, int K, const float* A, const WeightView& B, float* C) {
   const int panels = (N + NR - 1) / NR;
 #pragma omp parallel
   {
@@ -148,7 +162,7 @@ void sgemm_nt(int M, int N, int K, const float* A, const float* B, float* C) {
       const int j = jp * NR, nc = std::min(NR, N - j);
       for (int k0 = 0; k0 < K; k0 += KC) {
         const int kb = std::min(KC, K - k0);
-        pack_panel<true>(B, K, k0, kb, j, nc, Bp);
+        pack_weight_panel(B, K, k0, kb, j, nc, Bp);
         for (int i = 0; i < M; i += MR) {
           micro_rows<false>(std::min(MR, M - i), A + (size_t)i * K + k0, K, Bp, NR, kb, C + (size_t)i * N + j, N, nc,
                             k0 > 0, FisherOut{});
@@ -162,7 +176,7 @@ void sgemm_nt(int M, int N, int K, const float* A, const float* B, float* C) {
 // blocks of KN weight rows in order; each block is packed panel-major by all
 // threads reading whole rows (sequential reads), then its panels are computed
 // in parallel. C (M small) stays in cache throughout.
-void sgemm_nn(int M, int N, int K, const float* A, const float* B, float* C) {
+void sgemm_nn(int M, int N, int K, const float* A, const WeightView& B, float* C) {
   constexpr int KN = 128;
   const int panels = (N + NR - 1) / NR;
   std::vector<float> blk((size_t)KN * NR * panels);
@@ -172,11 +186,11 @@ void sgemm_nn(int M, int N, int K, const float* A, const float* B, float* C) {
       const int kb = std::min(KN, K - k0);
 #pragma omp for schedule(static)
       for (int k = 0; k < kb; ++k) {
-        const float* src = B + (size_t)(k0 + k) * N;
+        const size_t row = (size_t)(k0 + k) * N;
         for (int jp = 0; jp < panels; ++jp) {
           const int j = jp * NR, nc = std::min(NR, N - j);
           float* dst = blk.data() + ((size_t)jp * KN + k) * NR;
-          std::memcpy(dst, src + j, nc * sizeof(float));
+          B.load(row + j, nc, dst);
           if (nc < NR) std::memset(dst + nc, 0, (NR - nc) * sizeof(float));
         }
       }
@@ -197,9 +211,9 @@ void sgemm_nn(int M, int N, int K, const float* A, const float* B, float* C) {
 // few): parallel over blocks of MR rows of C, each row streamed left to right
 // (sequential writes of the large C); B's full panels are read in place (B is
 // small and stays in cache), the ragged last panel is packed once per thread.
-// With fisher.acc set, C is not written: acc += w·(A^T·B)² (see FisherOut).
-void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, bool accumulate, float* fisher_acc,
-              float fisher_w) {
+// With a sink, C is not written: the sink gets w·(A^T·B)² (see FisherOut).
+void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, bool accumulate, const FisherSink* sink,
+              const uint8_t* skip) {
   const int panels = (N + NR - 1) / NR;
   const int last_nc = N - (panels - 1) * NR;
 #pragma omp parallel
@@ -214,9 +228,12 @@ void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, boo
         const float* panel = nc == NR ? B + j : edge.data();
         const int ldbp = nc == NR ? N : NR;
         FisherOut fo;
-        if (fisher_acc) {
-          fo.acc = fisher_acc + (size_t)i * N + j;
-          fo.w = fisher_w;
+        if (sink) {
+          fo.sink = sink;
+          fo.skip = skip;
+          fo.row = (size_t)i;
+          fo.col = (size_t)j;
+          fo.ld = (size_t)N;
         }
         micro_rows<true>(R, A + i, M, panel, ldbp, K, C ? C + (size_t)i * N + j : nullptr, N, nc, accumulate, fo);
       }
@@ -227,17 +244,24 @@ void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, boo
 // C[M,N] = A[M,K] · B[N,K]^T for few rows of A (M < kSmallM): dot products
 // straight from B's rows, no packing (B is read once; 4 rows × 2 columns share loads).
 constexpr int kSmallM = 12;
-void sgemm_nt_small(int M, int N, int K, const float* A, const float* B, float* C) {
-#pragma omp parallel for schedule(static)
+// A weight that is not plain f32 is formed two rows at a time into a per-thread buffer.
+void sgemm_nt_small(int M, int N, int K, const float* A, const WeightView& W, float* C) {
+  const bool plain = W.plain_f32();
+#pragma omp parallel
+  {
+  std::vector<float> rows(plain ? 0 : 2 * (size_t)K);
+#pragma omp for schedule(static)
   for (int j = 0; j < N; j += 2) {
     const int nj = std::min(2, N - j);
+    const float* Bj = plain ? W.f32() + (size_t)j * K : rows.data();  // rows j, j+1 of the weight
+    if (!plain) W.load((size_t)j * K, (size_t)nj * K, rows.data());
     int i = 0;
     for (; i + 4 <= M; i += 4) {
       const float* a0 = A + (size_t)i * K;
       const float* a1 = a0 + K;
       const float* a2 = a1 + K;
       const float* a3 = a2 + K;
-      const float* b0 = B + (size_t)j * K;
+      const float* b0 = Bj;
       const float* b1 = nj == 2 ? b0 + K : b0;
       float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
 #pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
@@ -258,7 +282,7 @@ void sgemm_nt_small(int M, int N, int K, const float* A, const float* B, float* 
     for (; i < M; ++i) {
       const float* a0 = A + (size_t)i * K;
       for (int jj = j; jj < j + nj; ++jj) {
-        const float* b0 = B + (size_t)jj * K;
+        const float* b0 = Bj + (size_t)(jj - j) * K;
         float s = 0;
 #pragma omp simd reduction(+ : s)
         for (int k = 0; k < K; ++k) s += a0[k] * b0[k];
@@ -266,26 +290,16 @@ void sgemm_nt_small(int M, int N, int K, const float* A, const float* B, float* 
       }
     }
   }
+  }
 }
-#endif  // !DFMERGE_OPENBLAS
 
 }  // namespace
 
-const char* matmul_backend() {
-#ifdef DFMERGE_OPENBLAS
-  return "openblas";
-#else
-  return "builtin";
-#endif
-}
+const char* matmul_backend() { return "builtin"; }
 
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC) {
-#ifdef DFMERGE_OPENBLAS
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-#else
+void matmul_forward(float* out, const float* inp, const WeightView& weight, const float* bias, int T, int C, int OC) {
   if (T < kSmallM) sgemm_nt_small(T, OC, C, inp, weight, out);
   else sgemm_nt(T, OC, C, inp, weight, out);
-#endif
   if (bias) {
 #pragma omp parallel for schedule(static) if ((long long)T * OC >= (1 << 16))
     for (int t = 0; t < T; ++t) {
@@ -296,18 +310,12 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int T, int C, int OC, bool overwrite_dweight) {
-#ifdef DFMERGE_OPENBLAS
-  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-  if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C,
-                           overwrite_dweight ? 0.0f : 1.0f, dweight, C);
-#else
+                     const WeightView& weight, int T, int C, int OC, bool overwrite_dweight) {
   if (dinp) sgemm_nn(T, C, OC, dout, weight, dinp);
   if (dweight) {
-    if (T > 0) sgemm_tn(OC, C, T, dout, inp, dweight, !overwrite_dweight, nullptr, 0.0f);
+    if (T > 0) sgemm_tn(OC, C, T, dout, inp, dweight, !overwrite_dweight, nullptr, nullptr);
     else if (overwrite_dweight) std::memset(dweight, 0, sizeof(float) * OC * C);
   }
-#endif
   if (dbias) {
     for (int t = 0; t < T; ++t) {
       const float* d = dout + (size_t)t * OC;
@@ -316,17 +324,10 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
 }
 
-void matmul_backward_fisher(float* dinp, float* dweight_scratch, float* fisher_acc, float fisher_w, const float* dout,
-                            const float* inp, const float* weight, int T, int C, int OC) {
-#ifdef DFMERGE_OPENBLAS
-  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C, 0.0f, dweight_scratch, C);
-  fisher_accumulate(fisher_acc, dweight_scratch, fisher_w, (size_t)OC * C);
-#else
-  (void)dweight_scratch;
+void matmul_backward_fisher(float* dinp, const FisherSink& sink, const uint8_t* skip_rows, const float* dout,
+                            const float* inp, const WeightView& weight, int T, int C, int OC) {
   if (dinp) sgemm_nn(T, C, OC, dout, weight, dinp);
-  if (T > 0) sgemm_tn(OC, C, T, dout, inp, nullptr, false, fisher_acc, fisher_w);
-#endif
+  if (T > 0) sgemm_tn(OC, C, T, dout, inp, nullptr, false, &sink, skip_rows);
 }
 
 }  // namespace dfm

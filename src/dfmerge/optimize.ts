@@ -20,6 +20,7 @@ import { Journal, type JournalEvaluation } from './journal.js';
 import { DfMergeObjective } from './objective.js';
 import { markdownReport, objectiveSvg, type Report, type ReportRow } from './report.js';
 import { saveFlatCheckpoint } from './save.js';
+import { flatSource } from '../model/runtime.js';
 import { loadSetup, type DfSetup, type TaskFiles } from './setup.js';
 
 export interface OptimizeOptions {
@@ -173,10 +174,10 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
           const t1 = performance.now();
           if (o.evaluator) {
             const dir = freshCandidateDir();
-            saveFlatCheckpoint(setup.rt, merged, o.base, dir, o.dtype ? { dtype: o.dtype } : {});
+            await saveFlatCheckpoint(setup.rt, merged, o.base, dir, o.dtype ? { dtype: o.dtype } : {});
             scores = await runEvaluator(o.evaluator, dir);
           } else {
-            const r = await objective.evaluate(merged, setup.validation);
+            const r = await objective.evaluateMerged(setup.validation);
             scores = Object.fromEntries(r.tasks.map((t) => [t.task, t.accuracy]));
           }
           seconds.eval = (performance.now() - t1) / 1000;
@@ -220,12 +221,12 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     let files: string[];
     const rows: ReportRow[] = [];
     if (objective && setup) {
-      const { merged } = await objective.merge(best.lambda);
-      const bestParams = new Float32Array(merged);
-      files = saveFlatCheckpoint(setup.rt, bestParams, o.base, out, { ...(o.dtype ? { dtype: o.dtype } : {}), ...(o.shardSize ? { shardSize: o.shardSize } : {}), metadata: { merge_method: o.noFisher ? 'dfmerge_no_fisher' : 'dfmerge', dfmerge_lambda: JSON.stringify(best.lambda) } });
+      // The baselines use the objective's buffer: they come first, then the best λ is merged into it.
       if (o.baselines !== false) rows.push(...await baselineRows(objective, setup, log));
+      const { merged } = await objective.merge(best.lambda);
       const name = o.noFisher ? 'DF-Merge --no-fisher (task arithmetic, λ by BO)' : 'DF-Merge';
-      rows.push(await row(objective, setup, name, bestParams));
+      rows.push(await row(objective, setup, name, flatSource(merged)));
+      files = await saveFlatCheckpoint(setup.rt, merged, o.base, out, { ...(o.dtype ? { dtype: o.dtype } : {}), ...(o.shardSize ? { shardSize: o.shardSize } : {}), metadata: { merge_method: o.noFisher ? 'dfmerge_no_fisher' : 'dfmerge', dfmerge_lambda: JSON.stringify(best.lambda) } });
     } else {
       const r = await runMerge(taskArithmeticConfig(o, best.lambda), { out, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
       files = r.files;
@@ -241,6 +242,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
   } finally {
     process.removeListener('SIGINT', onInterrupt);
+    setup?.close();
     journal.close();
     rmSync(scratchRoot, { recursive: true, force: true });
   }

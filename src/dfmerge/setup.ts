@@ -1,14 +1,15 @@
 /**
- * Everything a DF-Merge run holds in memory: θ_pre and every θ_i as flat f32
- * arrays in the native runtime's parameter layout, one runtime (whose weights are
- * swapped between scaled models and merges), and the tokenized tasks.
+ * What a DF-Merge run holds (docs/design.md §Memory model): θ_pre and every θ_i
+ * as open, memory-mapped checkpoints read in their stored dtype (no f32
+ * copies), one runtime whose parameters are re-bound between scaled models and
+ * merges, and the tokenized tasks.
  */
 import { basename } from 'node:path';
 import { CheckpointError, UsageError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { checkSameArchitecture } from '../merge/plan.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
-import { LlamaRuntime } from '../model/runtime.js';
+import { LlamaRuntime, checkpointSource, type TensorSource } from '../model/runtime.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import { loadTask, tokenizeTask, type TokenizedTask } from '../eval/task.js';
 import { drawFisherExamples, type FisherExample } from '../fisher/fisher.js';
@@ -40,36 +41,22 @@ export interface DfSetup {
   config: ModelConfig;
   tokenizer: ModelTokenizer;
   rt: LlamaRuntime;
-  /** θ_pre, flat. */
-  base: Float32Array;
-  /** θ_i, flat, in model order. */
-  models: Float32Array[];
+  /** θ_pre, mapped. */
+  base: Checkpoint;
+  /** θ_i, mapped, in model order. */
+  models: Checkpoint[];
+  /** The runtime's parameters read from θ_pre and from each θ_i (checked once, when opened). */
+  baseSource: TensorSource;
+  modelSources: TensorSource[];
   modelNames: string[];
   validation: TokenizedTask[];
   test: TokenizedTask[] | undefined;
   fisherExamples: FisherExample[][];
+  /** Unmaps the checkpoints (parameters still bound to them stay valid until re-bound). */
+  close(): void;
 }
 
 const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'vocab', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
-
-/** Reads a checkpoint's parameters into one flat array in the runtime's layout. */
-export function loadFlat(rt: LlamaRuntime, dir: string): Float32Array {
-  const flat = rt.newAccumulator();
-  const ck = Checkpoint.open(dir);
-  try {
-    for (const p of rt.params) {
-      if (!ck.has(p.name)) throw new CheckpointError(ck.path, 'TensorNotFound', `no tensor "${p.name}" (the model config needs it)`);
-      const { file, info } = ck.locate(p.name);
-      if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
-        throw new CheckpointError(ck.path, 'ShapeMismatch', `tensor "${p.name}" has shape [${info.shape.join(', ')}], the base model has [${p.shape.join(', ')}]`);
-      }
-      flat.set(file.toFloat32(p.name), p.offset);
-    }
-  } finally {
-    ck.close();
-  }
-  return flat;
-}
 
 function subset<T>(items: readonly T[], fraction: number, seed: number): T[] {
   if (fraction >= 1) return [...items];
@@ -91,20 +78,32 @@ export function loadSetup(o: SetupOptions): DfSetup {
       throw new CheckpointError(m, 'ModelMismatch', `does not share the base model's architecture (${diff.map((f) => `${f}: ${String(c[f])} vs base ${String(config[f])}`).join(', ')})`);
     }
   }
-  const baseCk = Checkpoint.open(o.base);
+  const opened: Checkpoint[] = [];
+  const close = () => { for (const ck of opened) ck.close(); };
   try {
-    for (const m of o.models) {
+    const base = Checkpoint.open(o.base);
+    opened.push(base);
+    const models = o.models.map((m) => {
       const ck = Checkpoint.open(m);
-      try { checkSameArchitecture(baseCk, ck); } finally { ck.close(); }
-    }
-  } finally {
-    baseCk.close();
+      opened.push(ck);
+      checkSameArchitecture(base, ck);
+      return ck;
+    });
+    const tokenizer = ModelTokenizer.load(o.base, config.vocab);
+    const rt = LlamaRuntime.fromConfig(config, tokenizer);
+    const baseSource = checkpointSource(base, rt.params);
+    const modelSources = models.map((ck) => checkpointSource(ck, rt.params));
+    return {
+      config, tokenizer, rt, base, models, baseSource, modelSources, modelNames: o.models.map((m) => basename(m)),
+      ...loadTasks(o, tokenizer, config), close,
+    };
+  } catch (e) {
+    close();
+    throw e;
   }
-  const tokenizer = ModelTokenizer.load(o.base, config.vocab);
-  // weights are set per evaluation; start from zeros
-  const rt = LlamaRuntime.fromWeights(config, (_name, shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)), tokenizer);
-  const base = loadFlat(rt, o.base);
-  const models = o.models.map((m) => loadFlat(rt, m));
+}
+
+function loadTasks(o: SetupOptions, tokenizer: ModelTokenizer, config: ModelConfig): Pick<DfSetup, 'validation' | 'test' | 'fisherExamples'> {
   const tokenized = (file: string) => tokenizeTask(loadTask(file), tokenizer, config.maxPositions);
   const validationFull = o.tasks.map((t) => tokenized(t.validation));
   const seen = new Map<string, string>();
@@ -119,5 +118,5 @@ export function loadSetup(o: SetupOptions): DfSetup {
   const fisherExamples = o.needFisher
     ? o.tasks.map((t, i) => drawFisherExamples((t.fisher ? tokenized(t.fisher) : validationFull[i]!).examples, o.fisherSamples, o.seed + i))
     : o.tasks.map(() => []);
-  return { config, tokenizer, rt, base, models, modelNames: o.models.map((m) => basename(m)), validation, test, fisherExamples };
+  return { validation, test, fisherExamples };
 }

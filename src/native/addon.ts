@@ -139,10 +139,25 @@ export interface NativeExample {
 
 export type FisherMode = 'expected' | 'sampled' | 'empirical';
 
+/** f32 values in native memory (native/util/float_buffer.h): may exceed 2^32 elements. */
+export interface NativeFloatBuffer {
+  readonly length: number;
+  /** A zero-copy Float32Array over [offset, offset + n) that keeps the buffer alive. */
+  view(offset: number, n: number): Float32Array;
+  /** Every value 0 (the pages go back to the kernel until written again). */
+  zero(): void;
+}
+
+/** Flat f32 values of numParams() elements: a native buffer or a Float32Array. */
+export type NativeFlat = NativeFloatBuffer | Float32Array;
+
 export interface NativeLlamaModel {
   params(): NativeParamSpec[];
   numParams(): number;
   setParam(index: number, data: Float32Array): void;
+  /** The parameter reads a (numel elements of aDtype), or a + λ·(b − a) when b is given. */
+  bindParam(index: number, a: ArrayBufferView | ArrayBuffer, aDtype: ComputeDtype, b: ArrayBufferView | ArrayBuffer | null,
+    bDtype: ComputeDtype, lambda: number): void;
   getParam(index: number): Float32Array;
   /** Full logits [T*V] of every position. */
   logits(tokens: Int32Array): Promise<Float32Array>;
@@ -150,8 +165,14 @@ export interface NativeLlamaModel {
   score(examples: NativeExample[]): Promise<Float64Array[]>;
   /** ℓ(y|x) and its gradient (flat param layout). */
   gradient(prompt: Int32Array, choice: Int32Array): Promise<{ loglik: number; grad: Float32Array }>;
-  /** acc += Σ_examples Σ_y w_y·(∇ℓ(y|x))² (unnormalised); per-choice ℓ and p back. */
-  fisher(acc: Float32Array, examples: NativeExample[], mode: FisherMode): Promise<{ loglik: Float64Array; prob: Float64Array }[]>;
+  /**
+   * S += scale·Σ_examples Σ_y w_y·(∇ℓ(y|x))², and W += scale·Σ w_y·(∇ℓ)²·λτ when W is given
+   * (λτ from each parameter's binding); per-choice ℓ and p back.
+   */
+  fisher(s: NativeFlat, w: NativeFlat | null, examples: NativeExample[], mode: FisherMode, scale: number):
+  Promise<{ loglik: Float64Array; prob: Float64Array }[]>;
+  /** S += ε, W += ε·λτ over every parameter. */
+  fisherEpsilon(s: NativeFlat, w: NativeFlat | null, eps: number): Promise<void>;
 }
 
 /** AdamW hyperparameters of one update (native/kernels/adamw.h); step is 1-based. */
@@ -176,6 +197,7 @@ export interface NativeAddon {
   /** x *= s. */
   scaleInPlace(x: Float32Array, s: number): void;
   LlamaModel: new (config: NativeLlamaConfig) => NativeLlamaModel;
+  FloatBuffer: new (length: number) => NativeFloatBuffer;
   /** acc = acc·scale + eps. */
   fisherFinalize(acc: Float32Array, scale: number, eps: number): void;
   /** acc += w·g². */

@@ -3,15 +3,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { optimize, type OptimizeOptions } from '../../src/dfmerge/optimize.js';
-import { loadFlat } from '../../src/dfmerge/setup.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { loadTask, tokenizeTask } from '../../src/eval/task.js';
 import { computeFisher, drawFisherExamples } from '../../src/fisher/fisher.js';
-import { makeTinyRun } from './support.js';
+import { makeTinyRun, readFlat } from './support.js';
 import { runCli, tempDir } from '../helpers.js';
 
 const root = tempDir();
-const run = makeTinyRun(root, 2, 0.05);
+const run = await makeTinyRun(root, 2, 0.05);
 let n = 0;
 
 function opts(extra: Partial<OptimizeOptions> = {}): OptimizeOptions {
@@ -31,8 +30,8 @@ test('the saved merge is θ_pre + M·Σ F_i λ_i τ_i / Σ F_i with F_i the Fish
   const lambda = r.best.lambda;
   // independent recomputation: each scaled model loaded from disk by the runtime, its Fisher via computeFisher
   const rt0 = LlamaRuntime.fromCheckpoint(run.base);
-  const base = loadFlat(rt0, run.base);
-  const thetas = run.models.map((m) => loadFlat(rt0, m));
+  const base = readFlat(rt0, run.base);
+  const thetas = run.models.map((m) => readFlat(rt0, m));
   const num = new Float64Array(base.length);
   const den = new Float64Array(base.length);
   for (let i = 0; i < run.models.length; i++) {
@@ -44,7 +43,7 @@ test('the saved merge is θ_pre + M·Σ F_i λ_i τ_i / Σ F_i with F_i the Fish
       den[j] += fisher[j]!;
     }
   }
-  const saved = loadFlat(rt0, r.out);
+  const saved = readFlat(rt0, r.out);
   let worst = 0;
   let scale = 0;
   for (let j = 0; j < base.length; j++) {
@@ -85,9 +84,9 @@ test('resume refuses a journal of another configuration; a new run refuses to cl
 test('--no-fisher gives task arithmetic with per-model λ', async () => {
   const r = await optimize(opts({ noFisher: true }));
   const rt = LlamaRuntime.fromCheckpoint(run.base);
-  const base = loadFlat(rt, run.base);
-  const thetas = run.models.map((m) => loadFlat(rt, m));
-  const saved = loadFlat(rt, r.out);
+  const base = readFlat(rt, run.base);
+  const thetas = run.models.map((m) => readFlat(rt, m));
+  const saved = readFlat(rt, r.out);
   for (let j = 0; j < base.length; j += 7) {
     const want = base[j]! + r.best.lambda.reduce((a, l, i) => a + l * (thetas[i]![j]! - base[j]!), 0);
     assert.ok(Math.abs(saved[j]! - want) <= 1e-6 * (1 + Math.abs(want)), `${j}: ${saved[j]} vs ${want}`);
