@@ -4,6 +4,8 @@ import { UsageError } from '../errors.js';
 import { optimize, OPTIMIZE_DEFAULTS, type OptimizeOptions } from '../dfmerge/optimize.js';
 import type { JournalEvaluation } from '../dfmerge/journal.js';
 import { markdownTable } from '../dfmerge/report.js';
+import type { EvaluationProgress } from '../dfmerge/objective.js';
+import { Progress } from '../util/progress.js';
 import { parseDtype } from '../merge/config.js';
 import { addon } from '../native/addon.js';
 import { parseByteSize } from '../util/format.js';
@@ -41,6 +43,25 @@ interface Flags {
 }
 
 /** A one-line progress display with the best objective so far. */
+/** One bar per phase of an evaluation: Fisher examples done / total, then validation examples, with rate and ETA. */
+function evaluationProgress(quiet: boolean): EvaluationProgress {
+  let bar: Progress | undefined;
+  let phase = '';
+  let last = 0;
+  return (p, done, total, detail) => {
+    if (quiet) return;
+    if (p !== phase || done < last) {
+      bar?.finish();
+      bar = new Progress({ label: p === 'fisher' ? '  Fisher    ' : '  validation', total });
+      phase = p;
+      last = 0;
+    }
+    bar!.tick(done - last, detail);
+    last = done;
+    if (done >= total) { bar!.finish(); bar = undefined; phase = ''; }
+  };
+}
+
 function progressLine(quiet: boolean): (e: JournalEvaluation, best: JournalEvaluation | undefined, total: number) => void {
   const tty = process.stderr.isTTY === true;
   return (e, best, total) => {
@@ -147,6 +168,7 @@ Example:
       const r = await optimize({
         ...options,
         onEvaluation: progressLine(quiet),
+        onProgress: evaluationProgress(quiet),
         exitOnInterrupt: true,
         log: (msg) => { if (!quiet) process.stderr.write(msg + '\n'); },
       });

@@ -17,7 +17,7 @@ import type { ComputeDtype } from '../native/addon.js';
 import { baselineRows, row } from './baselines.js';
 import { runEvaluator, EvaluatorError } from './evaluator.js';
 import { Journal, type JournalEvaluation } from './journal.js';
-import { DfMergeObjective } from './objective.js';
+import { DfMergeObjective, type EvaluationProgress } from './objective.js';
 import { markdownReport, objectiveSvg, type Report, type ReportRow } from './report.js';
 import { saveFlatCheckpoint } from './save.js';
 import { flatSource } from '../model/runtime.js';
@@ -55,6 +55,8 @@ export interface OptimizeOptions {
   /** Compute the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging). Default true. */
   baselines?: boolean;
   onEvaluation?: (e: JournalEvaluation, best: JournalEvaluation | undefined, total: number) => void;
+  /** Progress inside one evaluation (Fisher examples, then validation examples). */
+  onProgress?: EvaluationProgress;
   log?: (message: string) => void;
   /** CLI use: on Ctrl-C, remove the scratch folder, say how to resume, exit 130 (the journal is already safe). */
   exitOnInterrupt?: boolean;
@@ -135,6 +137,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
   });
   const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode }) : undefined;
+  if (objective && o.onProgress) objective.onProgress = o.onProgress;
   const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
   const scratchRoot = mkdtempSync(join(dirname(out), `.${basename(out)}.candidates-`));
   mkdirSync(dirname(journalPath), { recursive: true });

@@ -57,7 +57,10 @@ export class Progress {
     const amount = unit === 'bytes'
       ? `${formatBytes(this.done)}/${formatBytes(total)} ${formatBytes(secs > 0 ? this.done / secs : 0)}/s`
       : `${this.done}/${total}`;
-    return `${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${amount} ${secs.toFixed(1)}s ${this.detail}`;
+    const rate = secs > 0 ? this.done / secs : 0;
+    const eta = rate > 0 && this.done < total ? ` ETA ${formatDuration((total - this.done) / rate)}` : '';
+    const perSecond = unit === 'items' && secs > 0 ? ` ${rate >= 10 ? rate.toFixed(0) : rate.toFixed(2)}/s` : '';
+    return `${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${amount}${perSecond} ${secs.toFixed(1)}s${eta} ${this.detail}`;
   }
 
   private draw(final: boolean): void {
@@ -67,6 +70,14 @@ export class Progress {
     if (this.tty) this.stream.write(`\r\x1b[K${text}${final ? '\n' : ''}`);
     else this.stream.write(text + '\n');
   }
+}
+
+/** 75 s -> "1m15s", 4000 s -> "1h06m". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 /** A counter-style reporter (done/total) over Progress, for loops that know their total only at the first update. */
