@@ -39,7 +39,7 @@ export interface SetupOptions {
 
 export interface DfSetup {
   config: ModelConfig;
-  tokenizer: ModelTokenizer;
+  tokenizer: ModelTokenizer | undefined;
   rt: LlamaRuntime;
   /** θ_pre, mapped. */
   base: Checkpoint;
