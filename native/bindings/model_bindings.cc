@@ -479,6 +479,28 @@ Napi::Value FisherAccumulate(const Napi::CallbackInfo& info) {
   });
 }
 
+// fisherInterpolate(out, f0, f1, t, log): the Fisher between two grid points (kernels/fisher.h).
+Napi::Value FisherInterpolate(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    for (int i = 0; i < 3; ++i) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw_type(info.Env(), "fisherInterpolate: out, f0 and f1 must be Float32Arrays");
+      }
+    }
+    Napi::Float32Array out = info[0].As<Napi::Float32Array>();
+    Napi::Float32Array f0 = info[1].As<Napi::Float32Array>();
+    Napi::Float32Array f1 = info[2].As<Napi::Float32Array>();
+    if (f0.ElementLength() != out.ElementLength() || f1.ElementLength() != out.ElementLength()) {
+      throw_type(info.Env(), "fisherInterpolate: out, f0 and f1 differ in length");
+    }
+    const double t = number_arg(info, 3, "t");
+    if (!(t >= 0 && t <= 1)) throw_type(info.Env(), "fisherInterpolate: t must be in [0, 1]");
+    if (!info[4].IsBoolean()) throw_type(info.Env(), "fisherInterpolate: log must be a boolean");
+    fisher_interpolate(out.Data(), f0.Data(), f1.Data(), (float)t, info[4].As<Napi::Boolean>().Value(), out.ElementLength());
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value MatmulBackend(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), matmul_backend());
 }
@@ -490,6 +512,7 @@ void register_model(Napi::Env env, Napi::Object exports) {
   exports.Set("fisherFinalize", Napi::Function::New(env, FisherFinalize, "fisherFinalize"));
   exports.Set("fisherAccumulate", Napi::Function::New(env, FisherAccumulate, "fisherAccumulate"));
   exports.Set("matmulBackend", Napi::Function::New(env, MatmulBackend, "matmulBackend"));
+  exports.Set("fisherInterpolate", Napi::Function::New(env, FisherInterpolate, "fisherInterpolate"));
 }
 
 }  // namespace dfm

@@ -30,6 +30,8 @@ interface Flags {
   bounds: string;
   fisherSamples: string;
   fisherMode: 'expected' | 'sampled' | 'empirical';
+  fisherGrid?: string;
+  fisherGridInterpolation: 'linear' | 'log';
   validationFraction: string;
   fisher: boolean;
   seed: string;
@@ -110,6 +112,7 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
     bounds: [bounds[0]!, bounds[1]!],
     fisherSamples: num('--fisher-samples', f.fisherSamples),
     fisherMode: f.fisherMode,
+    ...(f.fisherGrid !== undefined ? { fisherGrid: num('--fisher-grid', f.fisherGrid), fisherGridInterpolation: f.fisherGridInterpolation } : {}),
     validationFraction: num('--validation-fraction', f.validationFraction),
     noFisher: !f.fisher,
     seed: num('--seed', f.seed),
@@ -143,6 +146,8 @@ export function registerOptimize(program: Command): void {
     .option('--bounds <lo,hi>', 'search range of every λ_i', `${d.bounds[0]},${d.bounds[1]}`)
     .option('--fisher-samples <n>', 'Fisher examples per task (drawn once with the seed)', String(d.fisherSamples))
     .addOption(new Option('--fisher-mode <mode>', 'expected (true Fisher), sampled, or empirical (gold labels)').choices(['expected', 'sampled', 'empirical']).default(d.fisherMode))
+    .option('--fisher-grid <K>', 'reuse Fisher across λ: compute each F_i at K evenly spaced λ once (stored beside the journal, M·K·4 bytes per parameter on disk) and interpolate; default: exact at every evaluation')
+    .addOption(new Option('--fisher-grid-interpolation <kind>', 'how F_i(λ) is interpolated between grid points').choices(['linear', 'log']).default('linear'))
     .option('--validation-fraction <x>', 'fraction of each validation set used for the objective (seeded subset)', String(d.validationFraction))
     .option('--no-fisher', 'ablation: task arithmetic with one λ per model tuned by BO (no Fisher weighting)')
     .option('--seed <n>', 'seed of the optimiser, the Fisher sample and the validation subset', String(d.seed))

@@ -22,11 +22,14 @@ import { FISHER_EPS, exampleTokens, type FisherMode } from '../fisher/fisher.js'
 import { dfCombine, mergeTensor, type MergeTensorRequest, type TensorInput } from '../merge/kernels.js';
 import { flatSource, flatView, newFloatBuffer, type TensorSource } from '../model/runtime.js';
 import type { NativeFloatBuffer, NativeParamSpec } from '../native/addon.js';
+import type { FisherGrid } from './fisher_grid.js';
 import type { DfSetup } from './setup.js';
 
 export interface ObjectiveOptions {
   fisher: boolean;
   fisherMode: FisherMode;
+  /** Interpolate each F_i(λ_i) from a precomputed grid instead of computing it (--fisher-grid). */
+  grid?: FisherGrid;
   /** Examples per native Fisher call (progress is reported between calls). */
   fisherBatch?: number;
 }
@@ -77,7 +80,7 @@ export class DfMergeObjective {
    */
   async fisherMerging(): Promise<NativeFloatBuffer> {
     const timings: MergeTimings = { fisherSeconds: 0, mergeSeconds: 0 };
-    await this.accumulate(this.setup.models.map(() => 1), timings);
+    await this.accumulate(this.setup.models.map(() => 1), timings, false);  // exact: F at θ_i itself
     await this.combine(1, timings);
     return this.s;
   }
@@ -103,12 +106,18 @@ export class DfMergeObjective {
   }
 
   /** S = Σ F_i, W = Σ F_i ⊙ λ_i τ_i with F_i the Fisher of the scaled model θ_i(λ_i). */
-  private async accumulate(lambda: readonly number[], timings: MergeTimings): Promise<void> {
+  private async accumulate(lambda: readonly number[], timings: MergeTimings, useGrid = true): Promise<void> {
     const { rt, baseSource, modelSources, models, fisherExamples, modelNames } = this.setup;
     const s = this.s;
     const w = this.w!;
     s.zero();
     w.zero();
+    if (this.options.grid && useGrid) {
+      const t = performance.now();
+      await this.options.grid.accumulate(s, w, lambda);
+      timings.mergeSeconds += (performance.now() - t) / 1000;
+      return;
+    }
     const batch = Math.max(1, this.options.fisherBatch ?? 2);
     const total = fisherExamples.reduce((a, e) => a + e.length, 0);
     let done = 0;

@@ -18,6 +18,7 @@ import { baselineRows, row } from './baselines.js';
 import { runEvaluator, EvaluatorError } from './evaluator.js';
 import { Journal, type JournalEvaluation } from './journal.js';
 import { DfMergeObjective, type EvaluationProgress } from './objective.js';
+import { FisherGrid, GRID_INTERPOLATIONS, gridPoints, type GridInterpolation } from './fisher_grid.js';
 import { markdownReport, objectiveSvg, type Report, type ReportRow } from './report.js';
 import { saveFlatCheckpoint } from './save.js';
 import { flatSource } from '../model/runtime.js';
@@ -44,6 +45,9 @@ export interface OptimizeOptions {
   bounds?: readonly [number, number];
   fisherSamples?: number;
   fisherMode?: FisherMode;
+  /** --fisher-grid K: F_i computed at K fixed λ per model and interpolated (undefined: exact, every evaluation). */
+  fisherGrid?: number;
+  fisherGridInterpolation?: GridInterpolation;
   validationFraction?: number;
   /** The --no-fisher ablation: task arithmetic with per-task λ tuned by BO. */
   noFisher?: boolean;
@@ -95,6 +99,7 @@ function journalConfig(o: Resolved): Record<string, unknown> {
     })),
     initPoints: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel, bounds: [...o.bounds],
     fisherSamples: o.noFisher ? null : o.fisherSamples, fisherMode: o.noFisher ? null : o.fisherMode,
+    ...(o.fisherGrid !== undefined && !o.noFisher ? { fisherGrid: o.fisherGrid, fisherGridInterpolation: o.fisherGridInterpolation ?? 'linear' } : {}),
     validationFraction: o.validationFraction, noFisher: o.noFisher, seed: o.seed, evaluator: o.evaluator ?? null,
   };
 }
@@ -106,6 +111,13 @@ function checkOptions(o: Resolved): void {
   int('initial points', o.initPoints, 1);
   int('iterations', o.iterations, 0);
   int('Fisher samples', o.fisherSamples, 1);
+  if (o.fisherGrid !== undefined) {
+    int('Fisher grid points', o.fisherGrid, 2);
+    if (o.noFisher) throw new UsageError('--fisher-grid has no use with --no-fisher (no Fisher is computed)');
+  }
+  if (o.fisherGridInterpolation !== undefined && !GRID_INTERPOLATIONS.includes(o.fisherGridInterpolation)) {
+    throw new UsageError(`Fisher grid interpolation must be one of ${GRID_INTERPOLATIONS.join(', ')}, got ${String(o.fisherGridInterpolation)}`);
+  }
   int('seed', o.seed, 0);
   const [lo, hi] = o.bounds;
   if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`bounds must be lo < hi, got [${lo}, ${hi}]`);
@@ -136,7 +148,16 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
   });
-  const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode }) : undefined;
+  let grid: FisherGrid | undefined;
+  if (setup && o.fisherGrid !== undefined) {
+    const points = gridPoints(o.fisherGrid, o.bounds);
+    log(`Fisher grid: ${setup.models.length} models × λ ∈ {${points.map((x) => x.toFixed(3)).join(', ')}} (${o.fisherGridInterpolation ?? 'linear'} interpolation), in ${journalPath}.fisher-grid`);
+    grid = await FisherGrid.open(setup, {
+      dir: `${journalPath}.fisher-grid`, points, interpolation: o.fisherGridInterpolation ?? 'linear', fisherMode: o.fisherMode,
+      onProgress: (done, total, detail) => o.onProgress?.('fisher', done, total, `grid: ${detail}`),
+    });
+  }
+  const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
   if (objective && o.onProgress) objective.onProgress = o.onProgress;
   const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
   const scratchRoot = mkdtempSync(join(dirname(out), `.${basename(out)}.candidates-`));
@@ -245,6 +266,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
   } finally {
     process.removeListener('SIGINT', onInterrupt);
+    grid?.close();
     setup?.close();
     journal.close();
     rmSync(scratchRoot, { recursive: true, force: true });

@@ -202,6 +202,8 @@ export interface NativeAddon {
   fisherFinalize(acc: Float32Array, scale: number, eps: number): void;
   /** acc += w·g². */
   fisherAccumulate(acc: Float32Array, g: Float32Array, w: number): void;
+  /** out = (1 − t)·f0 + t·f1, or f0^(1−t)·f1^t with log. */
+  fisherInterpolate(out: Float32Array, f0: Float32Array, f1: Float32Array, t: number, log: boolean): void;
   matmulBackend(): string;
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
   toFloat32(src: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Float32Array;
