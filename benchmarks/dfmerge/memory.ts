@@ -1,5 +1,5 @@
 /**
- * DF-Merge at a real model size, in bounded memory (docs/design.md §Memory model):
+ * DF-Merge at a real model size, in bounded memory (docs/design.md §5):
  * one or more full evaluations (Fisher of every scaled model folded into S and W,
  * the Fisher-weighted merge, validation) of M BF16 experts of a Llama-3.2-1B-
  * shaped model, run in a child process whose peak resident memory (VmHWM, which

@@ -22,7 +22,7 @@ void matmul_forward(float* out, const float* inp, const WeightView& weight, cons
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const WeightView& weight, int T, int C, int OC, bool overwrite_dweight = false);
 // The same backward with the weight gradient folded straight into a diagonal
-// Fisher sink (docs/design.md §Fisher): S += w·(dout^T·inp)², and W += w·(dout^T·inp)²·λτ,
+// Fisher sink (docs/design.md §1): S += w·(dout^T·inp)², and W += w·(dout^T·inp)²·λτ,
 // squared per element of this one example's gradient, as the micro-kernel's
 // epilogue: the gradient is never materialised. Rows oc with skip_rows[oc] != 0
 // are left out (null: none).

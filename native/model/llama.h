@@ -2,7 +2,7 @@
 // sequence. Hyperparameters come from config.json, read by the TypeScript layer
 // (src/model/config.ts) and passed in as one struct.
 //
-// Weights (docs/design.md §Weight access): every parameter is a WeightView,
+// Weights (docs/design.md §5): every parameter is a WeightView,
 // either bound to external memory in its stored dtype (a zero-copy mmap of a
 // safetensors tensor; optionally a scaled model θ_pre + λ·τ formed on the fly)
 // or set from f32 values the model then owns. 1-D parameters (norms, biases)
@@ -48,7 +48,7 @@ enum class FisherMode { Expected, Sampled, Empirical };
 
 // Where the squared gradients of fisher_example() go: flat accumulators in the
 // param_specs() layout. s += scale·w_y·g², d += scale·w_y·g²·λτ (λτ from each
-// parameter's view; d may be null). docs/design.md §Fisher.
+// parameter's view; d may be null). docs/design.md §1.
 struct FisherTarget {
   float* s = nullptr;
   float* d = nullptr;

@@ -1,4 +1,4 @@
-// Weight access for the runtime (docs/design.md §Weight access). A weight is a
+// Weight access for the runtime (docs/design.md §5). A weight is a
 // view over one tensor in its stored dtype (usually a zero-copy mmap of a
 // safetensors file), optionally with a second tensor and a coefficient:
 //
@@ -34,7 +34,7 @@ struct WeightView {
   void load_delta(size_t i, size_t n, float* dst) const;
 };
 
-// Where one example's squared gradients go (docs/design.md §Fisher), for one
+// Where one example's squared gradients go (docs/design.md §1), for one
 // tensor whose value is given by `view`:
 //   s[j] += w·g[j]²            (S = Σ F_i, or a plain Fisher accumulator)
 //   d[j] += w·g[j]²·λτ[j]      (W = Σ F_i ⊙ λ_i τ_i; only when d is set and the view has a second tensor)

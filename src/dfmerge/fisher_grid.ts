@@ -1,5 +1,5 @@
 /**
- * Fisher reused across λ (`--fisher-grid K`, docs/design.md §Fisher grid).
+ * Fisher reused across λ (`--fisher-grid K`, docs/design.md §6).
  * F_i(λ) depends on λ_i alone, so it is computed once per model at K fixed
  * values g_1 < … < g_K spanning the bounds, stored as safetensors files beside
  * the journal (reused by a resumed run), and each evaluation interpolates

@@ -1,5 +1,5 @@
 /**
- * One DF-Merge evaluation (docs/design.md §DF-Merge), for a coefficient vector λ:
+ * One DF-Merge evaluation (docs/design.md §1), for a coefficient vector λ:
  *
  *   for each model i:  θ_i(λ_i) = θ_pre + λ_i τ_i                       (scaled model)
  *                      F_i = (1/N) Σ_n Σ_y p(y|x_n) (∇ℓ(y|x_n))² + ε    (Fisher on θ_i(λ_i))
@@ -9,7 +9,7 @@
  *
  * With `fisher: false` (the --no-fisher ablation, C_i = I) θ* = θ_pre + Σ λ_i τ_i.
  *
- * Memory (docs/design.md §Memory model): θ_pre and θ_i stay mmapped in their
+ * Memory (docs/design.md §5): θ_pre and θ_i stay mmapped in their
  * stored dtype; the runtime forms θ_i(λ_i) inside its GEMMs; each example's
  * squared gradients are folded straight into S and W (native buffers, 8 bytes
  * per parameter; with (1/N) folded into each example's weight and ε added once

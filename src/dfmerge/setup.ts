@@ -1,5 +1,5 @@
 /**
- * What a DF-Merge run holds (docs/design.md §Memory model): θ_pre and every θ_i
+ * What a DF-Merge run holds (docs/design.md §5): θ_pre and every θ_i
  * as open, memory-mapped checkpoints read in their stored dtype (no f32
  * copies), one runtime whose parameters are re-bound between scaled models and
  * merges, and the tokenized tasks.

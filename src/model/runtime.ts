@@ -2,7 +2,7 @@
  * The Llama-family runtime: a native LlamaModel (forward and backward in C++,
  * native/model/) plus its config and tokenizer.
  *
- * Weights (docs/design.md §Weight access) are bound, not copied: each parameter
+ * Weights (docs/design.md §5) are bound, not copied: each parameter
  * reads a tensor in its stored dtype, usually a zero-copy view of a mmapped
  * safetensors file, or the scaled model θ_a + λ·(θ_b − θ_a) of two tensors,
  * formed inside the GEMMs. So a checkpoint, a scaled model θ_pre + λ·τ or a
@@ -115,7 +115,7 @@ export class LlamaRuntime {
   /**
    * Loads config.json and tokenizer.json of a checkpoint folder and binds its
    * weights (mmapped, in their stored dtype). With `base` and `scale` (λ), binds
-   * the scaled model θ_base + λ·(θ − θ_base) (docs/design.md §DF-Merge, θ_i(λ_i)).
+   * the scaled model θ_base + λ·(θ − θ_base) (docs/design.md §1, θ_i(λ_i)).
    */
   static fromCheckpoint(dir: string, options: { base?: string; scale?: number; tokenizer?: boolean } = {}): LlamaRuntime {
     const config = readModelConfig(dir);
@@ -189,7 +189,7 @@ export class LlamaRuntime {
   }
 
   /**
-   * Folds examples into Fisher accumulators (docs/design.md §Fisher, unnormalised):
+   * Folds examples into Fisher accumulators (docs/design.md §1, unnormalised):
    * s += scale · Σ_n Σ_y w_y · (∇ℓ(y|x_n))², w_y = p(y|x_n) (expected), 1 for one
    * y ~ p drawn with u_n (sampled), 1 for the gold y (empirical); with `w` also
    * w += scale · Σ_n Σ_y w_y · (∇ℓ)² ⊙ λτ, λτ taken from the bound scaled model

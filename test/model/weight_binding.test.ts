@@ -1,5 +1,5 @@
 /**
- * Weight access (docs/design.md §Weight access): parameters bound to bf16
+ * Weight access (docs/design.md §5): parameters bound to bf16
  * checkpoints and to scaled models θ_pre + λτ formed inside the GEMMs, and the
  * fused DF-Merge accumulators S and W, against independent computations from
  * f32 weights and full per-choice gradients.
