@@ -8,6 +8,7 @@
  *
  *   node dist/benchmarks/dfmerge/memory.js [--layers 16 --models 4 --fisher 2 --validation 8 --evaluations 1]
  *       [--hidden 2048 --intermediate 8192 --heads 32 --kv-heads 8 --vocab 128256 --untied] [--dir D] [--keep]
+ *       [--torch [--torch-max-gb 20]]   (the same iteration in PyTorch, in the same run)
  *
  * The checkpoints (about 2.5 GB each at the full shape) go to --dir (default
  * benchmarks/.data/dfmerge-memory-<shape>) and are reused by the next run; --keep
@@ -23,7 +24,7 @@ import { Checkpoint } from '../../src/io/checkpoint.js';
 import { LlamaRuntime, checkpointSource } from '../../src/model/runtime.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { Rng } from '../../src/util/rng.js';
-import { ROOT, randomExamples } from '../support/random_llama.js';
+import { ROOT, asJson, pythonWithTorch, randomExamples } from '../support/random_llama.js';
 import { LLAMA_3_2_1B, paramsOf, writeBigLlama, type BigLlamaShape } from '../support/bf16_llama.js';
 
 function arg(name: string, def: number): number {
@@ -48,17 +49,28 @@ function status(field: string): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+type Spec = { dir: string; shape: BigLlamaShape; models: number; fisher: number; validation: number; evaluations: number; threads: number };
+
+/** The seeded Fisher and validation examples (the same in the child and for PyTorch). */
+function examplesOf(spec: Spec) {
+  const rng = new Rng(11);
+  const fisherExamples = Array.from({ length: spec.models }, () => randomExamples(rng, spec.fisher, spec.shape.vocab));
+  const validation = Array.from({ length: spec.models }, (_, k) => ({ name: `task${k}`, file: `task${k}`, examples: randomExamples(rng, spec.validation, spec.shape.vocab).map((e) => ({ ...e, line: 0 })) }));
+  return { fisherExamples, validation };
+}
+
+/** The λ of evaluation e. */
+const lambdaOf = (spec: Spec, e: number) => Array.from({ length: spec.models }, (_, k) => 0.3 + 0.5 * ((k + e) % spec.models) / Math.max(1, spec.models - 1));
+
 /** The measured part, in its own process (a fresh VmHWM). */
-async function child(spec: { dir: string; shape: BigLlamaShape; models: number; fisher: number; validation: number; evaluations: number; threads: number }): Promise<void> {
+async function child(spec: Spec): Promise<void> {
   const { addon } = loadAddon();
   if (spec.threads > 0) addon.setThreads(spec.threads);
   const { config } = paramsOf(spec.shape);
   const rt = LlamaRuntime.fromConfig(config);
   const base = Checkpoint.open(join(spec.dir, 'base'));
   const models = Array.from({ length: spec.models }, (_, k) => Checkpoint.open(join(spec.dir, `expert${k}`)));
-  const rng = new Rng(11);
-  const fisherExamples = models.map(() => randomExamples(rng, spec.fisher, spec.shape.vocab));
-  const validation = models.map((_, k) => ({ name: `task${k}`, file: `task${k}`, examples: randomExamples(rng, spec.validation, spec.shape.vocab).map((e) => ({ ...e, line: 0 })) }));
+  const { fisherExamples, validation } = examplesOf(spec);
   const setup: DfSetup = {
     config, tokenizer: undefined, rt, base, models, baseSource: checkpointSource(base, rt.params),
     modelSources: models.map((ck) => checkpointSource(ck, rt.params)), modelNames: models.map((_, k) => `expert${k}`),
@@ -75,7 +87,7 @@ async function child(spec: { dir: string; shape: BigLlamaShape; models: number; 
   };
   const evaluations: ChildResult['evaluations'] = [];
   for (let e = 0; e < spec.evaluations; e++) {
-    const lambda = models.map((_, k) => 0.3 + 0.5 * ((k + e) % spec.models) / Math.max(1, spec.models - 1));
+    const lambda = lambdaOf(spec, e);
     const t0 = performance.now();
     const { timings } = await obj.merge(lambda);
     const t1 = performance.now();
@@ -107,7 +119,7 @@ async function main(): Promise<void> {
     writeBigLlama(join(dir, name), shape, k);
   }
   const gen = (performance.now() - t0) / 1000;
-  const spec = { dir, shape, models: m, fisher: arg('fisher', 2), validation: arg('validation', 8), evaluations: arg('evaluations', 1), threads: arg('threads', 0) };
+  const spec: Spec = { dir, shape, models: m, fisher: arg('fisher', 2), validation: arg('validation', 8), evaluations: arg('evaluations', 1), threads: arg('threads', 0) };
   const specFile = join(dir, 'spec.json');
   writeFileSync(specFile, JSON.stringify(spec));
   try {
@@ -121,6 +133,26 @@ async function main(): Promise<void> {
     }
     say(`peak RSS (VmHWM, mapped checkpoint pages included): ${(r.vmHwm / gib).toFixed(2)} GiB = ${(r.vmHwm / r.params).toFixed(2)} bytes/param; target 12 bytes/param + 1 GiB = ${(target / gib).toFixed(2)} GiB: ${r.vmHwm <= target ? 'met' : 'NOT met'} (${(r.vmHwm / target).toFixed(2)} of it)`);
     say(`for comparison, the (7 + M) f32 copies this replaced: ${(((7 + m) * 4 * r.params) / gib).toFixed(1)} GiB`);
+    if (process.argv.includes('--torch')) {
+      // The same iteration in PyTorch (benchmarks/dfmerge/torch_iteration.py), address space capped so that
+      // running out of memory is reported, not left to the OOM killer.
+      const py = pythonWithTorch();
+      if (!py) {
+        say('PyTorch reference skipped: no python with torch (set DFMERGE_PYTHON or create .venv)');
+      } else {
+        const cap = arg('torch-max-gb', 20);
+        const { fisherExamples, validation } = examplesOf(spec);
+        const runFile = join(dir, 'torch-run.json');
+        writeFileSync(runFile, JSON.stringify({ base: join(dir, 'base'), models: Array.from({ length: m }, (_, k) => join(dir, `expert${k}`)), lambda: lambdaOf(spec, 0),
+          fisher: fisherExamples.map((f) => f.map(asJson)), validation: validation.map((v) => v.examples.map(asJson)) }));
+        const t = JSON.parse(execFileSync(py, [join(ROOT, 'benchmarks', 'dfmerge', 'torch_iteration.py'), runFile, join(dir, 'torch-merged.safetensors'), '--threads', String(r.threads), '--max-memory-gb', String(cap)],
+          { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!) as { oom?: boolean; error?: string; total_seconds?: number; peak_rss_bytes: number };
+        rmSync(runFile, { force: true });
+        rmSync(join(dir, 'torch-merged.safetensors'), { force: true });
+        if (t.oom) say(`PyTorch, same iteration: out of memory under a ${cap} GiB address-space cap (peak RSS ${(t.peak_rss_bytes / gib).toFixed(2)} GiB): ${t.error}`);
+        else say(`PyTorch, same iteration: ${t.total_seconds!.toFixed(1)} s, peak RSS ${(t.peak_rss_bytes / gib).toFixed(2)} GiB = ${(t.peak_rss_bytes / r.params).toFixed(2)} bytes/param; dfmerge ${(t.total_seconds! / r.evaluations[0]!.total).toFixed(2)}x faster`);
+      }
+    }
   } finally {
     rmSync(specFile, { force: true });
     if (!process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""PyTorch reference for one DF-Merge iteration (DESIGN.md §1), on the same
+"""PyTorch reference for one DF-Merge iteration (docs/design.md §1), on the same
 models and tokenized data as benchmarks/dfmerge/bench.ts:
 
   for each model i: scaled θ_i(λ_i) = θ_pre + λ_i τ_i loaded into the model;
       F_i = (1/N) Σ_n Σ_y p(y|x_n) (∇ℓ(y|x_n))² + 1e-12 (per example, per choice backward)
   θ* = θ_pre + M Σ F_i λ_i τ_i / Σ F_i;  accuracy of θ* on every task's validation examples.
 
-usage: torch_iteration.py RUN_JSON OUT_SAFETENSORS [--threads N]; prints timings as JSON.
+usage: torch_iteration.py RUN_JSON OUT_SAFETENSORS [--threads N] [--max-memory-gb G]; prints timings as JSON.
+With --max-memory-gb the address space is capped (RLIMIT_AS), so running out of
+memory ends in {"oom": true, ...} instead of the kernel's OOM killer.
 """
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -22,7 +25,21 @@ def main():
     ap.add_argument("run")
     ap.add_argument("out")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--max-memory-gb", type=float, default=0)
     a = ap.parse_args()
+    if a.max_memory_gb > 0:
+        cap = int(a.max_memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    try:
+        run_iteration(a)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
+            raise
+        print(json.dumps({"oom": True, "error": str(e).splitlines()[0][:300],
+                          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def run_iteration(a):
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     run = json.load(open(a.run))
@@ -88,7 +105,8 @@ def main():
     t_eval = time.perf_counter() - t0
     save_file({n: merged[n].contiguous() for n in names}, a.out, metadata={"format": "pt"})
     print(json.dumps({"fisher_seconds": t_fisher, "merge_seconds": t_merge, "eval_seconds": t_eval,
-                      "total_seconds": time.perf_counter() - t_start, "accuracy": acc, "threads": torch.get_num_threads()}))
+                      "total_seconds": time.perf_counter() - t_start, "accuracy": acc, "threads": torch.get_num_threads(),
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
 if __name__ == "__main__":
