@@ -47,6 +47,7 @@ struct FisherOut {
   const FisherSink* sink = nullptr;
   const uint8_t* skip = nullptr;
   size_t row = 0, col = 0, ld = 0;  // tile origin and row length of the gradient
+  const float* delta = nullptr;     // λτ of the tile's rows [R, ld] (for W), formed once per row block
 };
 
 // C[i..i+R, j..j+nc) (+)= Σ_{k<kb} a(r, k) · Bp[k, :], a(r,k) = TA ? A[k*lda + r] : A[r*lda + k]
@@ -87,6 +88,19 @@ inline void micro(const float* A, int lda, const float* Bp, int ldbp, int kb, fl
         const float w = fo.sink->w;
         storeu(o, loadu(o) + w * acc[r][0] * acc[r][0]);
         storeu(o + VL, loadu(o + VL) + w * acc[r][1] * acc[r][1]);
+      } else if (fo.delta) {  // S += w·c², W += w·c²·λτ
+        alignas(64) float tmp[NR];
+        storeu(tmp, acc[r][0]);
+        storeu(tmp + VL, acc[r][1]);
+        float* __restrict o = fo.sink->s + at;
+        float* __restrict d = fo.sink->d + at;
+        const float* __restrict lt = fo.delta + (size_t)r * fo.ld + fo.col;
+        const float w = fo.sink->w;
+        for (int x = 0; x < nc; ++x) {
+          const float f = w * tmp[x] * tmp[x];
+          o[x] += f;
+          d[x] += f * lt[x];
+        }
       } else {
         alignas(64) float tmp[NR];
         storeu(tmp, acc[r][0]);
@@ -182,15 +196,18 @@ void sgemm_nn(int M, int N, int K, const float* A, const WeightView& B, float* C
   std::vector<float> blk((size_t)KN * NR * panels);
 #pragma omp parallel
   {
+    std::vector<float> rowbuf(B.plain_f32() ? 0 : (size_t)N);  // one weight row formed at a time
     for (int k0 = 0; k0 < K; k0 += KN) {
       const int kb = std::min(KN, K - k0);
 #pragma omp for schedule(static)
       for (int k = 0; k < kb; ++k) {
         const size_t row = (size_t)(k0 + k) * N;
+        const float* src = B.plain_f32() ? B.f32() + row : rowbuf.data();
+        if (!B.plain_f32()) B.load(row, (size_t)N, rowbuf.data());
         for (int jp = 0; jp < panels; ++jp) {
           const int j = jp * NR, nc = std::min(NR, N - j);
           float* dst = blk.data() + ((size_t)jp * KN + k) * NR;
-          B.load(row + j, nc, dst);
+          std::memcpy(dst, src + j, nc * sizeof(float));
           if (nc < NR) std::memset(dst + nc, 0, (NR - nc) * sizeof(float));
         }
       }
@@ -220,9 +237,12 @@ void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, boo
   {
     std::vector<float> edge(last_nc < NR ? (size_t)K * NR : 0);
     if (last_nc < NR) pack_panel<false>(B, N, 0, K, (panels - 1) * NR, last_nc, edge.data());
+    const bool with_delta = sink && sink->d && sink->view && sink->view->b;
+    std::vector<float> delta(with_delta ? (size_t)MR * N : 0);
 #pragma omp for schedule(static)
     for (int i = 0; i < M; i += MR) {
       const int R = std::min(MR, M - i);
+      if (with_delta) sink->view->load_delta((size_t)i * N, (size_t)R * N, delta.data());
       for (int jp = 0; jp < panels; ++jp) {
         const int j = jp * NR, nc = std::min(NR, N - j);
         const float* panel = nc == NR ? B + j : edge.data();
@@ -234,6 +254,7 @@ void sgemm_tn(int M, int N, int K, const float* A, const float* B, float* C, boo
           fo.row = (size_t)i;
           fo.col = (size_t)j;
           fo.ld = (size_t)N;
+          fo.delta = with_delta ? delta.data() : nullptr;
         }
         micro_rows<true>(R, A + i, M, panel, ldbp, K, C ? C + (size_t)i * N + j : nullptr, N, nc, accumulate, fo);
       }
