@@ -31,6 +31,7 @@ interface Flags {
   fisherSamples: string;
   fisherMode: 'expected' | 'sampled' | 'empirical';
   fisherGrid?: string;
+  tunedBaselines?: boolean;
   fisherGridInterpolation: 'linear' | 'log';
   validationFraction: string;
   fisher: boolean;
@@ -120,6 +121,7 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
     ...(f.dtype ? { dtype: parseDtype(f.dtype) } : {}),
     shardSize,
     baselines: f.baselines,
+    tunedBaselines: f.tunedBaselines === true,
   };
 }
 
@@ -155,6 +157,7 @@ export function registerOptimize(program: Command): void {
     .option('--dtype <dtype>', 'dtype of the saved merge (default: as the base)')
     .option('--shard-size <size>', 'maximum shard size of the saved merge', '5GB')
     .option('-t, --threads <n>', 'native threads (default: all cores)')
+    .option('--tuned-baselines', 'also give TIES and DARE this run\'s optimiser and budget over their own hyperparameters (λ per model, density): fair rows, 2× the evaluations')
     .option('--no-baselines', 'skip the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging) in the report')
     .option('--json', 'print the final report as JSON on stdout')
     .option('-q, --quiet', 'no progress output')

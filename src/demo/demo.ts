@@ -82,7 +82,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     ...(o.onEvaluation ? { onEvaluation: o.onEvaluation } : {}),
   };
   o.log(`== 2/4 DF-Merge: ${o.initPoints} random λ then ${o.iterations} Bayesian-optimisation steps, and the classic merges for comparison`);
-  const df = await optimizeResuming(common, o.log);
+  // TIES and DARE also get the same optimiser and budget over their own hyperparameters (fair rows).
+  const df = await optimizeResuming({ ...common, tunedBaselines: true }, o.log);
   const tDf = performance.now();
 
   o.log('== 3/4 ablation --no-fisher: task arithmetic with one λ per expert tuned by the same optimiser');

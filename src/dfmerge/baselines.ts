@@ -3,8 +3,13 @@
  * classic merges next to DF-Merge, all evaluated on the same tasks.
  * Linear is the plain average. Task arithmetic, TIES and DARE get one shared λ
  * chosen on validation from a grid (as their papers tune it); Fisher merging uses
- * the Fisher of each θ_i itself.
+ * the Fisher of each θ_i itself. With a budget (tunedBaselineRows), TIES and DARE
+ * also get DF-Merge's optimiser and number of evaluations over their own
+ * hyperparameters (λ per model and the density), so that the table compares
+ * methods, not search budgets (task arithmetic with λ per model by BO is the
+ * --no-fisher ablation).
  */
+import { BayesianOptimizer, type BayesianOptimizerOptions } from '../bo/optimizer.js';
 import type { TokenizedTask } from '../eval/task.js';
 import { flatSource, type TensorSource } from '../model/runtime.js';
 import type { DfMergeObjective } from './objective.js';
@@ -79,6 +84,48 @@ export async function baselineRows(obj: DfMergeObjective, setup: DfSetup, log: (
     log('Fisher merging');
     await obj.fisherMerging();
     rows.push(await row(obj, setup, 'Fisher merging', flatSource(obj.merged)));
+  }
+  return rows;
+}
+
+/** The optimiser settings and budget DF-Merge had (same bounds per λ, same initial points and iterations). */
+export interface BaselineBudget {
+  bo: Omit<BayesianOptimizerOptions, 'bounds'>;
+  bounds: readonly [number, number];
+  evaluations: number;
+}
+
+/** Densities searched for TIES and DARE. */
+export const DENSITY_BOUNDS: readonly [number, number] = [0.05, 1];
+
+/**
+ * TIES and DARE with λ_i per model and the density tuned on validation by the
+ * same Bayesian optimiser and budget as DF-Merge: θ_pre + Σ_i λ_i τ̃_i (the
+ * trimmed / dropped task vectors, not normalised, so λ carries the scale).
+ */
+export async function tunedBaselineRows(obj: DfMergeObjective, setup: DfSetup, budget: BaselineBudget, log: (msg: string) => void = () => {}): Promise<ReportRow[]> {
+  const M = setup.models.length;
+  const rows: ReportRow[] = [];
+  const families: { name: string; method: 'ties' | 'dare_linear' }[] = [
+    { name: 'TIES', method: 'ties' }, { name: 'DARE', method: 'dare_linear' },
+  ];
+  for (const f of families) {
+    log(`${f.name}: λ per model and density by Bayesian optimisation (${budget.evaluations} evaluations, as DF-Merge)`);
+    const bo = new BayesianOptimizer({ ...budget.bo, bounds: [...Array.from({ length: M }, () => budget.bounds), DENSITY_BOUNDS] });
+    const build = (x: readonly number[]) => obj.classic((p, base, models, out) => f.method === 'ties'
+      ? { method: 'ties', tensor: p.name, base, models, weights: x.slice(0, M), density: x[M]!, normalize: false, out }
+      : { method: 'dare_linear', tensor: p.name, base, models, weights: x.slice(0, M), density: x[M]!, seed: DARE_SEED, out });
+    let best = { x: [] as number[], score: -Infinity };
+    for (let e = 0; e < budget.evaluations; e++) {
+      const x = bo.suggest();
+      await build(x);
+      const s = avg(await scores(obj, setup.validation, flatSource(obj.merged)));
+      bo.observe(x, s);
+      if (s > best.score) best = { x, score: s };
+    }
+    await build(best.x);
+    const label = `${f.name} (λ per model and density ${best.x[M]!.toFixed(2)} by BO, ${budget.evaluations} evaluations)`;
+    rows.push(await row(obj, setup, label, flatSource(obj.merged)));
   }
   return rows;
 }

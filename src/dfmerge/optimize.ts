@@ -14,7 +14,7 @@ import type { FisherMode } from '../fisher/fisher.js';
 import { runMerge } from '../merge/run.js';
 import { validateConfig, type MergeConfig } from '../merge/config.js';
 import type { ComputeDtype } from '../native/addon.js';
-import { baselineRows, row } from './baselines.js';
+import { baselineRows, row, tunedBaselineRows } from './baselines.js';
 import { runEvaluator, EvaluatorError } from './evaluator.js';
 import { Journal, type JournalEvaluation } from './journal.js';
 import { DfMergeObjective, type EvaluationProgress } from './objective.js';
@@ -58,6 +58,8 @@ export interface OptimizeOptions {
   shardSize?: number;
   /** Compute the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging). Default true. */
   baselines?: boolean;
+  /** Also tune TIES and DARE (λ per model, density) with this run's optimiser and budget (fair rows; costs 2× the run's evaluations). */
+  tunedBaselines?: boolean;
   onEvaluation?: (e: JournalEvaluation, best: JournalEvaluation | undefined, total: number) => void;
   /** Progress inside one evaluation (Fisher examples, then validation examples). */
   onProgress?: EvaluationProgress;
@@ -247,6 +249,12 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     if (objective && setup) {
       // The baselines use the objective's buffer: they come first, then the best λ is merged into it.
       if (o.baselines !== false) rows.push(...await baselineRows(objective, setup, log));
+      if (o.baselines !== false && o.tunedBaselines) {
+        rows.push(...await tunedBaselineRows(objective, setup, {
+          bo: { seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel },
+          bounds: o.bounds, evaluations: total,
+        }, log));
+      }
       const { merged } = await objective.merge(best.lambda);
       const name = o.noFisher ? 'DF-Merge --no-fisher (task arithmetic, λ by BO)' : 'DF-Merge';
       rows.push(await row(objective, setup, name, flatSource(merged)));

@@ -6,6 +6,11 @@ import { optimize, type OptimizeOptions } from '../../src/dfmerge/optimize.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { loadTask, tokenizeTask } from '../../src/eval/task.js';
 import { computeFisher, drawFisherExamples } from '../../src/fisher/fisher.js';
+import { evaluateTasks } from '../../src/eval/accuracy.js';
+import { runMerge } from '../../src/merge/run.js';
+import { validateConfig } from '../../src/merge/config.js';
+import { DfMergeObjective } from '../../src/dfmerge/objective.js';
+import { loadSetup } from '../../src/dfmerge/setup.js';
 import { makeTinyRun, readFlat } from './support.js';
 import { runCli, tempDir } from '../helpers.js';
 
@@ -137,4 +142,48 @@ test('dfmerge optimize CLI prints the comparison table and refuses bad flags', (
   const bad = runCli(['optimize', '--base', run.base, '-m', run.models[0]!, '-m', run.models[1]!, '--task', run.tasks[0]!, '-o', join(root, 'x')]);
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /2 models but 1 --task files/);
+});
+
+test('report rows: base and experts equal their checkpoints evaluated from disk; --tuned-baselines adds TIES and DARE tuned by BO', async () => {
+  const r = await optimize(opts({ baselines: true, tunedBaselines: true, iterations: 1 }));
+  const names = r.report.rows.map((x) => x.name);
+  const tasks = run.tasks.map((f) => tokenizeTask(loadTask(f), LlamaRuntime.fromCheckpoint(run.base).tokenizer!, 512));
+  const accuracyOf = async (dir: string) => {
+    const res = await evaluateTasks(LlamaRuntime.fromCheckpoint(dir), tasks);
+    return res.tasks.map((t) => t.accuracy);
+  };
+  const rowScores = (name: string) => Object.values(r.report.rows.find((x) => x.name === name)!.validation);
+  assert.deepEqual(rowScores('base (pre-trained)'), await accuracyOf(run.base));
+  assert.deepEqual(rowScores('fine-tuned: model1'), await accuracyOf(run.models[1]!));
+  for (const family of ['TIES', 'DARE']) {
+    const tuned = names.find((x) => x.startsWith(`${family} (λ per model and density`));
+    assert.ok(tuned, `${family} tuned row in ${names.join(' | ')}`);
+    assert.match(tuned!, /by BO, 4 evaluations\)$/);
+    const density = Number(/density ([0-9.]+)/.exec(tuned!)![1]);
+    assert.ok(density >= 0.05 && density <= 1, tuned);
+  }
+});
+
+test('the report\'s classic merges, streamed into the native buffer from the mapped checkpoints, equal dfmerge merge\'s output bit for bit', async () => {
+  const setup = loadSetup({ base: run.base, models: run.models, tasks: run.tasks.map((validation) => ({ validation })), fisherSamples: 3, validationFraction: 1, seed: 5, needFisher: false });
+  const obj = new DfMergeObjective(setup, { fisher: false, fisherMode: 'expected' });
+  const cases: { name: string; yaml: Parameters<typeof validateConfig>[0]; build: () => Promise<unknown> }[] = [
+    { name: 'linear', yaml: { method: 'linear', models: run.models.map((p) => ({ path: p, parameters: { weight: 1 } })), parameters: { normalize: true }, seed: 0 },
+      build: () => obj.classic((p, _b, models, out) => ({ method: 'linear', tensor: p.name, models, weights: [1, 1], normalize: true, out })) },
+    { name: 'ties', yaml: { method: 'ties', base: run.base, models: run.models.map((p, i) => ({ path: p, parameters: { weight: [0.7, 0.4][i]! } })), parameters: { density: 0.3, normalize: false }, seed: 0 },
+      build: () => obj.classic((p, base, models, out) => ({ method: 'ties', tensor: p.name, base, models, weights: [0.7, 0.4], density: 0.3, normalize: false, out })) },
+    { name: 'task arithmetic', yaml: { method: 'task_arithmetic', base: run.base, models: run.models.map((p, i) => ({ path: p, parameters: { weight: [0.3, 0.9][i]! } })), parameters: {}, seed: 0 },
+      build: () => obj.taskArithmetic([0.3, 0.9]) },
+  ];
+  for (const c of cases) {
+    const dir = join(root, `classic-${n++}`);
+    await runMerge(validateConfig(c.yaml), { out: dir, quiet: true });
+    await c.build();
+    const want = readFlat(setup.rt, dir);
+    for (const p of setup.rt.params) {
+      const got = obj.merged.view(p.offset, p.numel);
+      for (let j = 0; j < p.numel; j++) assert.equal(got[j], want[p.offset + j], `${c.name} ${p.name}[${j}]`);
+    }
+  }
+  setup.close();
 });
