@@ -30,20 +30,26 @@ inline void load_one(const void* p, Dtype t, size_t i, size_t n, float* __restri
 
 constexpr size_t kChunk = 256;  // elements converted at a time on the stack
 
+// dst[k] = op(dst[k], x[i+k]) for k < n, x converted chunk by chunk.
+template <class Op>
+inline void combine(float* dst, const void* x, Dtype t, size_t i, size_t n, Op op) {
+  alignas(64) float tmp[kChunk];
+  for (size_t k0 = 0; k0 < n; k0 += kChunk) {
+    const size_t m = n - k0 < kChunk ? n - k0 : kChunk;
+    load_one(x, t, i + k0, m, tmp);
+    float* __restrict o = dst + k0;
+#pragma omp simd
+    for (size_t k = 0; k < m; ++k) o[k] = op(o[k], tmp[k]);
+  }
+}
+
 }  // namespace
 
 void WeightView::load(size_t i, size_t n, float* dst) const {
   load_one(a, ta, i, n, dst);
   if (!b) return;
   const float lam = lambda;
-  alignas(64) float tmp[kChunk];
-  for (size_t k0 = 0; k0 < n; k0 += kChunk) {
-    const size_t m = n - k0 < kChunk ? n - k0 : kChunk;
-    load_one(b, tb, i + k0, m, tmp);
-    float* __restrict o = dst + k0;
-#pragma omp simd
-    for (size_t k = 0; k < m; ++k) o[k] = o[k] + lam * (tmp[k] - o[k]);  // θ_pre + λ·(θ_i − θ_pre)
-  }
+  combine(dst, b, tb, i, n, [lam](float pre, float fine) { return pre + lam * (fine - pre); });  // θ_pre + λ·(θ_i − θ_pre)
 }
 
 void WeightView::load_delta(size_t i, size_t n, float* dst) const {
@@ -53,14 +59,7 @@ void WeightView::load_delta(size_t i, size_t n, float* dst) const {
   }
   load_one(b, tb, i, n, dst);
   const float lam = lambda;
-  alignas(64) float tmp[kChunk];
-  for (size_t k0 = 0; k0 < n; k0 += kChunk) {
-    const size_t m = n - k0 < kChunk ? n - k0 : kChunk;
-    load_one(a, ta, i + k0, m, tmp);
-    float* __restrict o = dst + k0;
-#pragma omp simd
-    for (size_t k = 0; k < m; ++k) o[k] = lam * (o[k] - tmp[k]);  // λ·τ
-  }
+  combine(dst, a, ta, i, n, [lam](float fine, float pre) { return lam * (fine - pre); });  // λ·τ
 }
 
 void fisher_fold(const FisherSink& sink, size_t i, const float* g, size_t n) {
