@@ -11,8 +11,8 @@
  * (native/kernels/fisher.cc); nothing per-example outlives its backward pass.
  */
 import { UsageError } from '../errors.js';
-import type { FisherMode } from '../native/addon.js';
-import { finalizeFisher, type LlamaRuntime, type TokenizedExample } from '../model/runtime.js';
+import type { FisherMode, NativeFlat, NativeFloatBuffer } from '../native/addon.js';
+import { newFloatBuffer, type LlamaRuntime, type TokenizedExample } from '../model/runtime.js';
 import { Rng } from '../util/rng.js';
 import { SafetensorsWriter } from '../io/writer.js';
 
@@ -56,8 +56,8 @@ export interface FisherStats {
  * acc += Σ_n Σ_y w_y (∇ℓ(y|x_n))² over `examples` (unnormalised; the DF-Merge
  * loop can keep one accumulator per model and normalise with finalizeFisher).
  */
-export async function accumulateFisher(rt: LlamaRuntime, acc: Float32Array, examples: readonly FisherExample[],
-  options: FisherOptions = {}): Promise<FisherStats> {
+export async function accumulateFisher(rt: LlamaRuntime, acc: NativeFlat, examples: readonly FisherExample[],
+  options: FisherOptions & { scale?: number } = {}): Promise<FisherStats> {
   const mode = options.mode ?? 'expected';
   if (!FISHER_MODES.includes(mode)) throw new UsageError(`Fisher mode must be one of ${FISHER_MODES.join(', ')}, got ${mode}`);
   const batch = Math.max(1, options.batch ?? 4);
@@ -65,25 +65,29 @@ export async function accumulateFisher(rt: LlamaRuntime, acc: Float32Array, exam
   let tokens = 0;
   for (let i = 0; i < examples.length; i += batch) {
     const chunk = examples.slice(i, i + batch);
-    await rt.accumulateFisher(acc, chunk, mode);
+    await rt.accumulateFisher(acc, chunk, mode, { scale: options.scale ?? 1 });
     for (const e of chunk) tokens += exampleTokens(e);
     options.onProgress?.(Math.min(i + batch, examples.length), examples.length);
   }
   return { examples: examples.length, tokens, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** F = (1/N)·Σ + ε for the examples given: a new flat array in the runtime's layout. */
+/**
+ * F = (1/N)·Σ + ε for the examples given, in a new native buffer in the
+ * runtime's flat layout (1/N folded into each example's weight; more than 2^32
+ * values work).
+ */
 export async function computeFisher(rt: LlamaRuntime, examples: readonly FisherExample[], options: FisherOptions = {}):
-Promise<{ fisher: Float32Array; stats: FisherStats }> {
+Promise<{ fisher: NativeFloatBuffer; stats: FisherStats }> {
   if (examples.length === 0) throw new UsageError('no examples to compute a Fisher from');
-  const acc = rt.newAccumulator();
-  const stats = await accumulateFisher(rt, acc, examples, options);
-  finalizeFisher(acc, examples.length, options.eps ?? FISHER_EPS);
+  const acc = newFloatBuffer(rt.numParams);
+  const stats = await accumulateFisher(rt, acc, examples, { ...options, scale: 1 / examples.length });
+  await rt.fisherEpsilon(acc, null, options.eps ?? FISHER_EPS);
   return { fisher: acc, stats };
 }
 
 /** Writes a flat Fisher as a safetensors file of F32 tensors with HF names. */
-export function writeFisher(rt: LlamaRuntime, fisher: Float32Array, path: string, metadata: Record<string, string> = {}): void {
+export function writeFisher(rt: LlamaRuntime, fisher: NativeFlat, path: string, metadata: Record<string, string> = {}): void {
   const views = rt.tensorViews(fisher);
   const w = new SafetensorsWriter(path, rt.params.map((p) => ({ name: p.name, dtype: 'F32', shape: p.shape })), metadata);
   try {

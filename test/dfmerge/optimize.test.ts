@@ -42,7 +42,7 @@ test('the saved merge is θ_pre + M·Σ F_i λ_i τ_i / Σ F_i with F_i the Fish
   for (let i = 0; i < run.models.length; i++) {
     const rt = LlamaRuntime.fromCheckpoint(run.models[i]!, { base: run.base, scale: lambda[i]! });
     const task = tokenizeTask(loadTask(run.tasks[i]!), rt.tokenizer!, rt.config.maxPositions);
-    const { fisher } = await computeFisher(rt, drawFisherExamples(task.examples, 3, 5 + i));
+    const fisher = (await computeFisher(rt, drawFisherExamples(task.examples, 3, 5 + i))).fisher.view(0, base.length);
     for (let j = 0; j < base.length; j++) {
       num[j] += fisher[j]! * lambda[i]! * (thetas[i]![j]! - base[j]!);
       den[j] += fisher[j]!;
