@@ -9,6 +9,7 @@
  *   node dist/benchmarks/dfmerge/memory.js [--layers 16 --models 4 --fisher 2 --validation 8 --evaluations 1]
  *       [--hidden 2048 --intermediate 8192 --heads 32 --kv-heads 8 --vocab 128256 --untied] [--dir D] [--keep]
  *       [--torch [--torch-max-gb 20]]   (the same iteration in PyTorch, in the same run)
+ *       [--grid K]                      (then --fisher-grid K: the grid built, and one evaluation from it)
  *
  * The checkpoints (about 2.5 GB each at the full shape) go to --dir (default
  * benchmarks/.data/dfmerge-memory-<shape>) and are reused by the next run; --keep
@@ -19,6 +20,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
+import { FisherGrid, gridPoints } from '../../src/dfmerge/fisher_grid.js';
 import type { DfSetup } from '../../src/dfmerge/setup.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { LlamaRuntime, checkpointSource } from '../../src/model/runtime.js';
@@ -40,6 +42,8 @@ interface ChildResult {
   params: number;
   vmHwm: number;
   evaluations: { fisher: number; merge: number; eval: number; total: number; accuracy: number[] }[];
+  /** With --grid K: seconds to build the grid, and one evaluation from it. */
+  grid?: { build: number; evaluation: { merge: number; eval: number; total: number; accuracy: number[] } };
   fisherTokens: number;
   threads: number;
 }
@@ -49,7 +53,7 @@ function status(field: string): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-type Spec = { dir: string; shape: BigLlamaShape; models: number; fisher: number; validation: number; evaluations: number; threads: number };
+type Spec = { dir: string; shape: BigLlamaShape; models: number; fisher: number; validation: number; evaluations: number; threads: number; grid: number };
 
 /** The seeded Fisher and validation examples (the same in the child and for PyTorch). */
 function examplesOf(spec: Spec) {
@@ -95,10 +99,23 @@ async function child(spec: Spec): Promise<void> {
     const evalSeconds = (performance.now() - t1) / 1000;
     evaluations.push({ fisher: timings.fisherSeconds, merge: timings.mergeSeconds, eval: evalSeconds, total: (performance.now() - t0) / 1000, accuracy: r.tasks.map((t) => t.accuracy) });
   }
+  let grid: ChildResult['grid'];
+  if (spec.grid > 0) {
+    const tb = performance.now();
+    const g = await FisherGrid.open(setup, { dir: join(spec.dir, 'grid'), points: gridPoints(spec.grid, [0, 1]), interpolation: 'linear', fisherMode: 'expected' });
+    const build = (performance.now() - tb) / 1000;
+    const gobj = new DfMergeObjective(setup, { fisher: true, fisherMode: 'expected', grid: g });
+    const t0 = performance.now();
+    const { timings } = await gobj.merge(lambdaOf(spec, 0));
+    const t1 = performance.now();
+    const r = await gobj.evaluateMerged(validation);
+    grid = { build, evaluation: { merge: timings.mergeSeconds, eval: (performance.now() - t1) / 1000, total: (performance.now() - t0) / 1000, accuracy: r.tasks.map((t) => t.accuracy) } };
+    g.close();
+  }
   let fisherTokens = 0;
   for (const ex of fisherExamples) for (const e of ex) for (const c of e.choices) fisherTokens += e.prompt.length + c.length;
   setup.close();
-  const out: ChildResult = { params: rt.numParams, vmHwm: status('VmHWM'), evaluations, fisherTokens, threads: addon.buildInfo().threads };
+  const out: ChildResult = { params: rt.numParams, vmHwm: status('VmHWM'), evaluations, fisherTokens, threads: addon.buildInfo().threads, ...(grid ? { grid } : {}) };
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
@@ -119,7 +136,7 @@ async function main(): Promise<void> {
     writeBigLlama(join(dir, name), shape, k);
   }
   const gen = (performance.now() - t0) / 1000;
-  const spec: Spec = { dir, shape, models: m, fisher: arg('fisher', 2), validation: arg('validation', 8), evaluations: arg('evaluations', 1), threads: arg('threads', 0) };
+  const spec: Spec = { dir, shape, models: m, fisher: arg('fisher', 2), validation: arg('validation', 8), evaluations: arg('evaluations', 1), threads: arg('threads', 0), grid: arg('grid', 0) };
   const specFile = join(dir, 'spec.json');
   writeFileSync(specFile, JSON.stringify(spec));
   try {
@@ -130,6 +147,10 @@ async function main(): Promise<void> {
     say(`model: Llama hidden ${shape.hidden}, ${shape.layers} layers, vocab ${shape.vocab}${shape.tied ? ' (tied)' : ''}: ${(r.params / 1e9).toFixed(3)} B params, BF16 checkpoints; ${m} experts; ${spec.fisher} Fisher and ${spec.validation} validation examples per task; ${r.threads} threads${gen > 1 ? ` (checkpoints written in ${gen.toFixed(0)} s)` : ''}`);
     for (const [i, e] of r.evaluations.entries()) {
       say(`evaluation ${i + 1}: ${e.total.toFixed(1)} s = Fisher ${e.fisher.toFixed(1)} s (${(r.fisherTokens / e.fisher).toFixed(1)} tokens/s) + merge ${e.merge.toFixed(1)} s + validation ${e.eval.toFixed(1)} s`);
+    }
+    if (r.grid) {
+      const g = r.grid.evaluation;
+      say(`--fisher-grid ${spec.grid}: grid built in ${r.grid.build.toFixed(1)} s (${spec.grid * m} Fisher passes); one evaluation from it ${g.total.toFixed(1)} s = merge ${g.merge.toFixed(1)} s + validation ${g.eval.toFixed(1)} s (accuracy ${g.accuracy.map((a) => a.toFixed(2)).join(', ')} vs exact ${r.evaluations[0]!.accuracy.map((a) => a.toFixed(2)).join(', ')})`);
     }
     say(`peak RSS (VmHWM, mapped checkpoint pages included): ${(r.vmHwm / gib).toFixed(2)} GiB = ${(r.vmHwm / r.params).toFixed(2)} bytes/param; target 12 bytes/param + 1 GiB = ${(target / gib).toFixed(2)} GiB: ${r.vmHwm <= target ? 'met' : 'NOT met'} (${(r.vmHwm / target).toFixed(2)} of it)`);
     say(`for comparison, the (7 + M) f32 copies this replaced: ${(((7 + m) * 4 * r.params) / gib).toFixed(1)} GiB`);
