@@ -171,7 +171,10 @@ async function main(): Promise<void> {
         rmSync(runFile, { force: true });
         rmSync(join(dir, 'torch-merged.safetensors'), { force: true });
         if (t.oom) say(`PyTorch, same iteration: out of memory under a ${cap} GiB address-space cap (peak RSS ${(t.peak_rss_bytes / gib).toFixed(2)} GiB): ${t.error}`);
-        else say(`PyTorch, same iteration: ${t.total_seconds!.toFixed(1)} s, peak RSS ${(t.peak_rss_bytes / gib).toFixed(2)} GiB = ${(t.peak_rss_bytes / r.params).toFixed(2)} bytes/param; dfmerge ${(t.total_seconds! / r.evaluations[0]!.total).toFixed(2)}x faster`);
+        else {
+          const ratio = r.evaluations[0] ? `; dfmerge ${(t.total_seconds! / r.evaluations[0].total).toFixed(2)}x faster` : '';
+          say(`PyTorch, same iteration: ${t.total_seconds!.toFixed(1)} s, peak RSS ${(t.peak_rss_bytes / gib).toFixed(2)} GiB = ${(t.peak_rss_bytes / r.params).toFixed(2)} bytes/param${ratio}`);
+        }
       }
     }
   } finally {
