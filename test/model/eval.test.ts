@@ -89,9 +89,17 @@ test('a prompt longer than the context is a typed error naming file and line', w
 test('unsupported configs are refused naming the field', () => {
   const base = JSON.parse(readFileSync(join(FIXTURES, 'gqa', 'config.json'), 'utf8')) as Record<string, unknown>;
   const bad: [Record<string, unknown>, string][] = [
-    [{ rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 8 } }, 'rope_parameters.rope_type'],
-    [{ rope_parameters: undefined, rope_theta: 1e4, rope_scaling: { type: 'linear', factor: 2 } }, 'rope_scaling'],
-    [{ architectures: ['MistralForCausalLM'], sliding_window: 16 }, 'sliding_window'],
+    [{ rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 8 } }, 'rope_parameters.low_freq_factor'],
+    [{ rope_parameters: { rope_type: 'su', rope_theta: 5e5 } }, 'rope_parameters.rope_type'],
+    [{ rope_parameters: undefined, rope_theta: 1e4, rope_scaling: { type: 'ntk', factor: 2 } }, 'rope_scaling.type'],
+    [{ rope_scaling: { type: 'linear' } }, 'rope_scaling.factor'],
+    [{ rope_parameters: { full_attention: { rope_type: 'default' }, sliding_attention: { rope_type: 'default' } } }, 'rope_parameters'],
+    [{ rope_parameters: { rope_type: 'longrope', short_factor: [1, 2], long_factor: [1, 2] } }, 'rope_parameters.short_factor'],
+    [{ partial_rotary_factor: 0.5 }, 'partial_rotary_factor'],
+    [{ attention_bias: true }, 'attention_bias'],
+    [{ architectures: ['MistralForCausalLM'], sliding_window: 0 }, 'sliding_window'],
+    [{ architectures: ['Qwen2ForCausalLM'], layer_types: ['full_attention'] }, 'layer_types'],
+    [{ architectures: ['Qwen3ForCausalLM'], layer_types: ['full_attention', 'chunked_attention'] }, 'layer_types'],
     [{ architectures: ['GPT2LMHeadModel'] }, 'architectures'],
     [{ hidden_act: 'gelu' }, 'hidden_act'],
     [{ mlp_bias: true }, 'mlp_bias'],
@@ -109,7 +117,24 @@ test('unsupported configs are refused naming the field', () => {
   // accepted: transformers 4 top-level rope_theta; Mistral with a window as long as the context; Qwen2 window off
   const v4 = parseModelConfig({ ...base, rope_parameters: undefined, rope_theta: 5e5 });
   assert.equal(v4.ropeTheta, 5e5);
-  assert.equal(parseModelConfig({ ...base, architectures: ['MistralForCausalLM'], sliding_window: 64 }).architecture, 'mistral');
+  assert.deepEqual(parseModelConfig({ ...base, architectures: ['MistralForCausalLM'], sliding_window: 16 }).layerWindows, [16, 16]);
+  assert.equal(parseModelConfig({ ...base, architectures: ['MistralForCausalLM'], sliding_window: null }).layerWindows, undefined);
+  // Qwen2: the window only with use_sliding_window, from max_window_layers on (or where layer_types says)
+  const qw = { ...base, architectures: ['Qwen2ForCausalLM'], sliding_window: 8 };
+  assert.equal(parseModelConfig({ ...qw, use_sliding_window: false }).layerWindows, undefined);
+  assert.deepEqual(parseModelConfig({ ...qw, use_sliding_window: true, max_window_layers: 1 }).layerWindows, [0, 8]);
+  assert.deepEqual(parseModelConfig({ ...qw, use_sliding_window: true, layer_types: ['sliding_attention', 'full_attention'] }).layerWindows, [8, 0]);
+  // llama has no sliding window in transformers: the field is ignored
+  assert.equal(parseModelConfig({ ...base, sliding_window: 4 }).layerWindows, undefined);
+  // Qwen3: q/k norms, head_dim 128 by default, no q/k/v bias
+  const q3 = parseModelConfig({ ...base, architectures: ['Qwen3ForCausalLM'], head_dim: undefined });
+  assert.deepEqual([q3.qkNorm, q3.headDim, q3.attentionBias], [true, 128, false]);
+  // rope_scaling (transformers 4 spelling) wins over rope_parameters, as in transformers
+  const both = parseModelConfig({ ...base, rope_scaling: { rope_type: 'linear', factor: 2 } });
+  assert.deepEqual(both.rope, { type: 'linear', factor: 2 });
+  // dynamic NTK stretches the usable context to factor × max_position_embeddings
+  const dyn = parseModelConfig({ ...base, rope_parameters: { rope_type: 'dynamic', factor: 2, rope_theta: 1e4 } });
+  assert.deepEqual([dyn.maxPositions, dyn.rope?.originalMax], [128, 64]);
   const q = readModelConfig(join(FIXTURES, 'qwen2'));
   assert.equal(q.attentionBias, true);
   assert.equal(q.ropeTheta, 1e6);
