@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { parseModelConfig, readModelConfig } from '../../src/model/config.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
-import { loadTask, tokenizeTask } from '../../src/eval/task.js';
-import { evaluateTasks, argmax } from '../../src/eval/accuracy.js';
+import { loadTask, tokenizeTask, encodePair } from '../../src/eval/task.js';
+import { ChatTemplate } from '../../src/eval/chat_template.js';
+import { evaluateTasks, evaluateTask, argmax, choiceScores } from '../../src/eval/accuracy.js';
 import { ConfigError, TaskError, TokenizerError } from '../../src/errors.js';
 import { FIXTURES, goldenJson } from './helpers.js';
 
@@ -157,3 +158,55 @@ test('native errors: token out of range, too long, busy model', async () => {
   await assert.rejects(rt.logits(Int32Array.from([1])), /busy/);
   await p;
 });
+
+test('scorings: mean (per token), sum (lm-eval acc), per character (acc_norm) and per UTF-8 byte (acc_bytes)', () => {
+  const ex = { prompt: Int32Array.of(1), choices: [Int32Array.of(5, 6), Int32Array.of(7, 8, 9, 10)], answer: 0, line: 1, choiceTexts: ['é🙂', 'abcd'] };
+  const mean = [-1, -0.6];  // sums -2 and -2.4
+  assert.deepEqual(choiceScores(ex, mean, 'mean'), [-1, -0.6]);
+  assert.deepEqual(choiceScores(ex, mean, 'sum'), [-2, -2.4]);
+  assert.deepEqual(choiceScores(ex, mean, 'char-norm'), [-2 / 2, -2.4 / 4]);  // code points, as Python's len
+  assert.deepEqual(choiceScores(ex, mean, 'byte-norm'), [-2 / 6, -2.4 / 4]);  // é = 2 bytes, 🙂 = 4
+  assert.throws(() => choiceScores({ ...ex, choiceTexts: undefined }, mean, 'char-norm', 't.jsonl'), /t\.jsonl.*char-norm/);
+});
+
+test('left truncation (opt-in) keeps the last max+1 tokens per choice; without it a TaskError names file and line', withTemp(async (dir) => {
+  const rt = LlamaRuntime.fromCheckpoint(join(FIXTURES, 'gqa'));
+  const f = join(dir, 'long.jsonl');
+  const long = Array.from({ length: 40 }, () => 'the cat').join(' ');
+  writeFileSync(f, `{"prompt": "sky", "choices": ["blue"], "answer": 0}\n{"prompt": "${long}", "choices": [" blue", " the cat sat on the mat"], "answer": 0}\n`);
+  expectTaskError(() => tokenizeTask(loadTask(f), rt.tokenizer!, 64), 'PromptTooLong', f, 2);
+  const t = tokenizeTask(loadTask(f), rt.tokenizer!, 64, { truncate: true });
+  const e = t.examples[1]!;
+  assert.ok(e.choicePrompts);
+  const full = tokenizeTask(loadTask(f), rt.tokenizer!, 10_000).examples[1]!;
+  e.choices.forEach((c, j) => {
+    const p = e.choicePrompts![j]!;
+    assert.equal(p.length + c.length, 65, 'max_positions + 1 tokens, as lm-eval');
+    assert.deepEqual([...p], [...full.prompt.slice(full.prompt.length - p.length)], 'the prompt\'s last tokens');
+  });
+  // scored per choice with its own prompt
+  const res = await evaluateTask(rt, t, { scoring: 'sum' });
+  const [alone] = await rt.score([{ prompt: e.choicePrompts![1]!, choices: [e.choices[1]!], answer: 0 }]);
+  assert.ok(Math.abs(res.scores[1]![1]! - alone![0]! * e.choices[1]!.length) < 1e-9);
+}));
+
+test('--chat-template renders each prompt as a user message (delimiter "" as lm-eval then); a folder without one is refused', withTemp((dir) => {
+  for (const f of ['config.json', 'tokenizer.json', 'model.safetensors']) copyFileSync(join(FIXTURES, 'gqa', f), join(dir, f));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' }));
+  assert.throws(() => ChatTemplate.load(ModelTokenizer.load(dir)), (e: unknown) => e instanceof TokenizerError && e.code === 'NoChatTemplate' && e.message.includes('tokenizer_config.json'));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({
+    bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>',
+    chat_template: '{{ bos_token }}{% for m in messages %}{{ m.role }} {{ m.content }} {% endfor %}{% if add_generation_prompt %}assistant{% endif %}',
+  }));
+  const tok = ModelTokenizer.load(dir, 72);
+  const tpl = ChatTemplate.load(tok);
+  assert.equal(tpl.renderPrompt('what color is the sky'), '<s>user what color is the sky assistant');
+  const t = tokenizeTask(loadTask(TASK), tok, 64, { chatTemplate: tpl });
+  const want = encodePair(tok, '<s>user what color is the sky assistant', 'blue');
+  assert.deepEqual([...t.examples[0]!.prompt], [...want.context]);
+  assert.deepEqual([...t.examples[0]!.choices[0]!], [...want.continuation]);
+  assert.equal(t.examples[0]!.prompt.filter((id) => id === tok.bos!.id).length, 1, 'no second BOS when the template writes it');
+  // chat_template.jinja wins over tokenizer_config.json, as in transformers
+  writeFileSync(join(dir, 'chat_template.jinja'), '{{ messages[0].content }}!');
+  assert.equal(ChatTemplate.load(tok).renderPrompt('hi'), 'hi!');
+}));
