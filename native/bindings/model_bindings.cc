@@ -50,6 +50,72 @@ bool bool_field(Napi::Object o, const char* key) {
   return v.As<Napi::Boolean>().Value();
 }
 
+double opt_number(Napi::Object o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) throw_type(o.Env(), std::string("config.rope.") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::vector<float> float_list(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  std::vector<float> out;
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsArray()) throw_type(o.Env(), std::string("config.rope.") + key + " must be an array of numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    if (!a.Get(i).IsNumber()) throw_type(o.Env(), std::string("config.rope.") + key + " must be an array of numbers");
+    out.push_back((float)a.Get(i).As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+// config.rope (optional; absent = default rope): {type, factor, originalMax, ...} (src/model/config.ts).
+RopeScaling rope_of(Napi::Object cfg) {
+  RopeScaling r;
+  Napi::Value v = cfg.Get("rope");
+  if (v.IsUndefined() || v.IsNull()) return r;
+  if (!v.IsObject()) throw_type(cfg.Env(), "config.rope must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value tv = o.Get("type");
+  const std::string t = tv.IsString() ? tv.As<Napi::String>().Utf8Value() : "";
+  if (t == "default") r.type = RopeType::Default;
+  else if (t == "linear") r.type = RopeType::Linear;
+  else if (t == "dynamic") r.type = RopeType::Dynamic;
+  else if (t == "yarn") r.type = RopeType::Yarn;
+  else if (t == "longrope") r.type = RopeType::Longrope;
+  else if (t == "llama3") r.type = RopeType::Llama3;
+  else throw_type(cfg.Env(), "config.rope.type must be default, linear, dynamic, yarn, longrope or llama3, got " + t);
+  r.factor = opt_number(o, "factor", 1.0);
+  r.original_max = (int)opt_number(o, "originalMax", 0);
+  r.low_freq_factor = opt_number(o, "lowFreqFactor", r.low_freq_factor);
+  r.high_freq_factor = opt_number(o, "highFreqFactor", r.high_freq_factor);
+  r.beta_fast = opt_number(o, "betaFast", r.beta_fast);
+  r.beta_slow = opt_number(o, "betaSlow", r.beta_slow);
+  r.mscale = opt_number(o, "mscale", 0.0);
+  r.mscale_all_dim = opt_number(o, "mscaleAllDim", 0.0);
+  r.attention_factor = opt_number(o, "attentionFactor", 0.0);
+  Napi::Value tr = o.Get("truncate");
+  r.truncate = tr.IsBoolean() ? tr.As<Napi::Boolean>().Value() : true;
+  r.short_factor = float_list(o, "shortFactor");
+  r.long_factor = float_list(o, "longFactor");
+  return r;
+}
+
+// config.layerWindows (optional): sliding window per layer, 0 = full attention.
+std::vector<int> windows_of(Napi::Object cfg) {
+  Napi::Value v = cfg.Get("layerWindows");
+  std::vector<int> out;
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsArray()) throw_type(cfg.Env(), "config.layerWindows must be an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    if (!a.Get(i).IsNumber()) throw_type(cfg.Env(), "config.layerWindows must be an array of integers");
+    out.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  }
+  return out;
+}
+
 std::vector<int32_t> tokens_of(Napi::Env env, Napi::Value v, const char* what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
     throw_type(env, std::string(what) + " must be an Int32Array of token ids");
@@ -142,6 +208,9 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
       c.rope_theta = float_field(o, "ropeTheta");
       c.tie_embeddings = bool_field(o, "tieEmbeddings");
       c.attention_bias = bool_field(o, "attentionBias");
+      c.rope = rope_of(o);
+      c.layer_window = windows_of(o);
+      c.qk_norm = o.Get("qkNorm").IsBoolean() && o.Get("qkNorm").As<Napi::Boolean>().Value();
       model_ = std::make_unique<LlamaModel>(c);
       keep_a_.resize(model_->param_specs().size());
       keep_b_.resize(model_->param_specs().size());

@@ -1,5 +1,8 @@
 // Grouped-query causal self-attention (HF eager attention, no dropout):
-//   score[h,t,s] = q[t,h]·k[s,g] / sqrt(HD) for s <= t, g = h / (NH/NKV)
+//   score[h,t,s] = q[t,h]·k[s,g] / sqrt(HD) for s0(t) <= s <= t, g = h / (NH/NKV)
+//   s0(t) = 0, or with a sliding window W > 0: max(0, t − W + 1), i.e. key s is
+//   visible from query t iff t − W < s <= t (transformers' sliding_window_overlay,
+//   kv_idx > q_idx − sliding_window, and'ed with the causal mask: W keys including t)
 //   att[h,t,:]   = softmax(score[h,t,:])
 //   out[t,h]     = Σ_s att[h,t,s] · v[s,g]
 // Backward, per head:
@@ -7,6 +10,7 @@
 //   dscore    = att ⊙ (datt − Σ_s att·datt)  (softmax backward, row-wise)
 //   dq[t,h]  += Σ_s dscore[t,s] · k[s,g] / sqrt(HD);  dk[s,g] += dscore[t,s] · q[t,h] / sqrt(HD)
 // The backward runs in parallel over kv groups, so no two threads write one dk/dv row.
+#include <algorithm>
 #include <cmath>
 
 #include "model/layers.h"
@@ -14,7 +18,7 @@
 namespace dfm {
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int T0, int T, int NH, int NKV, int HD, int ld) {
+                       int T0, int T, int NH, int NKV, int HD, int ld, int window) {
   const int group = NH / NKV;
   const float scale = 1.0f / std::sqrt((float)HD);
   const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
@@ -24,8 +28,9 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const int g = h / group;
       const float* qt = q + t * qs + (size_t)h * HD;
       float* a = att + ((size_t)h * ld + t) * ld;
+      const int s0 = window > 0 ? std::max(0, t - window + 1) : 0;
       float mx = -INFINITY;
-      for (int s = 0; s <= t; ++s) {
+      for (int s = s0; s <= t; ++s) {
         const float* ks_ = k + s * ks + (size_t)g * HD;
         float dot = 0;
 #pragma omp simd reduction(+ : dot)
@@ -34,16 +39,16 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         mx = a[s] > mx ? a[s] : mx;
       }
       double sum = 0;
-      for (int s = 0; s <= t; ++s) {
+      for (int s = s0; s <= t; ++s) {
         const float e = std::exp(a[s] - mx);
         a[s] = e;
         sum += e;
       }
       const float inv = (float)(1.0 / sum);
-      for (int s = 0; s <= t; ++s) a[s] *= inv;
+      for (int s = s0; s <= t; ++s) a[s] *= inv;
       float* o = out + t * qs + (size_t)h * HD;
       for (int i = 0; i < HD; ++i) o[i] = 0.0f;
-      for (int s = 0; s <= t; ++s) {
+      for (int s = s0; s <= t; ++s) {
         const float* vs = v + s * ks + (size_t)g * HD;
         const float p = a[s];
 #pragma omp simd
@@ -55,7 +60,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, float* scratch,
-                        int T, int NH, int NKV, int HD, int ld) {
+                        int T, int NH, int NKV, int HD, int ld, int window) {
   const int group = NH / NKV;
   const float scale = 1.0f / std::sqrt((float)HD);
   const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
@@ -66,8 +71,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       for (int t = 0; t < T; ++t) {
         const float* a = att + ((size_t)h * ld + t) * ld;
         const float* d = dout + t * qs + (size_t)h * HD;
+        const int s0 = window > 0 ? std::max(0, t - window + 1) : 0;
         double dot_ad = 0;
-        for (int s = 0; s <= t; ++s) {
+        for (int s = s0; s <= t; ++s) {
           const float* vs = v + s * ks + (size_t)g * HD;
           float* dvs = dv + s * ks + (size_t)g * HD;
           float x = 0;
@@ -82,7 +88,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         }
         const float* qt = q + t * qs + (size_t)h * HD;
         float* dqt = dq + t * qs + (size_t)h * HD;
-        for (int s = 0; s <= t; ++s) {
+        for (int s = s0; s <= t; ++s) {
           const float ds = a[s] * (datt[s] - (float)dot_ad) * scale;
           const float* kk = k + s * ks + (size_t)g * HD;
           float* dkk = dk + s * ks + (size_t)g * HD;

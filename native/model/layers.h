@@ -7,6 +7,7 @@
 // Each kernel is a small function so that a CUDA twin can sit beside it later.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "model/weights.h"
 
@@ -40,10 +41,38 @@ void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, i
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int C, float eps);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int T, int C);
+// Per-head RMSNorm (Qwen3 q_norm / k_norm): x[T, NH, HD] normalised over HD per
+// head, one weight[HD] for all heads; rstd[T·NH]. dinp += ..., dweight += ....
+void head_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int NH, int HD,
+                          float eps);
+void head_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                           const float* rstd, int T, int NH, int HD);
 
 // --- rope.cc: rotary embeddings, HF rotate_half convention ------------------
-// cos/sin tables [T, HD/2]: angle(t, i) = t · theta^(-2i/HD).
-void rope_tables(float* cos_t, float* sin_t, int T, int HD, float theta);
+// The rope scalings transformers implements for Llama-family models
+// (modeling_rope_utils.py); the fields each type reads are listed in rope.cc.
+enum class RopeType { Default, Linear, Dynamic, Yarn, Longrope, Llama3 };
+struct RopeScaling {
+  RopeType type = RopeType::Default;
+  double factor = 1.0;
+  // Pretraining context: the yarn/longrope/llama3 original_max_position_embeddings,
+  // or config.json max_position_embeddings for dynamic NTK.
+  int original_max = 0;
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+  double beta_fast = 32.0, beta_slow = 1.0;              // yarn
+  double mscale = 0.0, mscale_all_dim = 0.0;             // yarn (0: unset)
+  bool truncate = true;                                  // yarn
+  double attention_factor = 0.0;                         // yarn, longrope (0: the paper's default)
+  std::vector<float> short_factor, long_factor;          // longrope, HD/2 each
+};
+// The frequencies depend on the sequence length only for dynamic NTK (beyond
+// original_max) and longrope (short vs long factors): sequences with the same
+// rope_length_key(s, T) share their tables. T = tokens in the forward pass.
+int64_t rope_length_key(const RopeScaling& s, int T);
+// inv_freq[HD/2] and the attention scaling applied to cos/sin, for a sequence of T tokens.
+void rope_frequencies(float* inv_freq, float* attention_scaling, const RopeScaling& s, double theta, int HD, int T);
+// cos/sin tables [T, HD/2]: cos_t[t,i] = cos(t · inv_freq[i]) · attention_scaling (likewise sin).
+void rope_tables(float* cos_t, float* sin_t, int T, int HD, const float* inv_freq, float attention_scaling);
 // x[T, NH, HD] -> out: out[i] = x[i]·cos − x[i+HD/2]·sin, out[i+HD/2] = x[i+HD/2]·cos + x[i]·sin.
 void rope_forward(float* out, const float* inp, const float* cos_t, const float* sin_t, int T, int NH, int HD);
 void rope_backward(float* dinp, const float* dout, const float* cos_t, const float* sin_t, int T, int NH, int HD);
@@ -53,13 +82,15 @@ void rope_backward(float* dinp, const float* dout, const float* cos_t, const flo
 // h / (NH/NKV)); att[NH, ld, ld] keeps the softmax probabilities (row t valid
 // for s <= t; ld >= T is the row stride); out[T, NH*HD] = Σ_s att[h,t,s] · v[s, g].
 // The forward computes query rows t in [T0, T) only: rows before T0 (a prompt
-// shared by several continuations) are already in out and att.
+// shared by several continuations) are already in out and att. window > 0:
+// sliding-window attention, query t sees keys t − window < s <= t (att[h,t,s]
+// is then valid for those s only); window = 0: full causal attention.
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int T0, int T, int NH, int NKV, int HD, int ld);
+                       int T0, int T, int NH, int NKV, int HD, int ld, int window);
 // dq/dk/dv += ... over all rows [0, T); scratch[T] per kv group, i.e. NKV*T floats.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, float* scratch,
-                        int T, int NH, int NKV, int HD, int ld);
+                        int T, int NH, int NKV, int HD, int ld, int window);
 
 // --- swiglu.cc: out = silu(gate) ⊙ up ---------------------------------------
 void swiglu_forward(float* out, const float* gate, const float* up, int N);

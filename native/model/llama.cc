@@ -32,6 +32,16 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
   if (c.max_positions <= 0) bad("max_position_embeddings", "must be positive");
   if (!(c.rms_eps > 0)) bad("rms_norm_eps", "must be positive");
   if (!(c.rope_theta > 0)) bad("rope_theta", "must be positive");
+  if (c.rope.type != RopeType::Default && c.rope.type != RopeType::Linear && c.rope.original_max <= 0)
+    bad("rope_scaling.original_max_position_embeddings", "must be positive");
+  if (!(c.rope.factor > 0)) bad("rope_scaling.factor", "must be positive");
+  if (c.rope.type == RopeType::Longrope &&
+      (c.rope.short_factor.size() != (size_t)c.head_dim / 2 || c.rope.long_factor.size() != (size_t)c.head_dim / 2))
+    bad("rope_scaling.short_factor/long_factor", "must have head_dim/2 values each");
+  if (!c.layer_window.empty() && c.layer_window.size() != (size_t)c.n_layers)
+    bad("layer_types", "must have one entry per layer");
+  for (int w : c.layer_window)
+    if (w < 0) bad("sliding_window", "must be positive");
   const int64_t C = c.hidden, I = c.intermediate, V = c.vocab;
   qd_ = c.n_heads * c.head_dim;
   kd_ = c.n_kv_heads * c.head_dim;
@@ -48,6 +58,8 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
     ly.wv = add_param(p + "self_attn.v_proj.weight", {kd_, C});
     ly.bv = c.attention_bias ? add_param(p + "self_attn.v_proj.bias", {kd_}) : kNone;
     ly.wo = add_param(p + "self_attn.o_proj.weight", {C, qd_});
+    ly.qn = c.qk_norm ? add_param(p + "self_attn.q_norm.weight", {c.head_dim}) : kNone;
+    ly.kn = c.qk_norm ? add_param(p + "self_attn.k_norm.weight", {c.head_dim}) : kNone;
     ly.ln2 = add_param(p + "post_attention_layernorm.weight", {C});
     ly.wg = add_param(p + "mlp.gate_proj.weight", {I, C});
     ly.wu = add_param(p + "mlp.up_proj.weight", {I, C});
@@ -155,7 +167,8 @@ void LlamaModel::ensure_capacity(int T) {
   targets_.resize(t);
   cos_.resize(t * cfg_.head_dim / 2);
   sin_.resize(t * cfg_.head_dim / 2);
-  rope_tables(cos_.data(), sin_.data(), T, cfg_.head_dim, cfg_.rope_theta);
+  inv_freq_.resize(cfg_.head_dim / 2);
+  rope_key_ = -1;  // tables are (re)computed by forward() for its sequence length
   res_.resize((L + 1) * t * C);
   h1_.resize(L * t * C); rstd1_.resize(L * t);
   qr_.resize(L * t * qd_); kr_.resize(L * t * kd_); v_.resize(L * t * kd_);
@@ -169,6 +182,9 @@ void LlamaModel::ensure_capacity(int T) {
   dq_.resize(t * qd_); dk_.resize(t * kd_); dv_.resize(t * kd_);
   dqr_.resize(t * qd_); dkr_.resize(t * kd_); dy_.resize(t * qd_);
   dg_.resize(t * I); du_.resize(t * I); da_.resize(t * I);
+  if (cfg_.qk_norm) {
+    qp_.resize(L * t * qd_); kp_.resize(L * t * kd_); rstdq_.resize(L * t * NH); rstdk_.resize(L * t * NKV);
+  }
   datt_.resize(NKV * t); dhf_.resize(t * C);
   cap_ = T;
   cached_.clear();  // the row stride changed
@@ -191,6 +207,16 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
   check_weights();
   const size_t S = (size_t)cap_;  // row stride of the per-layer blocks
   const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
+  // Rope tables for a sequence of T tokens (they depend on T for dynamic NTK
+  // and longrope); rows computed with other tables are not reused.
+  const int64_t rope_key = rope_length_key(c.rope, T);
+  if (rope_key != rope_key_) {
+    float attention_scaling = 1.0f;
+    rope_frequencies(inv_freq_.data(), &attention_scaling, c.rope, c.rope_theta, HD, T);
+    rope_tables(cos_.data(), sin_.data(), cap_, HD, inv_freq_.data(), attention_scaling);
+    rope_key_ = rope_key;
+    t0 = 0;
+  }
   const int n = T - t0;  // rows computed now
   const size_t r = (size_t)t0;
   cached_.assign(tokens, tokens + T);
@@ -214,10 +240,19 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
       matmul_forward(tq_.data(), h1 + r * C, V(ly.wq), W1(ly.bq), n, C, qd_);
       matmul_forward(tk_.data(), h1 + r * C, V(ly.wk), W1(ly.bk), n, C, kd_);
       matmul_forward(v + r * kd_, h1 + r * C, V(ly.wv), W1(ly.bv), n, C, kd_);
+      if (c.qk_norm) {  // Qwen3: per-head RMSNorm of q and k before rope (pre-norm values kept)
+        float* qp = qp_.data() + l * sq;
+        float* kp = kp_.data() + l * sk;
+        std::memcpy(qp + r * qd_, tq_.data(), (size_t)n * qd_ * sizeof(float));
+        std::memcpy(kp + r * kd_, tk_.data(), (size_t)n * kd_ * sizeof(float));
+        head_rmsnorm_forward(tq_.data(), rstdq_.data() + l * S * NH + r * NH, qp + r * qd_, W1(ly.qn), n, NH, HD, c.rms_eps);
+        head_rmsnorm_forward(tk_.data(), rstdk_.data() + l * S * NKV + r * NKV, kp + r * kd_, W1(ly.kn), n, NKV, HD,
+                             c.rms_eps);
+      }
       const size_t ro = r * HD / 2;  // rope tables are indexed by absolute position
       rope_forward(qr + r * qd_, tq_.data(), cos_.data() + ro, sin_.data() + ro, n, NH, HD);
       rope_forward(kr + r * kd_, tk_.data(), cos_.data() + ro, sin_.data() + ro, n, NKV, HD);
-      attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_);
+      attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_, window_of(l));
       matmul_forward(tc_.data(), y + r * qd_, V(ly.wo), nullptr, n, qd_, C);
       residual_forward(x1 + r * C, x0 + r * C, tc_.data(), n * C);
       rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W1(ly.ln2), n, C, c.rms_eps);
@@ -312,12 +347,24 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     zero(dkr_.data(), tk);
     zero(dv_.data(), tk);
     attention_backward(dqr_.data(), dkr_.data(), dv_.data(), dy_.data(), att, qr, kr, v, datt_.data(), T, NH, NKV, HD,
-                       cap_);
+                       cap_, window_of(l));
     rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
     rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
+    const float* dq_proj = dq_.data();  // gradient w.r.t. the q/k projections' outputs
+    const float* dk_proj = dk_.data();
+    if (c.qk_norm) {  // through q_norm / k_norm (dqr_/dkr_ are free after rope_backward)
+      zero(dqr_.data(), tq);
+      zero(dkr_.data(), tk);
+      head_rmsnorm_backward(dqr_.data(), grad(ly.qn), dq_.data(), qp_.data() + l * sq, W1(ly.qn), rstdq_.data() + l * S * NH,
+                            T, NH, HD);
+      head_rmsnorm_backward(dkr_.data(), grad(ly.kn), dk_.data(), kp_.data() + l * sk, W1(ly.kn),
+                            rstdk_.data() + l * S * NKV, T, NKV, HD);
+      dq_proj = dqr_.data();
+      dk_proj = dkr_.data();
+    }
     zero(dh_.data(), tc);
-    linear_backward(dh_.data(), ly.wq, ly.bq, dq_.data(), h1, C, qd_);
-    linear_backward(dh_.data(), ly.wk, ly.bk, dk_.data(), h1, C, kd_);
+    linear_backward(dh_.data(), ly.wq, ly.bq, dq_proj, h1, C, qd_);
+    linear_backward(dh_.data(), ly.wk, ly.bk, dk_proj, h1, C, kd_);
     linear_backward(dh_.data(), ly.wv, ly.bv, dv_.data(), h1, C, kd_);
     std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
     rmsnorm_backward(dres_.data(), grad(ly.ln1), dh_.data(), x0, W1(ly.ln1), rstd1_.data() + l * S, T, C);
@@ -416,6 +463,12 @@ void LlamaModel::for_each_row_buffer(F&& f) {
   f(hf_.data(), (size_t)1, S * C, C);
   f(rstdf_.data(), (size_t)1, S, (size_t)1);
   f(att_.data(), L * cfg_.n_heads, S * S, S);
+  if (cfg_.qk_norm) {
+    f(qp_.data(), L, S * qd_, (size_t)qd_);
+    f(kp_.data(), L, S * kd_, (size_t)kd_);
+    f(rstdq_.data(), L, S * cfg_.n_heads, (size_t)cfg_.n_heads);
+    f(rstdk_.data(), L, S * cfg_.n_kv_heads, (size_t)cfg_.n_kv_heads);
+  }
 }
 
 size_t LlamaModel::row_floats() {
@@ -475,7 +528,13 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
   }
   // DFMERGE_FISHER_NO_STASH=1 forces the re-forward path (tests).
   const char* no_stash = std::getenv("DFMERGE_FISHER_NO_STASH");
-  const bool stash = stash_floats <= kStashLimit && !(no_stash && no_stash[0] == '1');
+  // Stashed rows are only valid when every choice's sequence gets the same rope
+  // tables (dynamic NTK / longrope tables depend on the sequence length).
+  bool same_rope = true;
+  for (const auto& ch : choices)
+    same_rope = same_rope && rope_length_key(cfg_.rope, P + (int)ch.size() - 1) ==
+                                 rope_length_key(cfg_.rope, P + (int)choices[0].size() - 1);
+  const bool stash = same_rope && stash_floats <= kStashLimit && !(no_stash && no_stash[0] == '1');
   std::vector<std::vector<float>> rows(stash ? K : 0), logits(stash ? K : 0);
   for (int y = 0; y < K; ++y) {
     const int L = (int)choices[y].size();

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/layers.h"
 #include "model/weights.h"
 
 namespace dfm {
@@ -34,6 +35,9 @@ struct LlamaConfig {
   float rope_theta = 10000.0f;
   bool tie_embeddings = false;
   bool attention_bias = false;  // q/k/v bias (Qwen2)
+  RopeScaling rope;             // rope scaling (rope_type and its parameters)
+  std::vector<int> layer_window;  // per layer: sliding window (keys), 0 = full attention; empty = all full
+  bool qk_norm = false;         // per-head RMSNorm of q and k before rope (Qwen3 q_norm / k_norm)
 };
 
 struct ParamSpec {
@@ -98,6 +102,7 @@ class LlamaModel {
   static constexpr int kNone = -1;
   struct Layer {  // parameter indices of one layer; kNone when absent
     int ln1, wq, bq, wk, bk, wv, bv, wo, ln2, wg, wu, wd;
+    int qn, kn;  // q_norm / k_norm weights (qk_norm)
   };
   int add_param(const std::string& name, std::vector<int64_t> shape);
   void ensure_capacity(int T);
@@ -105,6 +110,7 @@ class LlamaModel {
   const WeightView& V(int p) const { return views_[p]; }
   const float* W1(int p) const { return p == kNone ? nullptr : w1_.data() + soff_[p]; }
   FisherSink sink_for(int p, const FisherTarget& t, float w) const;
+  int window_of(int layer) const { return cfg_.layer_window.empty() ? 0 : cfg_.layer_window[layer]; }
   // Forward of rows [t0, T) of tokens (rows before t0 already hold the
   // activations of tokens[0..t0)); logits for positions [p0, p1) into logits_.
   void forward(const int32_t* tokens, int t0, int T, int p0, int p1);
@@ -145,10 +151,12 @@ class LlamaModel {
   int qd_ = 0, kd_ = 0;  // NH*HD, NKV*HD
   std::vector<int32_t> seq_, targets_;
   std::vector<int32_t> cached_;  // tokens whose activation rows are valid (a causal prefix)
-  std::vector<float> cos_, sin_;
+  std::vector<float> cos_, sin_, inv_freq_;
+  int64_t rope_key_ = -1;  // rope_length_key of the tables in cos_/sin_ (-1: none)
   std::vector<float> res_;                 // [L+1, T, C] residual stream
   std::vector<float> h1_, rstd1_, qr_, kr_, v_, att_, y_, x1_, h2_, rstd2_, g_, u_, a_;  // per layer
   std::vector<float> hf_, rstdf_, logits_, logp_, dlogits_, dloss_;
+  std::vector<float> qp_, kp_, rstdq_, rstdk_;  // per layer, qk_norm only: q/k before the norm, its rstd
   // scratch
   std::vector<float> tq_, tk_, tc_, dres_, dx1_, dh_, dq_, dk_, dv_, dqr_, dkr_, dy_, dg_, du_, da_, datt_, dhf_;
   // fused backward: the sequence's distinct tokens, each position's slot, their embedding-row gradients

@@ -37,4 +37,17 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
   }
 }
 
+// Per-head RMSNorm (Qwen3's q_norm / k_norm): x[T, NH, HD] normalised over each
+// head's HD values with one weight[HD] shared by all heads, i.e. rmsnorm over
+// T·NH rows of HD (rstd[T·NH]); the weight's gradient sums over heads and rows.
+void head_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int NH, int HD,
+                          float eps) {
+  rmsnorm_forward(out, rstd, inp, weight, T * NH, HD, eps);
+}
+
+void head_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                           const float* rstd, int T, int NH, int HD) {
+  rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, T * NH, HD);
+}
+
 }  // namespace dfm

@@ -1,8 +1,12 @@
-/** `dfmerge eval --model DIR --task a.jsonl [--task b.jsonl ...] [--json]`: rank-classification accuracy. */
+/**
+ * `dfmerge eval --model DIR --task a.jsonl [--task b.jsonl ...] [--scoring S] [--truncate] [--chat-template] [--json]`:
+ * rank-classification accuracy, prompts and choices tokenized as lm-evaluation-harness does.
+ */
 import type { Command } from 'commander';
 import { LlamaRuntime } from '../model/runtime.js';
 import { loadTask, tokenizeTask } from '../eval/task.js';
-import { evaluateTasks } from '../eval/accuracy.js';
+import { evaluateTasks, SCORINGS, type Scoring } from '../eval/accuracy.js';
+import { ChatTemplate } from '../eval/chat_template.js';
 import { UsageError } from '../errors.js';
 import { table } from '../util/format.js';
 import { progressReporter } from '../util/progress.js';
@@ -11,28 +15,36 @@ import { collect } from './args.js';
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('accuracy of a model on multiple-choice JSONL tasks (the choice with the highest mean token log-likelihood wins)')
+    .description('accuracy of a model on multiple-choice JSONL tasks (the choice with the highest score wins; mean token log-likelihood by default)')
     .requiredOption('--model <dir>', 'checkpoint folder (config.json, tokenizer.json, safetensors)')
     .option('--task <file>', 'JSONL task {"prompt","choices","answer"} per line; repeat for several tasks', collect, [])
     .option('--base <dir>', 'evaluate the scaled model base + scale·(model − base)')
     .option('--scale <lambda>', 'λ for --base (default 1)', parseFloat)
     .option('--limit <n>', 'only the first n examples of each task', (v) => parseInt(v, 10))
+    .option('--scoring <s>', 'mean (per-token mean, DF-Merge\'s), sum (lm-eval acc), char-norm (lm-eval acc_norm), byte-norm (lm-eval acc_bytes)', 'mean')
+    .option('--delimiter <text>', 'text between prompt and choice (lm-eval target_delimiter; default " ", "" with --chat-template)')
+    .option('--truncate', 'cut over-long prompts from the left as lm-eval does (default: refuse them, naming file and line)')
+    .option('--chat-template', 'render each prompt as a user message through the model\'s chat template (as transformers apply_chat_template)')
     .option('--json', 'print results as JSON')
-    .addHelpText('after', '\nExamples:\n  dfmerge eval --model ./my-model --task boolq.jsonl --task piqa.jsonl\n  dfmerge eval --model ./ft --base ./pre --scale 0.5 --task t.jsonl --json')
-    .action(async (opts: { model: string; task: string[]; base?: string; scale?: number; limit?: number; json?: boolean }) => {
+    .addHelpText('after', '\nExamples:\n  dfmerge eval --model ./my-model --task boolq.jsonl --task piqa.jsonl\n  dfmerge eval --model ./my-model --task piqa.jsonl --scoring char-norm   # lm-eval acc_norm\n  dfmerge eval --model ./ft --base ./pre --scale 0.5 --task t.jsonl --json')
+    .action(async (opts: { model: string; task: string[]; base?: string; scale?: number; limit?: number; json?: boolean;
+      scoring: string; delimiter?: string; truncate?: boolean; chatTemplate?: boolean }) => {
+      if (!(SCORINGS as readonly string[]).includes(opts.scoring)) throw new UsageError(`--scoring must be one of ${SCORINGS.join(', ')}, got ${opts.scoring}`);
+      const scoring = opts.scoring as Scoring;
       if (opts.task.length === 0) throw new UsageError('give at least one --task file');
       if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new UsageError('--limit must be a positive integer');
       if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
       if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
       const t0 = performance.now();
       const rt = LlamaRuntime.fromCheckpoint(opts.model, { base: opts.base, scale: opts.scale });
+      const chatTemplate = opts.chatTemplate ? ChatTemplate.load(rt.tokenizer!) : undefined;
       const tasks = opts.task.map((f) => {
         const t = loadTask(f);
         if (opts.limit !== undefined) t.examples = t.examples.slice(0, opts.limit);
-        return tokenizeTask(t, rt.tokenizer!, rt.config.maxPositions);
+        return tokenizeTask(t, rt.tokenizer!, rt.config.maxPositions, { delimiter: opts.delimiter, truncate: opts.truncate, chatTemplate });
       });
       const progress = progressReporter('eval');
-      const res = await evaluateTasks(rt, tasks, { onProgress: (task, done, total) => progress.update(done, total) });
+      const res = await evaluateTasks(rt, tasks, { scoring, onProgress: (task, done, total) => progress.update(done, total) });
       progress.end();
       const seconds = (performance.now() - t0) / 1000;
       if (opts.json) {

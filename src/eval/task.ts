@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { TaskError } from '../errors.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
+import type { ChatTemplate } from './chat_template.js';
 import type { TokenizedExample } from '../model/runtime.js';
 
 export interface TaskExample {
@@ -25,6 +26,14 @@ export interface Task {
 
 export interface TokenizedTaskExample extends TokenizedExample {
   line: number;
+  /** The choices as written (their characters and UTF-8 bytes normalise lm-eval's acc_norm / acc_bytes). */
+  choiceTexts?: string[];
+  /**
+   * Left-truncated prompts (TokenizeOptions.truncate) differ per choice, as in
+   * lm-eval: prompt is then the one that fits the longest choice, and this
+   * holds each choice's own.
+   */
+  choicePrompts?: Int32Array[];
 }
 
 export interface TokenizedTask {
@@ -75,27 +84,82 @@ export function loadTask(file: string): Task {
   return { name: basename(file, extname(file)), file, examples };
 }
 
+export interface TokenizeOptions {
+  /**
+   * Text put between the prompt and each choice (lm-eval's target_delimiter):
+   * ' ' by default, '' with a chat template (as lm-eval does then).
+   */
+  delimiter?: string;
+  /**
+   * Over-long prompts: cut from the left as lm-eval does (its
+   * (context + continuation)[-(max_length + 1):]), per choice. Default: refused
+   * with a TaskError naming the file and line.
+   */
+  truncate?: boolean;
+  /** Render each prompt through the model's chat template first (one user message). */
+  chatTemplate?: ChatTemplate;
+}
+
 /**
- * Tokenizes a task: prompt with special tokens (BOS), choices without; refuses
- * a choice with no tokens and a prompt + choice longer than the context.
+ * Splits context and continuation into tokens as lm-evaluation-harness's
+ * loglikelihood requests do (LM._encode_pair): trailing whitespace of the
+ * context moves to the continuation; the continuation's tokens are those of
+ * encode(context + continuation) after the first len(encode(context)); both
+ * encoded with the tokenizer's special tokens unless the context already
+ * starts with the BOS text. An empty context becomes the prefix token (BOS,
+ * else EOS) before the continuation encoded without special tokens.
  */
-export function tokenizeTask(task: Task, tok: ModelTokenizer, maxPositions: number): TokenizedTask {
+export function encodePair(tok: ModelTokenizer, context: string, continuation: string): { context: Int32Array; continuation: Int32Array } {
+  const trimmed = context.replace(/\s+$/u, '');
+  if (trimmed.length < context.length) {
+    continuation = context.slice(trimmed.length) + continuation;
+    context = trimmed;
+  }
+  const prefix = tok.prefix;
+  if (context === '') {
+    const cont = tok.encode(continuation, false);
+    if (prefix === undefined) return { context: new Int32Array(0), continuation: cont };
+    return prefix.id !== cont[0] ? { context: Int32Array.of(prefix.id), continuation: cont } : { context: cont.slice(0, 1), continuation: cont.slice(1) };
+  }
+  const special = !(prefix !== undefined && context.startsWith(prefix.text));
+  const whole = tok.encode(context + continuation, special);
+  const ctx = tok.encode(context, special);
+  return { context: ctx, continuation: whole.slice(ctx.length) };
+}
+
+/**
+ * Tokenizes a task, each choice as lm-eval's continuation delimiter + choice
+ * (encodePair); refuses a choice with no tokens and, unless `truncate`, a
+ * prompt + choice longer than the context.
+ */
+export function tokenizeTask(task: Task, tok: ModelTokenizer, maxPositions: number, options: TokenizeOptions = {}): TokenizedTask {
+  const delimiter = options.delimiter ?? '';
   const examples = task.examples.map((e): TokenizedTaskExample => {
-    const prompt = tok.encodePrompt(e.prompt);
+    const context = options.chatTemplate ? options.chatTemplate.renderPrompt(e.prompt) : e.prompt;
+    const pairs = e.choices.map((c) => encodePair(tok, context, delimiter + c));
+    const prompt = pairs[0]!.context;  // the same for every choice (only the context's trailing whitespace moves)
     if (prompt.length === 0) {
-      throw new TaskError(task.file, e.line, 'EmptyPrompt', 'the prompt encodes to no tokens and the tokenizer adds no BOS; nothing to condition on');
+      throw new TaskError(task.file, e.line, 'EmptyPrompt', 'the prompt is empty and the tokenizer has no BOS or EOS token to condition on');
     }
-    const choices = e.choices.map((c, j) => {
-      const ids = tok.encodeChoice(c);
-      if (ids.length === 0) throw new TaskError(task.file, e.line, 'EmptyChoice', `choice ${j} encodes to no tokens`);
-      return ids;
+    const choices = pairs.map((p, j) => {
+      if (p.continuation.length === 0) throw new TaskError(task.file, e.line, 'EmptyChoice', `choice ${j} encodes to no tokens`);
+      return p.continuation;
     });
     const longest = Math.max(...choices.map((c) => c.length));
-    if (prompt.length + longest - 1 > maxPositions) {
+    const ex: TokenizedTaskExample = { prompt, choices, answer: e.answer, line: e.line, choiceTexts: e.choices };
+    if (prompt.length + longest - 1 <= maxPositions) return ex;
+    if (!options.truncate) {
       throw new TaskError(task.file, e.line, 'PromptTooLong',
-        `prompt (${prompt.length} tokens) + longest choice (${longest}) exceeds the model's context of ${maxPositions} positions`);
+        `prompt (${prompt.length} tokens) + longest choice (${longest}) exceeds the model's context of ${maxPositions} positions (--truncate cuts prompts from the left as lm-eval does)`);
     }
-    return { prompt, choices, answer: e.answer, line: e.line };
+    if (longest > maxPositions) {
+      throw new TaskError(task.file, e.line, 'ChoiceTooLong', `a choice of ${longest} tokens does not fit the model's context of ${maxPositions} positions even without its prompt`);
+    }
+    // lm-eval: the model sees (context ++ continuation)[-(max + 1):][:-1], per choice.
+    const cut = (L: number) => prompt.slice(Math.max(0, prompt.length - (maxPositions + 1 - L)));
+    ex.prompt = cut(longest);
+    ex.choicePrompts = choices.map((c) => cut(c.length));
+    return ex;
   });
   return { name: task.name, file: task.file, examples };
 }

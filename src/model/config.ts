@@ -1,16 +1,20 @@
 /**
  * A Llama-family model's hyperparameters, read from config.json (DESIGN.md §2):
- * Llama, Mistral and Qwen2 causal LMs. Anything the native runtime does not
- * implement (other rope scalings, MLP biases, activations other than SiLU,
- * sliding windows shorter than the context) is refused with a ConfigError
- * naming the file and the field.
+ * Llama, Mistral, Qwen2 and Qwen3 causal LMs, with every rope scaling
+ * transformers implements for them (src/model/rope_config.ts), sliding-window
+ * attention (Mistral's on every layer; Qwen2/Qwen3's use_sliding_window,
+ * max_window_layers and layer_types) and Qwen3's q_norm / k_norm. Anything the
+ * native runtime does not implement (MLP biases, o_proj biases, activations
+ * other than SiLU, partial rotary embeddings, per-layer rope parameters) is
+ * refused with a ConfigError naming the file and the field.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { NativeLlamaConfig } from '../native/addon.js';
+import { parseRopeConfig } from './rope_config.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 
 export interface ModelConfig extends NativeLlamaConfig {
   architecture: Architecture;
@@ -22,6 +26,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  Qwen3ForCausalLM: 'qwen3',
 };
 
 /** Reads and validates `<dir>/config.json`. */
@@ -64,7 +69,7 @@ export function parseModelConfig(c: Record<string, unknown>, file = '<memory>'):
     if (!architecture) {
       throw new ConfigError(file, 'architectures', `${JSON.stringify(archs[0])} is not supported (supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
     }
-  } else if (typeof c.model_type === 'string' && ['llama', 'mistral', 'qwen2'].includes(c.model_type)) {
+  } else if (typeof c.model_type === 'string' && ['llama', 'mistral', 'qwen2', 'qwen3'].includes(c.model_type)) {
     architecture = c.model_type as Architecture;
   } else {
     throw new ConfigError(file, 'architectures', 'missing; expected one of ' + Object.keys(ARCHITECTURES).join(', '), 'InvalidConfig');
@@ -76,7 +81,8 @@ export function parseModelConfig(c: Record<string, unknown>, file = '<memory>'):
   if (heads % kvHeads !== 0) {
     throw new ConfigError(file, 'num_key_value_heads', `${kvHeads} does not divide num_attention_heads ${heads}`, 'InvalidConfig');
   }
-  const headDim = c.head_dim === undefined || c.head_dim === null ? hidden / heads : int('head_dim');
+  // head_dim: explicit, else hidden/heads (Qwen3's default is 128, as in Qwen3Config).
+  const headDim = c.head_dim === undefined || c.head_dim === null ? (architecture === 'qwen3' ? 128 : hidden / heads) : int('head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new ConfigError(file, 'head_dim', `head dimension ${headDim} must be an even integer`, 'InvalidConfig');
   }
@@ -85,49 +91,17 @@ export function parseModelConfig(c: Record<string, unknown>, file = '<memory>'):
   const act = c.hidden_act ?? 'silu';
   if (act !== 'silu') throw new ConfigError(file, 'hidden_act', `${JSON.stringify(act)} is not supported (only silu: SwiGLU)`);
   if (c.mlp_bias === true) throw new ConfigError(file, 'mlp_bias', 'MLP biases are not supported');
-  const attentionBias = architecture === 'qwen2' ? true : c.attention_bias === true;
+  // Qwen2 has q/k/v biases always; Llama, Mistral and Qwen3 put attention_bias
+  // on o_proj too, which the runtime does not implement.
+  if (architecture !== 'qwen2' && c.attention_bias === true) {
+    throw new ConfigError(file, 'attention_bias', 'attention biases (q/k/v/o_proj) are not supported for ' + architecture);
+  }
+  const attentionBias = architecture === 'qwen2';
 
-  // Rotary embeddings: rope_theta at the top level (transformers 4) or in
-  // rope_parameters (transformers 5); only the default (unscaled) rope.
-  const rp = c.rope_parameters;
-  let ropeTheta: number;
-  if (typeof rp === 'object' && rp !== null && !Array.isArray(rp)) {
-    const r = rp as Record<string, unknown>;
-    const type = r.rope_type ?? r.type ?? 'default';
-    if (type !== 'default') {
-      throw new ConfigError(file, 'rope_parameters.rope_type', `${JSON.stringify(type)} rope scaling is not supported (only default)`);
-    }
-    ropeTheta = num('rope_parameters.rope_theta', r.rope_theta ?? c.rope_theta ?? 10000);
-  } else {
-    ropeTheta = num('rope_theta', c.rope_theta ?? 10000);
-  }
-  const rs = c.rope_scaling;
-  if (rs !== undefined && rs !== null) {
-    const r = rs as Record<string, unknown>;
-    const type = typeof r === 'object' ? (r.rope_type ?? r.type) : rs;
-    if (type !== 'default') {
-      throw new ConfigError(file, 'rope_scaling', `${JSON.stringify(type)} rope scaling is not supported (only default)`);
-    }
-  }
-
-  // Context: a sliding window at least as long as the context is full attention.
-  // A shorter window would change the attention pattern beyond it: refused.
-  let maxPositions = int('max_position_embeddings');
-  const sw = c.sliding_window;
-  const swActive = sw !== undefined && sw !== null && !(architecture === 'qwen2' && c.use_sliding_window !== true);
-  if (swActive) {
-    if (typeof sw !== 'number' || !Number.isSafeInteger(sw) || sw <= 0) {
-      throw new ConfigError(file, 'sliding_window', `must be a positive integer or null, got ${JSON.stringify(sw)}`, 'InvalidConfig');
-    }
-    if (sw < maxPositions) {
-      throw new ConfigError(file, 'sliding_window',
-        `sliding-window attention (window ${sw} < max_position_embeddings ${maxPositions}) is not supported; set sliding_window to null to use full attention`);
-    }
-  }
-  const lt = c.layer_types;
-  if (Array.isArray(lt) && lt.some((t) => t !== 'full_attention' && !(t === 'sliding_attention' && !swActive))) {
-    throw new ConfigError(file, 'layer_types', 'only full_attention layers are supported');
-  }
+  const maxPositionEmbeddings = int('max_position_embeddings');
+  const rope = parseRopeConfig(c, file, maxPositionEmbeddings, headDim);
+  const layers = int('num_hidden_layers');
+  const layerWindows = slidingWindows(c, file, architecture, layers);
 
   return {
     architecture,
@@ -137,12 +111,58 @@ export function parseModelConfig(c: Record<string, unknown>, file = '<memory>'):
     heads,
     kvHeads,
     headDim,
-    layers: int('num_hidden_layers'),
+    layers,
     vocab: int('vocab_size'),
-    maxPositions,
+    maxPositions: rope.maxPositions,
     rmsEps: num('rms_norm_eps', c.rms_norm_eps ?? 1e-6),
-    ropeTheta,
+    ropeTheta: rope.theta,
+    rope: rope.scaling,
     tieEmbeddings: c.tie_word_embeddings === true,
     attentionBias,
+    qkNorm: architecture === 'qwen3',
+    ...(layerWindows.some((w) => w > 0) ? { layerWindows } : {}),
   };
+}
+
+/**
+ * Sliding window per layer (0 = full attention), as transformers builds the
+ * masks: Mistral applies config.sliding_window on every layer (it ignores
+ * layer_types); Qwen2/Qwen3 only when use_sliding_window, on the layers that
+ * layer_types marks "sliding_attention" (by default those from
+ * max_window_layers on); Llama has no sliding window. Key s is visible from
+ * query t iff t − window < s <= t.
+ */
+function slidingWindows(c: Record<string, unknown>, file: string, architecture: Architecture, layers: number): number[] {
+  const full = new Array<number>(layers).fill(0);
+  if (architecture === 'llama') return full;
+  const window = (): number | null => {
+    const sw = c.sliding_window;
+    if (sw === undefined || sw === null) return null;
+    if (typeof sw !== 'number' || !Number.isSafeInteger(sw) || sw <= 0) {
+      throw new ConfigError(file, 'sliding_window', `must be a positive integer or null, got ${JSON.stringify(sw)}`, 'InvalidConfig');
+    }
+    return sw;
+  };
+  if (architecture === 'mistral') {
+    const w = window();
+    return w === null ? full : full.map(() => w);
+  }
+  // qwen2 / qwen3
+  const w = c.use_sliding_window === true ? window() : null;
+  let types: string[];
+  if (c.layer_types === undefined || c.layer_types === null) {
+    const mwl = c.max_window_layers ?? 28;
+    if (typeof mwl !== 'number' || !Number.isSafeInteger(mwl) || mwl < 0) {
+      throw new ConfigError(file, 'max_window_layers', `must be a non-negative integer, got ${JSON.stringify(mwl)}`, 'InvalidConfig');
+    }
+    types = full.map((_, i) => (w !== null && i >= mwl ? 'sliding_attention' : 'full_attention'));
+  } else {
+    const lt = c.layer_types;
+    if (!Array.isArray(lt) || lt.length !== layers || lt.some((t) => t !== 'full_attention' && t !== 'sliding_attention')) {
+      throw new ConfigError(file, 'layer_types',
+        `must list ${layers} entries (num_hidden_layers), each "full_attention" or "sliding_attention"; got ${JSON.stringify(lt)}`);
+    }
+    types = lt as string[];
+  }
+  return types.map((t) => (t === 'sliding_attention' && w !== null ? w : 0));
 }

@@ -118,6 +118,32 @@ export interface NativeLlamaConfig {
   ropeTheta: number;
   tieEmbeddings: boolean;
   attentionBias: boolean;
+  /** Rope scaling (absent: default rope). */
+  rope?: NativeRopeScaling;
+  /** Sliding window per layer in keys, 0 = full attention (absent: all full). */
+  layerWindows?: number[];
+  /** Per-head RMSNorm of q and k before rope (Qwen3 q_norm / k_norm). */
+  qkNorm?: boolean;
+}
+
+/** The rope scalings of transformers' modeling_rope_utils.py; frequencies computed in native/model/rope.cc. */
+export type NativeRopeType = 'default' | 'linear' | 'dynamic' | 'yarn' | 'longrope' | 'llama3';
+
+export interface NativeRopeScaling {
+  type: NativeRopeType;
+  factor?: number;
+  /** Pretraining context (original_max_position_embeddings; max_position_embeddings for dynamic). */
+  originalMax?: number;
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  betaFast?: number;
+  betaSlow?: number;
+  mscale?: number;
+  mscaleAllDim?: number;
+  attentionFactor?: number;
+  truncate?: boolean;
+  shortFactor?: number[];
+  longFactor?: number[];
 }
 
 /** One parameter of the native model's flat f32 layout (HF name). */

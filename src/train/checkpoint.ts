@@ -10,9 +10,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointWriter, writeFileAtomic } from '../io/writer.js';
 import type { ModelConfig } from '../model/config.js';
+import { UsageError } from '../errors.js';
 import type { NativeParamSpec } from '../native/addon.js';
 
-const ARCH_CLASS = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' } as const;
+const ARCH_CLASS = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' } as const;
 
 export interface SpecialTokenIds {
   bos?: number;
@@ -22,6 +23,9 @@ export interface SpecialTokenIds {
 
 /** config.json contents for a model config (HF names). */
 export function hfConfig(config: ModelConfig, special: SpecialTokenIds = {}): Record<string, unknown> {
+  if ((config.rope !== undefined && config.rope.type !== 'default') || config.layerWindows !== undefined) {
+    throw new UsageError('hfConfig writes default-rope, full-attention configs only (this one has rope scaling or sliding windows)');
+  }
   return {
     architectures: [ARCH_CLASS[config.architecture]],
     model_type: config.architecture,

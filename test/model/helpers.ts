@@ -44,3 +44,29 @@ export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: num
   const e = relErr(a, b);
   assert.ok(e <= tol, `${what}: max-abs-error / max-abs-value = ${e.toExponential(3)} > ${tol}`);
 }
+
+/** The config families of test/fixtures/families (scripts/fixtures/make_family_fixtures.py). */
+export const FAMILY_FIXTURES = join(ROOT, 'test', 'fixtures', 'families');
+export const FAMILIES = ['llama3', 'linear', 'dynamic', 'yarn', 'longrope', 'mistral', 'qwen2_window', 'qwen3'] as const;
+
+export function familyGoldenJson(family: string): GoldenJson & { sequenceLengths: number[][] } {
+  return JSON.parse(readFileSync(join(FAMILY_FIXTURES, family, 'golden.json'), 'utf8')) as GoldenJson & { sequenceLengths: number[][] };
+}
+
+export function familyGoldenTensors(family: string): ReturnType<typeof goldenTensors> {
+  return goldenTensors(join('..', 'families', family));
+}
+
+/**
+ * Elementwise |a − b| <= rtol·|b| + atol for every element (the atol floor
+ * covers elements that are zero up to rounding); reports the worst element.
+ */
+export function assertAllClose(a: ArrayLike<number>, b: ArrayLike<number>, rtol: number, atol: number, what: string): void {
+  assert.equal(a.length, b.length, `${what}: length mismatch`);
+  let worst = -1, excess = 0;
+  for (let i = 0; i < b.length; i++) {
+    const e = Math.abs(a[i]! - b[i]!) - (rtol * Math.abs(b[i]!) + atol);
+    if (!(e <= 0) && (worst < 0 || !(e <= excess))) { worst = i; excess = e; }
+  }
+  assert.ok(worst < 0, `${what}: element ${worst}: ${a[worst]} vs ${b[worst]} (|diff| ${Math.abs(a[worst]! - b[worst]!).toExponential(3)} > ${rtol}·|b| + ${atol})`);
+}
