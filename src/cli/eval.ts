@@ -6,7 +6,8 @@ import { evaluateTasks } from '../eval/accuracy.js';
 import { UsageError } from '../errors.js';
 import { table } from '../util/format.js';
 import { progressReporter } from '../util/progress.js';
-import { collect } from './args.js';
+import { collect, int, num } from './args.js';
+import { checkModelFolder, checkTaskFile } from './inputs.js';
 
 export function registerEval(program: Command): void {
   program
@@ -15,8 +16,8 @@ export function registerEval(program: Command): void {
     .requiredOption('--model <dir>', 'checkpoint folder (config.json, tokenizer.json, safetensors)')
     .option('--task <file>', 'JSONL task {"prompt","choices","answer"} per line; repeat for several tasks', collect, [])
     .option('--base <dir>', 'evaluate the scaled model base + scale·(model − base)')
-    .option('--scale <lambda>', 'λ for --base (default 1)', parseFloat)
-    .option('--limit <n>', 'only the first n examples of each task', (v) => parseInt(v, 10))
+    .option('--scale <lambda>', 'λ for --base (default 1)', (v) => num('--scale', v))
+    .option('--limit <n>', 'only the first n examples of each task', (v) => int('--limit', v, 1))
     .option('--json', 'print results as JSON')
     .addHelpText('after', '\nExamples:\n  dfmerge eval --model ./my-model --task boolq.jsonl --task piqa.jsonl\n  dfmerge eval --model ./ft --base ./pre --scale 0.5 --task t.jsonl --json')
     .action(async (opts: { model: string; task: string[]; base?: string; scale?: number; limit?: number; json?: boolean }) => {
@@ -24,6 +25,9 @@ export function registerEval(program: Command): void {
       if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new UsageError('--limit must be a positive integer');
       if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
       if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
+      checkModelFolder(opts.model, '--model');
+      if (opts.base !== undefined) checkModelFolder(opts.base, '--base');
+      for (const f of opts.task) checkTaskFile(f);
       const t0 = performance.now();
       const rt = LlamaRuntime.fromCheckpoint(opts.model, { base: opts.base, scale: opts.scale });
       const tasks = opts.task.map((f) => {
