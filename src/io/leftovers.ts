@@ -10,7 +10,7 @@
  *   .NAME.replaced-PID-N     the previous output folder, while it is swapped out
  *   .NAME.candidates-PID-N   DF-Merge's scratch folder for candidate merges
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export type LeftoverKind = 'partial' | 'staging' | 'replaced' | 'candidates';
@@ -25,15 +25,21 @@ export function temporarySibling(path: string, kind: LeftoverKind): string {
 
 const PATTERN = /^\.(.+)\.(partial|staging|replaced|candidates)-(\d+)-[0-9A-Za-z]+$/;
 
-/** Whether a process with this PID exists (EPERM: it exists but is not ours). */
+/** Whether a process with this PID is running (EPERM: it exists but is not ours; a zombie has ended). */
 export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) state ..."; the comm may hold spaces and parentheses
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;  // no /proc: kill(0) said it exists
   }
 }
 
