@@ -78,6 +78,55 @@ export class TokenizerError extends DfmergeError {
   }
 }
 
+/** A file or folder that cannot be written: names it and says why (disk full, read-only, permissions). */
+export class WriteError extends DfmergeError {
+  readonly file: string;
+  constructor(file: string, detail: string) {
+    super('WriteFailed', `${file}: ${detail}`);
+    this.file = file;
+  }
+}
+
+/** An input that changed (truncated, rewritten or replaced) while it was being read. */
+export class InputChangedError extends DfmergeError {
+  readonly file: string;
+  constructor(file: string, detail: string) {
+    super('InputChanged', `${file}: ${detail}`);
+    this.file = file;
+  }
+}
+
+/**
+ * A Node file-system error (ENOSPC, EROFS, EACCES, ENOTDIR, ...) as a DfmergeError
+ * naming the path, for errors that escaped the specific handling; undefined for
+ * anything that is not a file-system error with a path.
+ */
+export function fileSystemError(e: unknown): DfmergeError | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const err = e as NodeJS.ErrnoException & { dest?: unknown };
+  if (typeof err.code !== 'string' || !/^E[A-Z]+$/.test(err.code) || typeof err.syscall !== 'string') return undefined;
+  const where = typeof err.path === 'string' ? err.path : '(unknown path)';
+  const dest = typeof err.dest === 'string' ? ` -> ${err.dest}` : '';
+  const hint = FS_HINTS.get(err.code);
+  return new DfmergeError(err.code, `${where}${dest}: ${err.syscall} failed: ${err.code}${hint ? ` (${hint})` : ''}`);
+}
+
+const FS_HINTS = new Map<string, string>([
+  ['ENOSPC', 'no space left on the device: free some space or write elsewhere'],
+  ['EDQUOT', 'disk quota exceeded'],
+  ['EROFS', 'the file system is read-only: choose an output on a writable one'],
+  ['EACCES', 'permission denied'],
+  ['EPERM', 'operation not permitted'],
+  ['ENOENT', 'no such file or folder'],
+  ['ENOTDIR', 'a part of the path is a file, not a folder'],
+  ['EISDIR', 'is a folder, not a file'],
+  ['EEXIST', 'already exists'],
+  ['EMFILE', 'too many open files'],
+  ['ENAMETOOLONG', 'the path is too long'],
+  ['ELOOP', 'too many levels of symbolic links'],
+  ['EIO', 'input/output error from the device'],
+]);
+
 /** The native addon could not be loaded or misbehaved. */
 export class NativeError extends DfmergeError {}
 

@@ -4,6 +4,7 @@
 
 #include "bindings/bindings.h"
 #include "bindings/napi_util.h"
+#include "io/finite_scan.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
 
@@ -18,6 +19,7 @@ class SafetensorsFileWrap : public Napi::ObjectWrap<SafetensorsFileWrap> {
                        {InstanceMethod("header", &SafetensorsFileWrap::Header),
                         InstanceMethod("view", &SafetensorsFileWrap::View),
                         InstanceMethod("release", &SafetensorsFileWrap::Release),
+                        InstanceMethod("identity", &SafetensorsFileWrap::Identity),
                         InstanceMethod("close", &SafetensorsFileWrap::Close)});
   }
 
@@ -67,8 +69,14 @@ class SafetensorsFileWrap : public Napi::ObjectWrap<SafetensorsFileWrap> {
         tensors.Set(static_cast<uint32_t>(i), o);
       }
       out.Set("tensors", tensors);
-      Napi::Object meta = Napi::Object::New(env);
-      for (const auto& kv : header_.metadata) meta.Set(kv.first, Napi::String::New(env, kv.second));
+      // [key, value] pairs, not an object: keys come from the file ("__proto__" is data).
+      Napi::Array meta = Napi::Array::New(env, header_.metadata.size());
+      for (size_t i = 0; i < header_.metadata.size(); ++i) {
+        Napi::Array kv = Napi::Array::New(env, 2);
+        kv.Set(0u, Napi::String::New(env, header_.metadata[i].first));
+        kv.Set(1u, Napi::String::New(env, header_.metadata[i].second));
+        meta.Set(static_cast<uint32_t>(i), kv);
+      }
       out.Set("metadata", meta);
       return out;
     });
@@ -104,6 +112,27 @@ class SafetensorsFileWrap : public Napi::ObjectWrap<SafetensorsFileWrap> {
     });
   }
 
+  // identity(): {opened, now}, each {dev, ino, size, mtimeNs, ctimeNs} (numbers; ns as strings).
+  Napi::Value Identity(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const MappedFile& f = open_file(env);
+      auto to_js = [&](const FileIdentity& id) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("dev", Napi::String::New(env, std::to_string(id.dev)));
+        o.Set("ino", Napi::String::New(env, std::to_string(id.ino)));
+        o.Set("size", Napi::Number::New(env, static_cast<double>(id.size)));
+        o.Set("mtimeNs", Napi::String::New(env, std::to_string(id.mtime_ns)));
+        o.Set("ctimeNs", Napi::String::New(env, std::to_string(id.ctime_ns)));
+        return o;
+      };
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("opened", to_js(f.identity_at_open()));
+      out.Set("now", to_js(f.identity_now()));
+      return out;
+    });
+  }
+
   // close(): drops this object's mapping; views already handed out stay valid.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     file_.reset();
@@ -111,10 +140,25 @@ class SafetensorsFileWrap : public Napi::ObjectWrap<SafetensorsFileWrap> {
   }
 };
 
+// scanNonFinite(bytes, dtype) -> {count, first}: NaN/Inf among the stored values.
+Napi::Value ScanNonFinite(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const ByteSpan src = bytes_arg(info, 0, "bytes");
+    const Dtype d = compute_dtype_arg(info, 1);
+    if (src.size % dtype_size(d) != 0) throw_type(info.Env(), "byte length is not a multiple of the dtype size");
+    const NonFinite r = scan_non_finite(src.data, src.size / dtype_size(d), d);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("count", Napi::Number::New(info.Env(), static_cast<double>(r.count)));
+    out.Set("first", Napi::Number::New(info.Env(), static_cast<double>(r.first)));
+    return out;
+  });
+}
+
 }  // namespace
 
 void register_io(Napi::Env env, Napi::Object exports) {
   exports.Set("SafetensorsFile", SafetensorsFileWrap::Init(env));
+  exports.Set("scanNonFinite", Napi::Function::New(env, ScanNonFinite, "scanNonFinite"));
 }
 
 }  // namespace dfm

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "io/sigbus_guard.h"
 #include "util/error.h"
 
 namespace dfm {
@@ -46,8 +47,21 @@ void release_if_mapped(const void* p, size_t len) {
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+namespace {
+FileIdentity identity_of(const struct stat& st) {
+  FileIdentity id;
+  id.dev = static_cast<uint64_t>(st.st_dev);
+  id.ino = static_cast<uint64_t>(st.st_ino);
+  id.size = static_cast<uint64_t>(st.st_size);
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  id.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000LL + st.st_ctim.tv_nsec;
+  return id;
+}
+}  // namespace
+
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw DfError(errno == ENOENT ? "FileNotFound" : "OpenFailed",
                   std::string("cannot open: ") + std::strerror(errno));
@@ -60,8 +74,12 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw DfError("NotAFile", "not a regular file");
+    const char* kind = S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket" : "not a regular file";
+    throw DfError("NotAFile", std::string("is ") + kind + ", expected a regular .safetensors file");
   }
+  opened_ = identity_of(st);
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
     // Private writable mapping: pages are shared with the page cache until written;
@@ -73,14 +91,25 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       throw DfError("MapFailed", std::string("cannot mmap: ") + std::strerror(e));
     }
     data_ = static_cast<uint8_t*>(p);
+    guard_slot_ = sigbus_register(data_, size_, path_.c_str());
     std::lock_guard<std::mutex> lock(g_registry_mutex);
     registry()[reinterpret_cast<uintptr_t>(data_)] = reinterpret_cast<uintptr_t>(data_) + size_;
   }
-  ::close(fd);  // the mapping keeps the file alive
+  fd_ = fd;  // kept open for identity_now()
+}
+
+FileIdentity MappedFile::identity_now() const {
+  struct stat st;
+  if (fd_ < 0 || ::fstat(fd_, &st) != 0) {
+    throw DfError("StatFailed", std::string("cannot stat the open file: ") + std::strerror(errno));
+  }
+  return identity_of(st);
 }
 
 MappedFile::~MappedFile() {
+  if (fd_ >= 0) ::close(fd_);
   if (data_ == nullptr) return;
+  sigbus_unregister(guard_slot_);
   {
     std::lock_guard<std::mutex> lock(g_registry_mutex);
     registry().erase(reinterpret_cast<uintptr_t>(data_));

@@ -15,6 +15,16 @@ namespace dfm {
 // MADV_DONTNEED would discard data. Safe to call from any thread.
 void release_if_mapped(const void* p, size_t len);
 
+// What a file is at a moment: which inode, how large, when last modified. Compared
+// before and after a read to detect an input changed or replaced meanwhile.
+struct FileIdentity {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+};
+
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
@@ -34,8 +44,15 @@ class MappedFile {
   // Drops this process's resident pages of [offset, offset+len).
   void release(size_t offset, size_t len) const;
 
+  // The open file as it was when mapped, and as it is now (fstat of the kept descriptor).
+  const FileIdentity& identity_at_open() const { return opened_; }
+  FileIdentity identity_now() const;
+
  private:
   std::string path_;
+  int fd_ = -1;
+  int guard_slot_ = -1;
+  FileIdentity opened_;
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };

@@ -22,6 +22,8 @@ int dtype_bits(const std::string& d) {
 
 namespace {
 
+constexpr uint64_t kMaxSafeInteger = (uint64_t{1} << 53) - 1;
+
 uint64_t read_u64_le(const uint8_t* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
@@ -53,6 +55,10 @@ TensorEntry parse_entry(const std::string& name, const Json& v) {
   for (const Json& d : shape->array) {
     if (d.kind != Json::Kind::Number || !d.is_uint) {
       reject("InvalidShape", who + " has a shape entry that is not a non-negative integer", name);
+    }
+    // Shapes reach JavaScript as doubles: a dimension above 2^53 - 1 would be shown rounded.
+    if (d.uint > kMaxSafeInteger) {
+      reject("InvalidShape", who + " has dimension " + std::to_string(d.uint) + ", above 2^53 - 1 (the largest size dfmerge handles exactly)", name);
     }
     t.shape.push_back(d.uint);
     if (d.uint == 0) has_zero = true;
@@ -130,14 +136,18 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size) {
   std::stable_sort(order.begin(), order.end(), [](const TensorEntry* a, const TensorEntry* b) {
     return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
   });
+  // Range first, for every tensor: a tensor moved past the end must be named itself,
+  // not the neighbour whose offsets now leave a gap.
+  for (const TensorEntry& t : h.tensors) {
+    if (t.end > h.data_size) {
+      reject("OffsetsOutOfRange", "tensor \"" + t.name + "\" data_offsets [" + std::to_string(t.begin) + ", " +
+                                      std::to_string(t.end) + ") run past the " + std::to_string(h.data_size) +
+                                      "-byte data section", t.name);
+    }
+  }
   uint64_t cursor = 0;
   const TensorEntry* prev = nullptr;
   for (const TensorEntry* t : order) {
-    if (t->end > h.data_size) {
-      reject("OffsetsOutOfRange", "tensor \"" + t->name + "\" data_offsets [" + std::to_string(t->begin) + ", " +
-                                      std::to_string(t->end) + ") run past the " + std::to_string(h.data_size) +
-                                      "-byte data section", t->name);
-    }
     if (t->begin < cursor) {
       reject("Overlap", "tensor \"" + t->name + "\" overlaps tensor \"" + prev->name + "\"", t->name);
     }

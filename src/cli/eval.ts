@@ -10,7 +10,8 @@ import { ChatTemplate } from '../eval/chat_template.js';
 import { UsageError } from '../errors.js';
 import { table } from '../util/format.js';
 import { progressReporter } from '../util/progress.js';
-import { collect } from './args.js';
+import { collect, int, num } from './args.js';
+import { checkModelFolder, checkTaskFile } from './inputs.js';
 
 export function registerEval(program: Command): void {
   program
@@ -19,8 +20,8 @@ export function registerEval(program: Command): void {
     .requiredOption('--model <dir>', 'checkpoint folder (config.json, tokenizer.json, safetensors)')
     .option('--task <file>', 'JSONL task {"prompt","choices","answer"} per line; repeat for several tasks', collect, [])
     .option('--base <dir>', 'evaluate the scaled model base + scale·(model − base)')
-    .option('--scale <lambda>', 'λ for --base (default 1)', parseFloat)
-    .option('--limit <n>', 'only the first n examples of each task', (v) => parseInt(v, 10))
+    .option('--scale <lambda>', 'λ for --base (default 1)', (v) => num('--scale', v))
+    .option('--limit <n>', 'only the first n examples of each task', (v) => int('--limit', v, 1))
     .option('--scoring <s>', 'mean (per-token mean, DF-Merge\'s), sum (lm-eval acc), char-norm (lm-eval acc_norm), byte-norm (lm-eval acc_bytes)', 'mean')
     .option('--delimiter <text>', 'text between prompt and choice (lm-eval target_delimiter; default " ", "" with --chat-template)')
     .option('--truncate', 'cut over-long prompts from the left as lm-eval does (default: refuse them, naming file and line)')
@@ -35,6 +36,9 @@ export function registerEval(program: Command): void {
       if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new UsageError('--limit must be a positive integer');
       if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
       if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
+      checkModelFolder(opts.model, '--model');
+      if (opts.base !== undefined) checkModelFolder(opts.base, '--base');
+      for (const f of opts.task) checkTaskFile(f);
       const t0 = performance.now();
       const rt = LlamaRuntime.fromCheckpoint(opts.model, { base: opts.base, scale: opts.scale });
       const chatTemplate = opts.chatTemplate ? ChatTemplate.load(rt.tokenizer!) : undefined;

@@ -1,6 +1,7 @@
 /** The dfmerge command line: one sub-command per file in src/cli/. */
 import { Command, CommanderError } from 'commander';
-import { DfmergeError, UsageError } from '../errors.js';
+import { DfmergeError, UsageError, fileSystemError } from '../errors.js';
+import { installSignalCleanup } from '../io/cleanup.js';
 import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
 /** Runs the CLI; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  installSignalCleanup();
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -62,6 +64,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof DfmergeError) {
       process.stderr.write(`dfmerge: ${e.message}\n`);
+      return 1;
+    }
+    // a file-system error no command anticipated (disk full, read-only, permissions): still named, still exit 1
+    const fs = fileSystemError(e);
+    if (fs) {
+      process.stderr.write(`dfmerge: ${fs.message}\n`);
       return 1;
     }
     throw e;

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { loadConfigFile, parseDtype, parseMethod, validateConfig, METHODS, type MergeConfig, type ModelEntry, type ParamValue } from '../merge/config.js';
 import { runMerge } from '../merge/run.js';
 import { formatBytes, parseByteSize } from '../util/format.js';
-import { collect, num } from './args.js';
+import { collect, int, num, threads as threadsArg } from './args.js';
 
 interface MergeFlags {
   config?: string;
@@ -60,7 +60,7 @@ export function configFromFlags(f: MergeFlags): MergeConfig {
     models,
     parameters,
     ...(f.dtype !== undefined ? { dtype: parseDtype(f.dtype) } : {}),
-    seed: num('--seed', f.seed),
+    seed: int('--seed', f.seed, 0),
   });
 }
 
@@ -107,7 +107,7 @@ Examples:
       if (flags.config && flags.model.length > 0) throw new UsageError('give the models either in --config or with --model, not both');
       const shardSize = parseByteSize(flags.shardSize);
       if (shardSize === undefined) throw new UsageError(`--shard-size: cannot read "${flags.shardSize}" as a size (e.g. 5GB, 500MB)`);
-      const threads = flags.threads === undefined ? undefined : num('--threads', flags.threads);
+      const threads = flags.threads === undefined ? undefined : threadsArg(flags.threads);
       const result = await runMerge(config, {
         out: flags.out, force: flags.force === true, shardSize, device: flags.device, quiet: flags.quiet === true,
         ...(threads !== undefined ? { threads } : {}),

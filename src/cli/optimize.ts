@@ -9,7 +9,7 @@ import { Progress } from '../util/progress.js';
 import { parseDtype } from '../merge/config.js';
 import { addon } from '../native/addon.js';
 import { parseByteSize } from '../util/format.js';
-import { collect, num } from './args.js';
+import { atLeast, collect, int, num, threads } from './args.js';
 
 interface Flags {
   base?: string;
@@ -37,6 +37,7 @@ interface Flags {
   fisher: boolean;
   seed: string;
   evaluator?: string;
+  evaluatorTimeout?: string;
   dtype?: string;
   shardSize: string;
   threads?: string;
@@ -104,20 +105,21 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
     ...(f.journal ? { journal: f.journal } : {}),
     resume: f.resume === true,
     force: f.force === true,
-    initPoints: num('--init-points', f.initPoints),
-    iterations: num('--iterations', f.iterations),
+    initPoints: int('--init-points', f.initPoints, 1),
+    iterations: int('--iterations', f.iterations, 0),
     acquisition: f.acquisition,
-    xi: num('--xi', f.xi),
-    kappa: num('--kappa', f.kappa),
+    xi: atLeast('--xi', f.xi, 0),
+    kappa: atLeast('--kappa', f.kappa, 0),
     kernel: f.kernel,
     bounds: [bounds[0]!, bounds[1]!],
-    fisherSamples: num('--fisher-samples', f.fisherSamples),
+    fisherSamples: int('--fisher-samples', f.fisherSamples, 1),
     fisherMode: f.fisherMode,
     ...(f.fisherGrid !== undefined ? { fisherGrid: num('--fisher-grid', f.fisherGrid), fisherGridInterpolation: f.fisherGridInterpolation } : {}),
     validationFraction: num('--validation-fraction', f.validationFraction),
     noFisher: !f.fisher,
-    seed: num('--seed', f.seed),
-    ...(f.evaluator ? { evaluator: f.evaluator } : {}),
+    seed: int('--seed', f.seed, 0),
+    ...(f.evaluator !== undefined ? { evaluator: f.evaluator } : {}),
+    ...(f.evaluatorTimeout !== undefined ? { evaluatorTimeout: atLeast('--evaluator-timeout', f.evaluatorTimeout, 0) } : {}),
     ...(f.dtype ? { dtype: parseDtype(f.dtype) } : {}),
     shardSize,
     baselines: f.baselines,
@@ -153,7 +155,8 @@ export function registerOptimize(program: Command): void {
     .option('--validation-fraction <x>', 'fraction of each validation set used for the objective (seeded subset)', String(d.validationFraction))
     .option('--no-fisher', 'ablation: task arithmetic with one λ per model tuned by BO (no Fisher weighting)')
     .option('--seed <n>', 'seed of the optimiser, the Fisher sample and the validation subset', String(d.seed))
-    .option('--evaluator <cmd>', 'external evaluator: shell command with {dir}; prints {"task": score, ...} as JSON on stdout')
+    .option('--evaluator <cmd>', 'external evaluator: shell command with {dir} (also in $DFMERGE_CANDIDATE_DIR and $1); prints {"task": score, ...} as JSON on stdout')
+    .option('--evaluator-timeout <s>', 'seconds before an external evaluation is killed and recorded as failed (default: no limit)')
     .option('--dtype <dtype>', 'dtype of the saved merge (default: as the base)')
     .option('--shard-size <size>', 'maximum shard size of the saved merge', '5GB')
     .option('-t, --threads <n>', 'native threads (default: all cores)')
@@ -171,7 +174,7 @@ Example:
       --test-task math-test.jsonl --test-task code-test.jsonl -o ./merged --init-points 10 --iterations 50`)
     .action(async (f: Flags) => {
       const options = optionsFromFlags(f);
-      if (f.threads !== undefined) addon().setThreads(num('--threads', f.threads));
+      if (f.threads !== undefined) addon().setThreads(threads(f.threads));
       const quiet = f.quiet === true;
       const r = await optimize({
         ...options,

@@ -3,9 +3,24 @@
  * candidate merge written to a folder and reads per-task scores as JSON from the
  * last JSON object the command prints on stdout: {"task": score, ...} or
  * {"scores": {"task": score, ...}} (scores in [0, 1], higher is better).
+ *
+ * The folder never enters the command text. It is passed as the environment
+ * variable DFMERGE_CANDIDATE_DIR and as the script's first argument ($1); every
+ * `{dir}` is replaced by a reference to the variable, quoted for where it stands
+ * (bare, inside '…' or inside "…"), so no way of writing `{dir}` lets a path with
+ * spaces split or a path with `$(…)` run. The folder handed over is also spelled
+ * with safe characters only (a symlink when the real path has others), which
+ * covers commands that pass it through a second shell. The command runs in its
+ * own process group under a guard that kills the group on timeout, on Ctrl-C and
+ * when dfmerge dies.
  */
 import { spawn } from 'node:child_process';
-import { DfmergeError } from '../errors.js';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DfmergeError, UsageError } from '../errors.js';
+import { onAbnormalExit } from '../io/cleanup.js';
 
 export class EvaluatorError extends DfmergeError {
   readonly stderr: string;
@@ -15,7 +30,46 @@ export class EvaluatorError extends DfmergeError {
   }
 }
 
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+export const CANDIDATE_DIR_VAR = 'DFMERGE_CANDIDATE_DIR';
+const PLACEHOLDER = '{dir}';
+
+/**
+ * The shell script for a command: each {dir} becomes a quoted reference to
+ * $DFMERGE_CANDIDATE_DIR fitting its quoting context. UsageError for a command
+ * without {dir} or with an unterminated quote.
+ */
+export function evaluatorScript(command: string): string {
+  if (!command.includes(PLACEHOLDER)) {
+    throw new UsageError(`--evaluator must contain {dir}, where the candidate model folder goes (it is also in $${CANDIDATE_DIR_VAR}): ${command}`);
+  }
+  let out = '';
+  let state: 'bare' | 'single' | 'double' = 'bare';
+  for (let i = 0; i < command.length;) {
+    if (command.startsWith(PLACEHOLDER, i)) {
+      out += state === 'bare' ? `"\${${CANDIDATE_DIR_VAR}}"`
+        : state === 'double' ? `\${${CANDIDATE_DIR_VAR}}`
+          : `'"\${${CANDIDATE_DIR_VAR}}"'`;  // close '…', insert a double-quoted reference, reopen
+      i += PLACEHOLDER.length;
+      continue;
+    }
+    const c = command[i]!;
+    if (state === 'single') {
+      if (c === "'") state = 'bare';
+    } else if (c === '\\' && i + 1 < command.length) {
+      out += c + command[i + 1]!;
+      i += 2;
+      continue;
+    } else if (state === 'bare' && c === "'") {
+      state = 'single';
+    } else if (c === '"') {
+      state = state === 'double' ? 'bare' : 'double';
+    }
+    out += c;
+    i += 1;
+  }
+  if (state !== 'bare') throw new UsageError(`--evaluator has an unterminated ${state === 'single' ? "'" : '"'} quote: ${command}`);
+  return out;
+}
 
 /** Parses the evaluator's stdout: the last line (or the whole output) holding a JSON object of numbers. */
 export function parseScores(stdout: string): Record<string, number> | undefined {
@@ -27,25 +81,68 @@ export function parseScores(stdout: string): Record<string, number> | undefined 
     try { v = JSON.parse(t); } catch { continue; }
     const obj = (v as { scores?: unknown }).scores ?? v;
     if (obj && typeof obj === 'object' && !Array.isArray(obj)) {
-      const scores = Object.fromEntries(Object.entries(obj as Record<string, unknown>).filter(([, x]) => typeof x === 'number' && Number.isFinite(x))) as Record<string, number>;
+      // Object.fromEntries defines own properties: a task named "__proto__" stays data
+      const scores = Object.fromEntries(Object.entries(obj as Record<string, unknown>)
+        .filter(([, x]) => typeof x === 'number' && Number.isFinite(x))) as Record<string, number>;
       if (Object.keys(scores).length > 0) return scores;
     }
   }
   return undefined;
 }
 
-/** Runs the command with {dir} replaced (shell-quoted); resolves to its scores. */
-export function runEvaluator(command: string, dir: string, timeoutSeconds = 0): Promise<Record<string, number>> {
-  if (!command.includes('{dir}')) throw new EvaluatorError(`the evaluator command must contain {dir} (where the candidate model is written): ${command}`, '');
-  const cmd = command.split('{dir}').join(shellQuote(dir));
+const SAFE_PATH = /^[A-Za-z0-9_./+-]+$/;
+
+/** `dir` spelled with safe characters only: itself, or a symlink to it in a fresh temporary folder (with its remover). */
+function safeSpelling(dir: string): { path: string; remove: () => void } {
+  if (SAFE_PATH.test(dir)) return { path: dir, remove: () => {} };
+  const base = tmpdir();
+  if (!SAFE_PATH.test(base)) {
+    throw new EvaluatorError(`the candidate folder ${JSON.stringify(dir)} has characters a shell treats specially, and so has the temporary folder ${JSON.stringify(base)}; set TMPDIR to a plain path`, '');
+  }
+  const holder = mkdtempSync(join(base, 'dfmerge-candidate-'));
+  const link = join(holder, 'candidate');
+  symlinkSync(dir, link, 'dir');
+  return { path: link, remove: () => rmSync(holder, { recursive: true, force: true }) };
+}
+
+const GUARD = fileURLToPath(new URL('./evaluator_guard.js', import.meta.url));
+
+export interface EvaluatorOptions {
+  /** Seconds before the evaluator's process group is killed and the evaluation counts as failed; 0: no limit. */
+  timeoutSeconds?: number;
+}
+
+/** Runs the command on `dir`; resolves to its scores, rejects with EvaluatorError (failure, timeout, no scores). */
+export function runEvaluator(command: string, dir: string, options: EvaluatorOptions = {}): Promise<Record<string, number>> {
+  const script = evaluatorScript(command);
+  const timeout = options.timeoutSeconds ?? 0;
+  const spelled = safeSpelling(dir);
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, { shell: true, stdio: ['ignore', 'pipe', 'pipe'], ...(timeoutSeconds > 0 ? { timeout: timeoutSeconds * 1000 } : {}) });
+    const child = spawn(process.execPath, [GUARD, script, spelled.path], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, [CANDIDATE_DIR_VAR]: spelled.path },
+    });
+    // on any exit of ours the guard kills the evaluator's group (its stdin closes too)
+    const unregister = onAbnormalExit(() => { child.kill('SIGTERM'); spelled.remove(); });
+    let timedOut = false;
+    const timer = timeout > 0 ? setTimeout(() => { timedOut = true; child.kill('SIGTERM'); }, timeout * 1000) : undefined;
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString('utf8'); });
+    child.stdout.on('data', (d: Buffer) => { out += d.toString('utf8'); if (out.length > 1 << 24) out = out.slice(-(1 << 20)); });
     child.stderr.on('data', (d: Buffer) => { err += d.toString('utf8'); if (err.length > 65536) err = err.slice(-32768); });
-    child.on('error', (e) => reject(new EvaluatorError(`evaluator could not start: ${e.message}`, err)));
+    child.stdin.on('error', () => { /* the guard is gone; its exit is reported below */ });
+    const finish = () => {
+      if (timer) clearTimeout(timer);
+      unregister();
+      spelled.remove();
+    };
+    child.on('error', (e) => { finish(); reject(new EvaluatorError(`evaluator could not start: ${e.message}`, err)); });
     child.on('close', (code, signal) => {
+      finish();
+      if (timedOut) {
+        reject(new EvaluatorError(`evaluator timed out after ${timeout} s (its processes were killed)`, err));
+        return;
+      }
       if (code !== 0) {
         reject(new EvaluatorError(`evaluator exited with ${signal ? `signal ${signal}` : `code ${code}`}: ${err.trim().split('\n').slice(-3).join(' | ')}`, err));
         return;

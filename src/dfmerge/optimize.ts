@@ -5,7 +5,7 @@
  * completes, so an interrupted run resumes where it stopped; at the end the best
  * λ is merged again and written as a complete checkpoint with a report.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -15,7 +15,12 @@ import { runMerge } from '../merge/run.js';
 import { validateConfig, type MergeConfig } from '../merge/config.js';
 import type { ComputeDtype } from '../native/addon.js';
 import { baselineRows, row, tunedBaselineRows } from './baselines.js';
-import { runEvaluator, EvaluatorError } from './evaluator.js';
+import { evaluatorScript, runEvaluator, EvaluatorError } from './evaluator.js';
+import { checkpointFingerprint } from './fingerprint.js';
+import { removeOnAbnormalExit } from '../io/cleanup.js';
+import { removeDeadLeftovers, temporarySibling } from '../io/leftovers.js';
+import { assertOutputFolderNotInput, sameFile } from '../io/paths.js';
+import { StagedFolder } from '../io/staging.js';
 import { Journal, type JournalEvaluation } from './journal.js';
 import { DfMergeObjective, type EvaluationProgress } from './objective.js';
 import { FisherGrid, GRID_INTERPOLATIONS, gridPoints, type GridInterpolation } from './fisher_grid.js';
@@ -54,6 +59,8 @@ export interface OptimizeOptions {
   seed?: number;
   /** External evaluator command with {dir}; scores come from its stdout. */
   evaluator?: string;
+  /** Seconds before an external evaluation is killed and journalled as failed (0: no limit). */
+  evaluatorTimeout?: number;
   dtype?: ComputeDtype;
   shardSize?: number;
   /** Compute the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging). Default true. */
@@ -90,11 +97,12 @@ function sha256File(p: string): string {
   return createHash('sha256').update(readFileSync(p)).digest('hex');
 }
 
-/** The part of the configuration a journal must match to be resumed (iterations may grow). */
+/** The part of the configuration a journal must match to be resumed (iterations may grow); models by content, not only path. */
 function journalConfig(o: Resolved): Record<string, unknown> {
   return {
-    base: resolve(o.base),
-    models: o.models.map((m) => resolve(m)),
+    base: checkpointFingerprint(o.base),
+    models: o.models.map((m) => checkpointFingerprint(m)),
+    dtype: o.dtype ?? null,
     tasks: o.tasks.map((t) => ({
       validation: { path: resolve(t.validation), sha256: sha256File(t.validation) },
       ...(t.fisher ? { fisher: { path: resolve(t.fisher), sha256: sha256File(t.fisher) } } : {}),
@@ -121,15 +129,31 @@ function checkOptions(o: Resolved): void {
     throw new UsageError(`Fisher grid interpolation must be one of ${GRID_INTERPOLATIONS.join(', ')}, got ${String(o.fisherGridInterpolation)}`);
   }
   int('seed', o.seed, 0);
+  if (!(Number.isFinite(o.xi) && o.xi >= 0)) throw new UsageError(`--xi (EI exploration margin) must be ≥ 0, got ${o.xi}`);
+  if (!(Number.isFinite(o.kappa) && o.kappa >= 0)) throw new UsageError(`--kappa (UCB exploration weight) must be ≥ 0, got ${o.kappa}`);
+  if (!(o.validationFraction > 0 && o.validationFraction <= 1)) throw new UsageError(`--validation-fraction must be in (0, 1], got ${o.validationFraction}`);
+  if (o.evaluator !== undefined) evaluatorScript(o.evaluator);  // refuses a command without {dir} before any work
   const [lo, hi] = o.bounds;
   if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`bounds must be lo < hi, got [${lo}, ${hi}]`);
   if (o.models.length !== o.tasks.length) {
     throw new UsageError(`${o.models.length} models but ${o.tasks.length} task files: give one --task per --model, in the same order`);
   }
+  const taskFiles: string[] = [];
   for (const t of o.tasks) {
-    for (const f of [t.validation, t.test, t.fisher]) if (f !== undefined && !existsSync(f)) throw new UsageError(`task file ${f} does not exist`);
+    for (const f of [t.validation, t.test, t.fisher]) {
+      if (f === undefined) continue;
+      if (!existsSync(f)) throw new UsageError(`task file ${f} does not exist`);
+      taskFiles.push(f);
+    }
   }
   const out = resolve(o.out);
+  const inputs = [o.base, ...o.models, ...taskFiles];
+  assertOutputFolderNotInput(out, inputs);
+  const journal = resolve(o.journal ?? `${out}.journal.jsonl`);
+  for (const i of inputs) {
+    if (sameFile(i, journal)) throw new UsageError(`--journal ${journal} is the input ${i}; choose another journal file`);
+  }
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new UsageError(`--out ${out} exists and is not a folder`);
   if (existsSync(out) && readdirSync(out).length > 0 && !o.force && !o.resume) {
     throw new UsageError(`output folder ${out} is not empty; pass --force to overwrite it (or --resume to continue the run that writes it)`);
   }
@@ -150,6 +174,12 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
     base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
   });
+  const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
+  mkdirSync(dirname(out), { recursive: true });
+  removeDeadLeftovers(dirname(out), basename(out));  // scratch and staging folders of killed runs
+  mkdirSync(dirname(journalPath), { recursive: true });
+  const journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
+  // the grid (when asked for) is built or reused only once the journal is ours
   let grid: FisherGrid | undefined;
   if (setup && o.fisherGrid !== undefined) {
     const points = gridPoints(o.fisherGrid, o.bounds);
@@ -161,10 +191,9 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   }
   const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
   if (objective && o.onProgress) objective.onProgress = o.onProgress;
-  const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
-  const scratchRoot = mkdtempSync(join(dirname(out), `.${basename(out)}.candidates-`));
-  mkdirSync(dirname(journalPath), { recursive: true });
-  const journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
+  const scratchRoot = temporarySibling(out, 'candidates');
+  mkdirSync(scratchRoot);
+  const scratchDone = removeOnAbnormalExit(scratchRoot);
   const onInterrupt = () => {
     rmSync(scratchRoot, { recursive: true, force: true });
     process.stderr.write(`\ninterrupted after ${journal.evaluations.length} evaluations; every finished one is in ${journalPath}. Run the same command with --resume to continue.\n`);
@@ -201,7 +230,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
           if (o.evaluator) {
             const dir = freshCandidateDir();
             await saveFlatCheckpoint(setup.rt, merged, o.base, dir, o.dtype ? { dtype: o.dtype } : {});
-            scores = await runEvaluator(o.evaluator, dir);
+            scores = await runEvaluator(o.evaluator, dir, { timeoutSeconds: o.evaluatorTimeout ?? 0 });
           } else {
             const r = await objective.evaluateMerged(setup.validation);
             scores = Object.fromEntries(r.tasks.map((t) => [t.task, t.accuracy]));
@@ -213,10 +242,10 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
           await runMerge(taskArithmeticConfig(o, lambda), { out: dir, quiet: true, force: true });
           seconds.merge = (performance.now() - t1) / 1000;
           const t2 = performance.now();
-          scores = await runEvaluator(o.evaluator!, dir);
+          scores = await runEvaluator(o.evaluator!, dir, { timeoutSeconds: o.evaluatorTimeout ?? 0 });
           seconds.eval = (performance.now() - t2) / 1000;
         }
-        const named = taskNames.filter((t) => t in scores);
+        const named = taskNames.filter((t) => Object.hasOwn(scores, t));
         const values = named.length > 0 ? named.map((t) => scores[t]!) : Object.values(scores);
         seconds.total = (performance.now() - t0) / 1000;
         return { lambda, scores, objective: values.reduce((a, b) => a + b, 0) / values.length, failed: false, seconds };
@@ -243,41 +272,49 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
 
     // The best λ, merged again and saved (the paper's code never saves it).
     log(`writing the best merge (λ = [${best.lambda.map((x) => x.toFixed(3)).join(', ')}]) to ${out}`);
-    mkdirSync(out, { recursive: true });
-    let files: string[];
-    const rows: ReportRow[] = [];
-    if (objective && setup) {
-      // The baselines use the objective's buffer: they come first, then the best λ is merged into it.
-      if (o.baselines !== false) rows.push(...await baselineRows(objective, setup, log));
-      if (o.baselines !== false && o.tunedBaselines) {
-        rows.push(...await tunedBaselineRows(objective, setup, {
-          bo: { seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel },
-          bounds: o.bounds, evaluations: total,
-        }, log));
+    // the folder appears complete (weights, config, tokenizer, report) or not at all
+    const staged = StagedFolder.create(out);
+    try {
+      const outDir = staged.dir;
+      let files: string[];
+      const rows: ReportRow[] = [];
+      if (objective && setup) {
+        // The baselines use the objective's buffer: they come first, then the best λ is merged into it.
+        if (o.baselines !== false) rows.push(...await baselineRows(objective, setup, log));
+        if (o.baselines !== false && o.tunedBaselines) {
+          rows.push(...await tunedBaselineRows(objective, setup, {
+            bo: { seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel },
+            bounds: o.bounds, evaluations: total,
+          }, log));
+        }
+        const { merged } = await objective.merge(best.lambda);
+        const name = o.noFisher ? 'DF-Merge --no-fisher (task arithmetic, λ by BO)' : 'DF-Merge';
+        rows.push(await row(objective, setup, name, flatSource(merged)));
+        files = await saveFlatCheckpoint(setup.rt, merged, o.base, outDir, { ...(o.dtype ? { dtype: o.dtype } : {}), ...(o.shardSize ? { shardSize: o.shardSize } : {}), metadata: { merge_method: o.noFisher ? 'dfmerge_no_fisher' : 'dfmerge', dfmerge_lambda: JSON.stringify(best.lambda) } });
+      } else {
+        const r = await runMerge(taskArithmeticConfig(o, best.lambda), { out: outDir, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
+        files = r.files;
+        rows.push({ name: 'DF-Merge --no-fisher (external evaluator)', validation: best.scores });
       }
-      const { merged } = await objective.merge(best.lambda);
-      const name = o.noFisher ? 'DF-Merge --no-fisher (task arithmetic, λ by BO)' : 'DF-Merge';
-      rows.push(await row(objective, setup, name, flatSource(merged)));
-      files = await saveFlatCheckpoint(setup.rt, merged, o.base, out, { ...(o.dtype ? { dtype: o.dtype } : {}), ...(o.shardSize ? { shardSize: o.shardSize } : {}), metadata: { merge_method: o.noFisher ? 'dfmerge_no_fisher' : 'dfmerge', dfmerge_lambda: JSON.stringify(best.lambda) } });
-    } else {
-      const r = await runMerge(taskArithmeticConfig(o, best.lambda), { out, quiet: true, force: true, ...(o.shardSize ? { shardSize: o.shardSize } : {}) });
-      files = r.files;
-      rows.push({ name: 'DF-Merge --no-fisher (external evaluator)', validation: best.scores });
+      const report: Report = {
+        tasks: taskNames, rows, evaluations: journal.evaluations.length, seconds: (performance.now() - started) / 1000,
+        best: { lambda: best.lambda, objective: best.objective!, evaluation: best.index },
+      };
+      writeFileSync(join(outDir, 'dfmerge-report.md'), markdownReport(report));
+      writeFileSync(join(outDir, 'dfmerge-report.json'), JSON.stringify({ ...report, history: journal.evaluations }, null, 2) + '\n');
+      writeFileSync(join(outDir, 'dfmerge-objective.svg'), objectiveSvg(journal.evaluations, o.initPoints));
+      staged.commit();
+      return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
+    } finally {
+      staged.abort();
     }
-    const report: Report = {
-      tasks: taskNames, rows, evaluations: journal.evaluations.length, seconds: (performance.now() - started) / 1000,
-      best: { lambda: best.lambda, objective: best.objective!, evaluation: best.index },
-    };
-    writeFileSync(join(out, 'dfmerge-report.md'), markdownReport(report));
-    writeFileSync(join(out, 'dfmerge-report.json'), JSON.stringify({ ...report, history: journal.evaluations }, null, 2) + '\n');
-    writeFileSync(join(out, 'dfmerge-objective.svg'), objectiveSvg(journal.evaluations, o.initPoints));
-    return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
   } finally {
     process.removeListener('SIGINT', onInterrupt);
     grid?.close();
     setup?.close();
     journal.close();
     rmSync(scratchRoot, { recursive: true, force: true });
+    scratchDone();
   }
 }
 

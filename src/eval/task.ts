@@ -3,7 +3,7 @@
  * {"prompt": str, "choices": [str, ...], "answer": int}; a task's name is its
  * file's stem. Every bad line is a TaskError naming the file and the line.
  */
-import { readFileSync } from 'node:fs';
+import { InputFileError, readTextFile } from '../io/read_file.js';
 import { basename, extname } from 'node:path';
 import { TaskError } from '../errors.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
@@ -46,9 +46,9 @@ export interface TokenizedTask {
 export function loadTask(file: string): Task {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readTextFile(file, 'task file');  // a regular file only (a FIFO would block); a UTF-8 BOM is dropped
   } catch (e) {
-    throw new TaskError(file, undefined, 'NotFound', `cannot read (${e instanceof Error ? e.message : String(e)})`);
+    throw new TaskError(file, undefined, e instanceof InputFileError ? e.code : 'NotFound', e instanceof InputFileError ? e.message.slice(file.length + 2) : `cannot read (${String(e)})`);
   }
   const examples: TaskExample[] = [];
   const lines = text.split('\n');

@@ -4,11 +4,12 @@
  * Opening validates every file and the index (every shard and every named
  * tensor must exist; no tensor may live in two shards).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CheckpointError } from '../errors.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 import { byteSize } from './dtypes.js';
+import { InputFileError, readJsonObjectFile } from './read_file.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -20,7 +21,8 @@ export interface TensorLocation {
 
 export interface ShardIndex {
   metadata: Record<string, unknown>;
-  weightMap: Record<string, string>;
+  /** Tensor name → shard file name (a Map: names come from the file). */
+  weightMap: Map<string, string>;
 }
 
 export class Checkpoint {
@@ -49,13 +51,21 @@ export class Checkpoint {
         this.locations.set(info.name, { file, info });
       }
     }
+    if (this.locations.size === 0) {
+      this.close();
+      throw new CheckpointError(path, 'NoTensors', 'holds no tensors (an empty checkpoint): nothing to load or merge');
+    }
   }
 
   /** Opens a .safetensors file or a checkpoint folder. */
   static open(pathOrDir: string): Checkpoint {
     const path = resolve(pathOrDir);
     if (!existsSync(path)) throw new CheckpointError(path, 'NotFound', 'no such file or folder');
-    if (statSync(path).isFile()) {
+    const st = statSync(path);
+    if (!st.isFile() && !st.isDirectory()) {
+      throw new CheckpointError(path, 'NotACheckpoint', 'is neither a checkpoint folder nor a .safetensors file (a device, FIFO or socket)');
+    }
+    if (st.isFile()) {
       return new Checkpoint(path, resolve(path, '..'), [SafetensorsFile.open(path)], undefined);
     }
     const indexPath = join(path, INDEX_FILE);
@@ -104,16 +114,12 @@ export class Checkpoint {
 }
 
 function readJsonObject(path: string): Record<string, unknown> {
-  let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    return readJsonObjectFile(path, '');
   } catch (e) {
-    throw new CheckpointError(path, 'InvalidJson', `not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+    if (e instanceof InputFileError) throw new CheckpointError(path, e.code, e.message.slice(path.length + 2));
+    throw e;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new CheckpointError(path, 'InvalidJson', 'expected a JSON object');
-  }
-  return value as Record<string, unknown>;
 }
 
 function parseIndex(indexPath: string): ShardIndex {
@@ -122,13 +128,15 @@ function parseIndex(indexPath: string): ShardIndex {
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
     throw new CheckpointError(indexPath, 'InvalidIndex', 'missing "weight_map" object');
   }
-  const weightMap: Record<string, string> = {};
+  const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard.length === 0 || shard.includes('/') || shard.includes('\\')) {
-      throw new CheckpointError(indexPath, 'InvalidIndex', `weight_map entry for "${name}" is not a shard file name`);
+    if (typeof shard !== 'string' || shard.length === 0 || shard === '.' || shard === '..' || /[/\\\0]/.test(shard)) {
+      throw new CheckpointError(indexPath, 'InvalidIndex',
+        `weight_map entry for "${name}" is ${JSON.stringify(shard)}, not the name of a shard file in this folder`);
     }
-    weightMap[name] = shard;
+    weightMap.set(name, shard);
   }
+  if (weightMap.size === 0) throw new CheckpointError(indexPath, 'InvalidIndex', 'weight_map is empty: the index lists no tensors');
   const md = raw.metadata;
   const metadata = typeof md === 'object' && md !== null && !Array.isArray(md) ? (md as Record<string, unknown>) : {};
   return { metadata, weightMap };
@@ -137,7 +145,7 @@ function parseIndex(indexPath: string): ShardIndex {
 /** Opens every shard named by the index and checks the index against their headers. */
 function openShards(dir: string, indexPath: string): SafetensorsFile[] {
   const index = parseIndex(indexPath);
-  const shardNames = [...new Set(Object.values(index.weightMap))].sort();
+  const shardNames = [...new Set(index.weightMap.values())].sort();
   const missing = shardNames.filter((s) => !existsSync(join(dir, s)));
   if (missing.length > 0) {
     throw new CheckpointError(indexPath, 'MissingShard', `shard file(s) listed in the index do not exist: ${missing.join(', ')}`);
@@ -146,14 +154,14 @@ function openShards(dir: string, indexPath: string): SafetensorsFile[] {
   try {
     for (const s of shardNames) files.push(SafetensorsFile.open(join(dir, s)));
     const byName = new Map(files.map((f) => [basename(f.path), f]));
-    for (const [name, shard] of Object.entries(index.weightMap)) {
+    for (const [name, shard] of index.weightMap) {
       if (!byName.get(shard)!.has(name)) {
         throw new CheckpointError(indexPath, 'MissingTensor', `tensor "${name}" is mapped to ${shard}, which does not contain it`);
       }
     }
     for (const f of files) {
       for (const t of f.tensors) {
-        if (index.weightMap[t.name] !== basename(f.path)) {
+        if (index.weightMap.get(t.name) !== basename(f.path)) {
           throw new CheckpointError(indexPath, 'UnlistedTensor',
             `tensor "${t.name}" in ${basename(f.path)} is not mapped to that shard by the index`);
         }

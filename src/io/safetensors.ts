@@ -2,7 +2,8 @@
  * One safetensors file, memory-mapped by the native layer and validated in full
  * when opened (DESIGN.md §2). Tensors are zero-copy views into the mapping.
  */
-import { SafetensorsError, nativeErrorFields } from '../errors.js';
+import { statSync } from 'node:fs';
+import { InputChangedError, SafetensorsError, nativeErrorFields } from '../errors.js';
 import { addon, type NativeSafetensorsFile } from '../native/addon.js';
 import { isComputeDtype } from './dtypes.js';
 
@@ -34,7 +35,10 @@ export class SafetensorsFile {
     this.fileSize = h.fileSize;
     this.headerLength = h.headerLength;
     this.dataStart = h.dataStart;
-    this.metadata = h.metadata;
+    // A prototype-free object: a key "__proto__" from the file stays a plain entry.
+    const metadata = Object.create(null) as Record<string, string>;
+    for (const [k, v] of h.metadata) Object.defineProperty(metadata, k, { value: v, enumerable: true });
+    this.metadata = metadata;
     this.tensors = h.tensors;
     this.byName = new Map(h.tensors.map((t) => [t.name, t]));
   }
@@ -95,10 +99,52 @@ export class SafetensorsFile {
     return this.call(() => addon().toFloat32(bytes, dtype));
   }
 
+  /** NaN/±Inf values of a float tensor: how many, and the element index of the first (count 0 for other dtypes). */
+  nonFinite(name: string): { count: number; first: number } {
+    const t = this.info(name);
+    if (!isComputeDtype(t.dtype)) return { count: 0, first: 0 };
+    const dtype = t.dtype;
+    const bytes = this.bytes(name);
+    return this.call(() => addon().scanNonFinite(bytes, dtype));
+  }
+
+  /** Throws SafetensorsError naming the file, the tensor and the first element when a float tensor holds NaN or ±Inf. */
+  assertFinite(name: string): void {
+    const r = this.nonFinite(name);
+    if (r.count > 0) {
+      throw new SafetensorsError(this.path, 'NonFinite',
+        `tensor "${name}" holds ${r.count} NaN or infinite value(s) (first at element ${r.first}); a model with them cannot be evaluated or merged meaningfully`, name);
+    }
+  }
+
   /** Drops this process's resident pages of a tensor (they stay in the page cache). */
   release(name: string): void {
     const t = this.info(name);
     this.call(() => this.open().release(t.begin, t.end));
+  }
+
+  /**
+   * Throws InputChangedError when the file was modified, truncated or replaced
+   * since it was opened: the open descriptor's size and modification time against
+   * those at open, and the path's inode against the open one.
+   */
+  checkUnchanged(): void {
+    const { opened, now } = this.call(() => this.open().identity());
+    let st;
+    try {
+      st = statSync(this.path, { bigint: true });
+    } catch {
+      throw new InputChangedError(this.path, 'was deleted or moved while it was being read');
+    }
+    if (String(st.ino) !== opened.ino || String(st.dev) !== opened.dev) {
+      throw new InputChangedError(this.path, 'was replaced by another file while it was being read (what was read is the old file): run again on the new one');
+    }
+    if (now.size !== opened.size) {
+      throw new InputChangedError(this.path, `changed size from ${opened.size} to ${now.size} bytes while it was being read; the result would mix old and new data. Keep inputs unchanged while a command runs`);
+    }
+    if (now.mtimeNs !== opened.mtimeNs) {
+      throw new InputChangedError(this.path, 'was modified while it was being read; the result would mix old and new data. Keep inputs unchanged while a command runs');
+    }
   }
 
   /** Unmaps the file once no view is left (views already taken stay valid). */

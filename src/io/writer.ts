@@ -7,9 +7,11 @@
  */
 import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { DfmergeError, UsageError } from '../errors.js';
+import { UsageError, WriteError } from '../errors.js';
 import { DTYPE_BITS, byteSize } from './dtypes.js';
 import { INDEX_FILE, SINGLE_FILE } from './checkpoint.js';
+import { removeOnAbnormalExit } from './cleanup.js';
+import { removeDeadLeftovers, temporarySibling } from './leftovers.js';
 
 export interface TensorSpec {
   readonly name: string;
@@ -24,16 +26,22 @@ export interface Slot {
   readonly byteLength: number;
 }
 
-export class WriteError extends DfmergeError {
-  constructor(file: string, detail: string) {
-    super('WriteFailed', `${file}: ${detail}`);
-  }
+export { WriteError };
+
+/** `.NAME.partial-PID-N` beside the file (leftovers.ts removes those of dead runs). */
+function tempNameFor(path: string): string {
+  return temporarySibling(path, 'partial');
 }
 
-let tmpCounter = 0;
-function tempNameFor(path: string): string {
-  tmpCounter += 1;
-  return join(dirname(path), `.${basename(path)}.partial-${process.pid}-${tmpCounter}`);
+/**
+ * A JSON object from entries, in order. Names come from files (a tensor may be
+ * called "__proto__"), so they are never used as keys of a plain JS object.
+ */
+export function jsonObject(entries: Iterable<readonly [string, unknown]>, indent = ''): string {
+  const parts: string[] = [];
+  for (const [k, v] of entries) parts.push(`${JSON.stringify(k)}:${indent ? ' ' : ''}${JSON.stringify(v)}`);
+  if (!indent) return `{${parts.join(',')}}`;
+  return parts.length === 0 ? '{}' : `{\n${parts.map((p) => indent + p).join(',\n')}\n}`;
 }
 
 /**
@@ -62,16 +70,16 @@ export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Record
     .map((s, i) => ({ s, i }))
     .sort((a, b) => DTYPE_BITS[b.s.dtype]! - DTYPE_BITS[a.s.dtype]! || a.i - b.i)
     .map((x) => x.s);
-  const entries: Record<string, unknown> = { __metadata__: metadata };
+  const entries: Array<[string, unknown]> = [['__metadata__', metadata]];
   const rel = new Map<string, [number, number]>();
   let cursor = 0;
   for (const s of ordered) {
     const n = byteSize(s.dtype, s.shape);
     rel.set(s.name, [cursor, cursor + n]);
-    entries[s.name] = { dtype: s.dtype, shape: [...s.shape], data_offsets: [cursor, cursor + n] };
+    entries.push([s.name, { dtype: s.dtype, shape: [...s.shape], data_offsets: [cursor, cursor + n] }]);
     cursor += n;
   }
-  const json = Buffer.from(JSON.stringify(entries), 'utf8');
+  const json = Buffer.from(jsonObject(entries), 'utf8');
   const padded = Math.ceil((8 + json.length) / 8) * 8 - 8;
   const header = Buffer.alloc(8 + padded, 0x20);
   header.writeBigUInt64LE(BigInt(padded), 0);
@@ -92,13 +100,16 @@ export class SafetensorsWriter {
   private readonly slots: Map<string, Slot>;
   private readonly written = new Map<string, number>();
   private fdValue: number | undefined;
+  private unregister: (() => void) | undefined;
 
   constructor(path: string, specs: readonly TensorSpec[], metadata: Record<string, string> = { format: 'pt' }) {
     this.path = path;
+    removeDeadLeftovers(dirname(path), basename(path));
     this.tempPath = tempNameFor(path);
     const { header, slots, totalSize } = layoutSafetensors(specs, { format: 'pt', ...metadata });
     this.slots = slots;
     this.totalSize = totalSize;
+    this.unregister = removeOnAbnormalExit(this.tempPath);
     try {
       this.fdValue = openSync(this.tempPath, 'wx', 0o644);
       writeSync(this.fdValue, header, 0, header.length, 0);
@@ -170,6 +181,8 @@ export class SafetensorsWriter {
       this.abort();
       throw new WriteError(this.path, `cannot finish (${e instanceof Error ? e.message : String(e)})`);
     }
+    this.unregister?.();
+    this.unregister = undefined;
   }
 
   /** Closes and deletes the temporary file. Safe to call more than once. */
@@ -179,6 +192,8 @@ export class SafetensorsWriter {
       this.fdValue = undefined;
     }
     try { unlinkSync(this.tempPath); } catch { /* never created or already gone */ }
+    this.unregister?.();
+    this.unregister = undefined;
   }
 }
 
@@ -260,10 +275,10 @@ export class CheckpointWriter {
       for (const f of this.files) f.finish();
       const names = this.files.map((f) => basename(f.path));
       if (this.files.length > 1) {
-        const weightMap: Record<string, string> = {};
-        for (const [name, w] of [...this.owner.entries()].sort((a, b) => a[0].localeCompare(b[0]))) weightMap[name] = basename(w.path);
-        writeFileAtomic(join(this.dir, INDEX_FILE),
-          JSON.stringify({ metadata: { total_size: this.totalBytes }, weight_map: weightMap }, null, 2) + '\n');
+        const weightMap = [...this.owner.entries()].sort((a, b) => a[0].localeCompare(b[0]))
+          .map(([name, w]) => [name, basename(w.path)] as const);
+        const indexJson = `{\n  "metadata": ${JSON.stringify({ total_size: this.totalBytes })},\n  "weight_map": ${jsonObject(weightMap, '    ').replace(/\n}$/, '\n  }')}\n}\n`;
+        writeFileAtomic(join(this.dir, INDEX_FILE), indexJson);
         names.push(INDEX_FILE);
       }
       return names;
@@ -282,6 +297,7 @@ export class CheckpointWriter {
 /** Writes a whole small file under a temporary name and renames it into place. */
 export function writeFileAtomic(path: string, content: string | Uint8Array): void {
   const tmp = tempNameFor(path);
+  const done = removeOnAbnormalExit(tmp);
   try {
     const fd = openSync(tmp, 'wx', 0o644);
     try {
@@ -296,5 +312,7 @@ export function writeFileAtomic(path: string, content: string | Uint8Array): voi
   } catch (e) {
     try { unlinkSync(tmp); } catch { /* never created */ }
     throw new WriteError(path, `cannot write (${e instanceof Error ? e.message : String(e)})`);
+  } finally {
+    done();
   }
 }

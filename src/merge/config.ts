@@ -13,10 +13,10 @@
  *   parameters: { density: 0.5, normalize: true }
  *   dtype: bfloat16
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../errors.js';
+import { InputFileError, readTextFile } from '../io/read_file.js';
 import type { ComputeDtype } from '../native/addon.js';
 
 export const METHODS = ['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'fisher'] as const;
@@ -88,6 +88,10 @@ function checkParams(where: string, params: Record<string, ParamValue>, allowed:
         throw new UsageError(`${where}: parameter "${k}" must be a ${expect}, got ${JSON.stringify(r.value)}`);
       }
       if (r.filter !== undefined && typeof r.filter !== 'string') throw new UsageError(`${where}: filter of "${k}" must be a string`);
+      if (r.filter !== undefined) {
+        const re = filterRegex(r.filter);
+        if (re instanceof Error) throw new UsageError(`${where}: filter ${r.filter} of "${k}" is not a valid regular expression (${re.message})`);
+      }
     }
   }
 }
@@ -127,10 +131,21 @@ export function resolveParam(value: ParamValue | undefined, tensor: string, fall
   return fallback;
 }
 
-/** mergekit filters are substrings; /…/ is a regular expression. */
+/** The regular expression of a /…/ filter (an Error when it does not compile), or undefined for a substring filter. */
+function filterRegex(filter: string): RegExp | Error | undefined {
+  if (!(filter.length > 2 && filter.startsWith('/') && filter.endsWith('/'))) return undefined;
+  try {
+    return new RegExp(filter.slice(1, -1));
+  } catch (e) {
+    return e instanceof Error ? e : new Error(String(e));
+  }
+}
+
+/** mergekit filters are substrings; /…/ is a regular expression (checked by validateConfig). */
 export function matchesFilter(filter: string, tensor: string): boolean {
-  if (filter.length > 2 && filter.startsWith('/') && filter.endsWith('/')) return new RegExp(filter.slice(1, -1)).test(tensor);
-  return tensor.includes(filter);
+  const re = filterRegex(filter);
+  if (re instanceof Error) throw new UsageError(`filter ${filter} is not a valid regular expression (${re.message})`);
+  return re ? re.test(tensor) : tensor.includes(filter);
 }
 
 function asRecord(v: unknown, where: string): Record<string, unknown> {
@@ -161,8 +176,9 @@ function asParams(v: unknown, where: string): Record<string, ParamValue> {
 export function loadConfigFile(path: string): MergeConfig {
   let doc: unknown;
   try {
-    doc = parseYaml(readFileSync(path, 'utf8'));
+    doc = parseYaml(readTextFile(path, 'merge config'));
   } catch (e) {
+    if (e instanceof InputFileError) throw e;
     throw new UsageError(`${path}: cannot read the merge config (${e instanceof Error ? e.message : String(e)})`);
   }
   const where = (s: string) => `${path}: ${s}`;

@@ -4,12 +4,15 @@
  * few chunks whatever the model size; the output folder only gets files that are
  * complete (shards and index renamed into place at the end).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { UsageError } from '../errors.js';
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
 import { CheckpointWriter, writeFileAtomic } from '../io/writer.js';
+import { assertOutputFolderNotInput } from '../io/paths.js';
+import { readJsonObjectFile, readRegularFile } from '../io/read_file.js';
+import { StagedFolder } from '../io/staging.js';
 import { isComputeDtype } from '../io/dtypes.js';
 import { addon, type ComputeDtype } from '../native/addon.js';
 import { Progress } from '../util/progress.js';
@@ -45,12 +48,10 @@ export const SIDE_FILES = [
 
 const DTYPE_NAMES: Record<ComputeDtype, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' };
 
-/** Checks the output folder: refuses a non-empty one without force, and any input folder. */
+/** Checks the output folder: refuses a non-empty one without force, and one that is or holds an input (by device + inode). */
 export function prepareOutputDir(out: string, force: boolean, inputs: readonly string[]): string {
   const dir = resolve(out);
-  for (const i of inputs) {
-    if (resolve(i) === dir) throw new UsageError(`the output folder ${dir} is one of the input models; choose another --out`);
-  }
+  assertOutputFolderNotInput(dir, inputs);
   if (existsSync(dir)) {
     if (!statSync(dir).isDirectory()) throw new UsageError(`${dir} exists and is not a folder`);
     if (readdirSync(dir).length > 0 && !force) throw new UsageError(`output folder ${dir} is not empty; pass --force to overwrite it`);
@@ -58,9 +59,11 @@ export function prepareOutputDir(out: string, force: boolean, inputs: readonly s
   return dir;
 }
 
+/** A float tensor of an input, refused (naming file and tensor) when it holds NaN or ±Inf. */
 export function tensorInput(ck: Checkpoint, name: string): TensorInput {
   const { file, info } = ck.locate(name);
   if (!isComputeDtype(info.dtype)) throw new Error(`internal: ${name} is not a float tensor`);
+  file.assertFinite(name);
   return { data: file.bytes(name), dtype: info.dtype };
 }
 
@@ -85,7 +88,7 @@ async function fisherScales(plan: MergePlan): Promise<number[]> {
 export function copySideFiles(src: string, out: string, dtype: ComputeDtype | undefined): void {
   const cfgPath = join(src, 'config.json');
   if (existsSync(cfgPath)) {
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    const cfg = readJsonObjectFile(cfgPath, 'config.json');
     if (dtype) {
       if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = DTYPE_NAMES[dtype];
       if ('dtype' in cfg) cfg.dtype = DTYPE_NAMES[dtype];
@@ -94,7 +97,7 @@ export function copySideFiles(src: string, out: string, dtype: ComputeDtype | un
   }
   for (const f of SIDE_FILES) {
     const p = join(src, f);
-    if (existsSync(p)) writeFileAtomic(join(out, f), readFileSync(p));
+    if (existsSync(p)) writeFileAtomic(join(out, f), readRegularFile(p, f));
   }
 }
 
@@ -136,22 +139,31 @@ async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter
   await mergeTensor({ ...req, device, ...(threads !== undefined ? { threads } : {}) });
 }
 
+/** Refuses to publish a merge whose inputs changed or were replaced while it read them. */
+function checkInputsUnchanged(plan: MergePlan): void {
+  for (const ck of [...(plan.base ? [plan.base] : []), ...plan.models, ...plan.fishers]) {
+    for (const f of ck.files) f.checkUnchanged();
+  }
+}
+
 export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Promise<MergeResult> {
-  const inputs = [...(config.base ? [config.base] : []), ...config.models.map((m) => m.path)];
+  const inputs = [...(config.base ? [config.base] : []), ...config.models.flatMap((m) => [m.path, ...(m.fisher ? [m.fisher] : [])])];
   const out = prepareOutputDir(opts.out, opts.force === true, inputs);
   if (opts.threads !== undefined) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new UsageError(`threads must be a positive integer, got ${opts.threads}`);
     addon().setThreads(opts.threads);
   }
   const plan = buildPlan(config);
-  const created = !existsSync(out);
-  mkdirSync(out, { recursive: true });
+  // Written into a staging folder beside `out`, moved into place when complete.
+  let staged: StagedFolder | undefined;
   let writer: CheckpointWriter | undefined;
-  let ok = false;
   try {
+    staged = StagedFolder.create(out);
+    // config and tokenizer first: a bad config.json is reported before the long part
+    copySideFiles(plan.reference.dir, staged.dir, config.dtype);
     const device = opts.device ?? 'cpu';
     const fisherScale = await fisherScales(plan);
-    writer = new CheckpointWriter(out, plan.outputSpecs, {
+    writer = new CheckpointWriter(staged.dir, plan.outputSpecs, {
       ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
       metadata: { format: 'pt', merge_method: config.method, merged_by: 'dfmerge' },
     });
@@ -167,15 +179,13 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     const files = writer.finish();
     writer = undefined;
     progress.finish();
-    if (opts.force) removeStaleWeights(out, files);
-    copySideFiles(plan.reference.dir, out, config.dtype);
-    writeFileAtomic(join(out, 'dfmerge.yaml'), configYaml(config));
-    ok = true;
+    writeFileAtomic(join(staged.dir, 'dfmerge.yaml'), configYaml(config));
+    checkInputsUnchanged(plan);
+    staged.commit();
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
   } finally {
     writer?.abort();
+    staged?.abort();
     plan.close();
-    // a failed merge leaves no output folder behind that it created itself
-    if (!ok && created && readdirSync(out).length === 0) rmdirSync(out);
   }
 }

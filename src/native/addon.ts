@@ -23,13 +23,25 @@ export interface NativeHeader {
   headerLength: number;
   dataStart: number;
   tensors: NativeTensorEntry[];
-  metadata: Record<string, string>;
+  /** [key, value] pairs in header order (keys come from the file). */
+  metadata: Array<[string, string]>;
+}
+
+/** The open file's identity; dev, ino and times as decimal strings (64-bit values). */
+export interface NativeFileIdentity {
+  dev: string;
+  ino: string;
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
 }
 
 export interface NativeSafetensorsFile {
   header(): NativeHeader;
   view(begin: number, end: number): ArrayBuffer;
   release(begin: number, end: number): void;
+  /** fstat of the descriptor kept open: as when mapped, and now. */
+  identity(): { opened: NativeFileIdentity; now: NativeFileIdentity };
   close(): void;
 }
 
@@ -232,6 +244,8 @@ export interface NativeAddon {
   fisherInterpolate(out: Float32Array, f0: Float32Array, f1: Float32Array, t: number, log: boolean): void;
   matmulBackend(): string;
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
+  /** NaN/±Inf among stored F32/F16/BF16 values: how many, and the element index of the first. */
+  scanNonFinite(bytes: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): { count: number; first: number };
   toFloat32(src: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Float32Array;
   fromFloat32(src: Float32Array, dtype: ComputeDtype): Uint8Array;
   buildInfo(): NativeBuildInfo;

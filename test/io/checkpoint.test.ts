@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { Checkpoint } from '../../src/io/checkpoint.js';
-import { FIXTURES, tempDir } from '../helpers.js';
+import { FIXTURES, rawSafetensors, tempDir } from '../helpers.js';
 
 const src = join(FIXTURES, 'safetensors', 'sharded');
 const root = tempDir();
@@ -47,7 +48,28 @@ test('index that is not JSON, or has no weight_map, or maps to a path', () => {
   writeFileSync(join(d, 'model.safetensors.index.json'), '{"metadata": {}}');
   assert.throws(() => Checkpoint.open(d), { code: 'InvalidIndex', message: /missing "weight_map"/ });
   writeFileSync(join(d, 'model.safetensors.index.json'), '{"weight_map": {"a": "../x.safetensors"}}');
-  assert.throws(() => Checkpoint.open(d), { code: 'InvalidIndex', message: /not a shard file name/ });
+  assert.throws(() => Checkpoint.open(d), { code: 'InvalidIndex', message: /"\.\.\/x\.safetensors", not the name of a shard file/ });
+  writeFileSync(join(d, 'model.safetensors.index.json'), '{"weight_map": {"a": ".."}}');
+  assert.throws(() => Checkpoint.open(d), { code: 'InvalidIndex', message: /index\.json: weight_map entry for "a" is "\.\.", not the name of a shard file/ });
+  writeFileSync(join(d, 'model.safetensors.index.json'), '{"weight_map": {}}');
+  assert.throws(() => Checkpoint.open(d), { code: 'InvalidIndex', message: /index\.json: weight_map is empty/ });
+  writeFileSync(join(d, 'model.safetensors.index.json'), '');
+  assert.throws(() => Checkpoint.open(d), { code: 'InvalidJson', message: /index\.json: is empty/ });
+});
+
+test('a device or FIFO where a checkpoint is expected is refused, not read', () => {
+  assert.throws(() => Checkpoint.open('/dev/null'), { code: 'NotACheckpoint', message: /^\/dev\/null: is neither a checkpoint folder/ });
+  const d = tempDir();
+  const fifo = join(d, 'model.safetensors');
+  execFileSync('mkfifo', [fifo]);
+  // opening a FIFO for reading would wait for a writer forever
+  assert.throws(() => Checkpoint.open(d), { code: 'NotAFile', message: /model\.safetensors: is a FIFO/ });
+});
+
+test('a checkpoint with no tensors is refused', () => {
+  const d = tempDir();
+  writeFileSync(join(d, 'model.safetensors'), rawSafetensors({ __metadata__: { format: 'pt' } }));
+  assert.throws(() => Checkpoint.open(d), { code: 'NoTensors', message: /holds no tensors/ });
 });
 
 test('a corrupt shard is reported with the shard file name', () => {

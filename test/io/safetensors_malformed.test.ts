@@ -42,7 +42,11 @@ const cases: Case[] = [
   { name: 'negative dimension', bytes: rawSafetensors({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, u8(4)), code: 'InvalidShape', message: /not a non-negative integer/, tensor: 'w' },
   { name: 'fractional dimension', bytes: rawSafetensors({ w: { dtype: 'F32', shape: [2.5], data_offsets: [0, 10] } }, u8(10)), code: 'InvalidShape', message: /not a non-negative integer/, tensor: 'w' },
   { name: 'element count overflows', bytes: header('{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}'), code: 'InvalidShape', message: /overflows/, tensor: 'w' },
-  { name: 'byte size overflows', bytes: header('{"w":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}}'), code: 'InvalidShape', message: /byte size overflows/, tensor: 'w' },
+  { name: 'byte size overflows', bytes: header('{"w":{"dtype":"F64","shape":[4503599627370496,128],"data_offsets":[0,8]}}'), code: 'InvalidShape', message: /byte size overflows/, tensor: 'w' },
+  // a zero-size tensor may have any other dimension, but one above 2^53 - 1 would reach JavaScript rounded
+  { name: 'dimension above 2^53 - 1 in a zero-size tensor', bytes: header('{"w":{"dtype":"F32","shape":[0,9007199254740993],"data_offsets":[0,0]}}'), code: 'InvalidShape', message: /dimension 9007199254740993, above 2\^53 - 1/, tensor: 'w' },
+  // the tensor whose offsets were moved past the end is named, not its neighbour that now follows a gap
+  { name: 'offsets moved past the data end', bytes: rawSafetensors('{"a":{"dtype":"F32","shape":[1],"data_offsets":[100,104]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', u8(8)), code: 'OffsetsOutOfRange', message: /tensor "a" data_offsets \[100, 104\) run past the 8-byte data section/, tensor: 'a' },
   { name: 'sub-byte dtype not filling whole bytes', bytes: rawSafetensors({ w: { dtype: 'F4', shape: [3], data_offsets: [0, 2] } }, u8(2)), code: 'InvalidShape', message: /whole number of bytes/, tensor: 'w' },
   { name: 'three data offsets', bytes: rawSafetensors({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4, 8] } }, u8(4)), code: 'InvalidOffsets', message: /needs data_offsets \[begin, end\]/, tensor: 'w' },
   { name: 'end before begin', bytes: rawSafetensors({ w: { dtype: 'F32', shape: [1], data_offsets: [8, 4] } }, u8(8)), code: 'InvalidOffsets', message: /end 4 before begin 8/, tensor: 'w' },

@@ -1,0 +1,53 @@
+#include "io/finite_scan.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "io/mapped_file.h"
+
+namespace dfm {
+
+namespace {
+template <typename Word>
+NonFinite scan(const uint8_t* p, size_t n, Word exponent_mask) {
+  NonFinite r;
+  for (size_t i = 0; i < n; ++i) {
+    Word w;
+    std::memcpy(&w, p + i * sizeof(Word), sizeof(Word));
+    if ((w & exponent_mask) == exponent_mask) {
+      if (r.count == 0) r.first = i;
+      ++r.count;
+    }
+  }
+  return r;
+}
+}  // namespace
+
+namespace {
+NonFinite scan_chunk(const uint8_t* p, size_t n, Dtype d) {
+  switch (d) {
+    case Dtype::F32: return scan<uint32_t>(p, n, 0x7f800000u);
+    case Dtype::BF16: return scan<uint16_t>(p, n, static_cast<uint16_t>(0x7f80u));
+    case Dtype::F16: return scan<uint16_t>(p, n, static_cast<uint16_t>(0x7c00u));
+  }
+  return {};
+}
+}  // namespace
+
+NonFinite scan_non_finite(const uint8_t* p, size_t n, Dtype d) {
+  // In chunks, dropping each chunk's mapped pages afterwards, so that scanning a
+  // tensor of a model larger than RAM keeps resident memory at one chunk.
+  const size_t width = dtype_size(d);
+  const size_t chunk = (size_t{16} << 20) / width;
+  NonFinite r;
+  for (size_t i = 0; i < n; i += chunk) {
+    const size_t m = std::min(chunk, n - i);
+    const NonFinite c = scan_chunk(p + i * width, m, d);
+    if (c.count > 0 && r.count == 0) r.first = i + c.first;
+    r.count += c.count;
+    release_if_mapped(p + i * width, m * width);
+  }
+  return r;
+}
+
+}  // namespace dfm
