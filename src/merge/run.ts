@@ -13,9 +13,10 @@ import { CheckpointWriter, writeFileAtomic } from '../io/writer.js';
 import { isComputeDtype } from '../io/dtypes.js';
 import { addon, type ComputeDtype } from '../native/addon.js';
 import { Progress } from '../util/progress.js';
-import type { MergeConfig } from './config.js';
+import { outputDtype, type MergeConfig } from './config.js';
 import { mergeTensor, sumOfSquares, type Device, type TensorInput } from './kernels.js';
-import { METHOD_BUILDERS, type MethodInputs } from './methods/index.js';
+import type { MethodInputs } from './methods/index.js';
+import { modelCard } from './card.js';
 import { buildPlan, type MergePlan, type TensorPlan } from './plan.js';
 
 export interface MergeRunOptions {
@@ -81,11 +82,15 @@ async function fisherScales(plan: MergePlan): Promise<number[]> {
   return scales;
 }
 
-/** Copies config.json (with the output dtype) and the tokenizer files of `src` into `out`, each atomically. */
-export function copySideFiles(src: string, out: string, dtype: ComputeDtype | undefined): void {
+/**
+ * Copies config.json (with the output dtype, and `edits` such as a restacked layer
+ * count) and the tokenizer files of `src` into `out`, each atomically.
+ */
+export function copySideFiles(src: string, out: string, dtype: ComputeDtype | undefined, edits: Readonly<Record<string, unknown>> = {}): void {
   const cfgPath = join(src, 'config.json');
   if (existsSync(cfgPath)) {
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    const cfg = { ...(JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(edits)) if (k in cfg) cfg[k] = v;
     if (dtype) {
       if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = DTYPE_NAMES[dtype];
       if ('dtype' in cfg) cfg.dtype = DTYPE_NAMES[dtype];
@@ -98,14 +103,19 @@ export function copySideFiles(src: string, out: string, dtype: ComputeDtype | un
   }
 }
 
-/** The merge config as YAML, saved beside the output for reproducibility. */
+/** The merge config as YAML (mergekit's shape), saved beside the output for reproducibility. */
 export function configYaml(c: MergeConfig): string {
+  const params = (p: Readonly<Record<string, unknown>>) => (Object.keys(p).length ? { parameters: p } : {});
   return toYaml({
     merge_method: c.method,
     ...(c.base ? { base_model: c.base } : {}),
-    models: c.models.map((m) => ({ model: m.path, ...(Object.keys(m.parameters).length ? { parameters: m.parameters } : {}), ...(m.fisher ? { fisher: m.fisher } : {}) })),
-    ...(Object.keys(c.parameters).length ? { parameters: c.parameters } : {}),
+    ...(c.slices && c.slices.length > 0
+      ? { slices: c.slices.map((s) => ({ sources: s.sources.map((src) => ({ model: src.path, layer_range: [...src.layerRange], ...params(src.parameters) })), ...params(s.parameters) })) }
+      : { models: c.models.map((m) => ({ model: m.path, ...params(m.parameters), ...(m.fisher ? { fisher: m.fisher } : {}) })) }),
+    ...params(c.parameters),
     ...(c.dtype ? { dtype: DTYPE_NAMES[c.dtype] } : {}),
+    ...(c.outDtype ? { out_dtype: DTYPE_NAMES[c.outDtype] } : {}),
+    ...(c.tokenizerSource ? { tokenizer_source: c.tokenizerSource } : {}),
     seed: c.seed,
   });
 }
@@ -119,20 +129,22 @@ export function removeStaleWeights(out: string, keep: readonly string[]): void {
 
 async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter, fisherScale: number[], device: Device, threads: number | undefined): Promise<void> {
   const shard = writer.fileFor(t.name);
+  const ckOf = (model: number) => (model < 0 ? plan.base! : plan.models[model]!);
   if (t.kind === 'copy') {
-    const { file } = plan.reference.locate(t.name);
-    shard.write(t.name, file.bytes(t.name));
-    file.release(t.name);
+    const { file } = ckOf(t.copyFrom.model).locate(t.copyFrom.name);
+    shard.write(t.name, file.bytes(t.copyFrom.name));
+    file.release(t.copyFrom.name);
     return;
   }
   const inputs: MethodInputs = {
-    base: plan.base ? tensorInput(plan.base, t.name) : undefined,
-    models: plan.models.map((m) => tensorInput(m, t.name)),
+    base: t.baseName !== undefined ? tensorInput(plan.base!, t.baseName) : undefined,
+    models: t.sources.map((s) => tensorInput(ckOf(s.model), s.name)),
     fishers: plan.fishers.map((f) => tensorInput(f, t.name)),
     fisherScale,
     seed: plan.config.seed,
+    ...(threads !== undefined ? { threads } : {}),
   };
-  const req = METHOD_BUILDERS[plan.method](t, inputs, { kind: 'writer', writer: shard, tensor: t.name });
+  const req = await plan.descriptor.request(t, inputs, { kind: 'writer', writer: shard, tensor: t.name });
   await mergeTensor({ ...req, device, ...(threads !== undefined ? { threads } : {}) });
 }
 
@@ -168,8 +180,9 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     writer = undefined;
     progress.finish();
     if (opts.force) removeStaleWeights(out, files);
-    copySideFiles(plan.reference.dir, out, config.dtype);
+    copySideFiles(plan.reference.dir, out, outputDtype(config), plan.layerCount !== undefined ? { num_hidden_layers: plan.layerCount, n_layer: plan.layerCount, num_layers: plan.layerCount } : {});
     writeFileAtomic(join(out, 'dfmerge.yaml'), configYaml(config));
+    writeFileAtomic(join(out, 'README.md'), modelCard(config, plan.descriptor, configYaml(config)));
     ok = true;
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
   } finally {
