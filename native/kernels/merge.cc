@@ -947,8 +947,8 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
               const size_t mm = std::min(kTile, first + m - t0);
               load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
               for (size_t i = 0; i < mm; ++i) {
-                const bool keep = !pc.select || abs_bits(variance_at(scratch, i, tau)) >= pc.var_thr;
-                if (!keep) continue;
+                const float var = variance_at(scratch, i, tau);  // also fills tau
+                if (pc.select && !(abs_bits(var) >= pc.var_thr)) continue;
                 for (size_t q = 0; q < k; ++q) acc[q] += static_cast<double>(tau[q]) * tau[q];
               }
             }

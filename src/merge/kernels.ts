@@ -337,7 +337,7 @@ export async function mergeTensor(req: MergeTensorRequest): Promise<void> {
       case 'lincomb':
         Object.assign(native, {
           ...(req.base ? { base: toNative(req.base, 'base', tensor), useBase: true } : {}),
-          coef: [...req.coef], segments: req.segments ?? 'whole', ...(req.segLen !== undefined ? { segLen: req.segLen } : {}),
+          weights: models.map(() => 1), coef: [...req.coef], segments: req.segments ?? 'whole', ...(req.segLen !== undefined ? { segLen: req.segLen } : {}),
         });
         break;
       case 'gta': {
