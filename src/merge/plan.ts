@@ -14,6 +14,18 @@ import type { ComputeDtype } from '../native/addon.js';
 import { UsageError } from '../errors.js';
 import { descriptorOf, evaluateParam, outputDtype, type MergeConfig, type MethodName, type ParamValue } from './config.js';
 import type { MethodDescriptor, ParamSpec } from './methods/index.js';
+import { LoraAdapter } from './lora.js';
+
+/** What the plan needs of a model: a checkpoint, or a LoRA adapter over the base (./lora.ts). */
+export type ModelSource = Checkpoint | LoraAdapter;
+
+/** The tensor metadata the architecture checks read. */
+export interface ModelLike {
+  readonly path: string;
+  readonly names: readonly string[];
+  has(name: string): boolean;
+  locate(name: string): { readonly info: { readonly dtype: string; readonly shape: readonly number[] } };
+}
 
 /** Where one input of a tensor comes from: model index into MergePlan.models (-1: the base) and tensor name. */
 export interface TensorSource {
@@ -50,7 +62,7 @@ export interface MergePlan {
   readonly method: MethodName;
   readonly descriptor: MethodDescriptor;
   readonly base: Checkpoint | undefined;
-  readonly models: readonly Checkpoint[];
+  readonly models: readonly ModelSource[];
   readonly fishers: readonly Checkpoint[];
   /** The checkpoint whose names, non-float tensors, config and tokenizer the output follows. */
   readonly reference: Checkpoint;
@@ -73,7 +85,7 @@ function listMismatches(path: string, problems: string[]): never {
 }
 
 /** Checks that `other` has exactly the reference's tensors with the same shapes and compatible dtypes. */
-export function checkSameArchitecture(reference: Checkpoint, other: Checkpoint, what = 'model'): void {
+export function checkSameArchitecture(reference: ModelLike, other: ModelLike, what = 'model'): void {
   const problems: string[] = [];
   const refNames = new Set(reference.names);
   for (const name of reference.names) {
@@ -177,7 +189,7 @@ function modelsDrafts(config: MergeConfig, desc: MethodDescriptor, reference: Ch
   });
 }
 
-function slicesDrafts(config: MergeConfig, useBase: boolean, modelIndex: (path: string) => number, open: (path: string) => Checkpoint): { drafts: Draft[]; layerCount: number } {
+function slicesDrafts(config: MergeConfig, useBase: boolean, modelIndex: (path: string) => number, open: (path: string) => ModelSource): { drafts: Draft[]; layerCount: number } {
   const slices = config.slices!;
   const isBase = (p: string) => useBase && resolve(p) === resolve(config.base!);
   const split = (s: (typeof slices)[number], i: number) => {
@@ -237,19 +249,30 @@ function slicesDrafts(config: MergeConfig, useBase: boolean, modelIndex: (path: 
 }
 
 export function buildPlan(config: MergeConfig): MergePlan {
-  const opened = new Map<string, Checkpoint>();
-  const open = (p: string) => {
+  const opened = new Map<string, ModelSource>();
+  let baseCk: Checkpoint | undefined;
+  const openCheckpoint = (p: string): Checkpoint => {
+    const ck = opened.get(resolve(p));
+    if (ck instanceof LoraAdapter) throw new CheckpointError(ck.path, 'AdapterAsBase', 'is a LoRA adapter; the base model must be a full checkpoint');
+    if (ck) return ck;
+    const c = Checkpoint.open(p);
+    opened.set(resolve(p), c);
+    return c;
+  };
+  // a folder with adapter_config.json is a LoRA adapter over the base
+  const open = (p: string): ModelSource => {
     const key = resolve(p);
     let ck = opened.get(key);
     if (!ck) {
-      ck = Checkpoint.open(p);
+      ck = LoraAdapter.isAdapter(key) ? LoraAdapter.open(key, baseCk) : Checkpoint.open(p);
       opened.set(key, ck);
     }
     return ck;
   };
   try {
     const desc = descriptorOf(config);
-    const base = config.base ? open(config.base) : undefined;
+    const base = config.base ? openCheckpoint(config.base) : undefined;
+    baseCk = base;
     const useBase = desc.base !== 'unused' && base !== undefined;
     let modelPaths: string[];
     let drafts: Draft[];
@@ -263,21 +286,22 @@ export function buildPlan(config: MergeConfig): MergePlan {
           if (!(useBase && p === resolve(config.base!)) && !modelPaths.includes(p)) modelPaths.push(p);
         }
       }
-      reference = base ?? open(config.slices[0]!.sources[0]!.path);
+      reference = base ?? openCheckpoint(config.slices[0]!.sources[0]!.path);
       const r = slicesDrafts(config, useBase, (p) => modelPaths.indexOf(resolve(p)), open);
       drafts = r.drafts;
       layerCount = r.layerCount;
     } else {
       modelPaths = config.models.map((m) => m.path);
       const ms = modelPaths.map(open);
-      reference = base ?? ms[0]!;
+      reference = base ?? openCheckpoint(modelPaths[0]!);
       for (const m of ms) if (m !== reference) checkSameArchitecture(reference, m);
       drafts = modelsDrafts(config, desc, reference, useBase);
     }
     const models = modelPaths.map(open);
     const fishers = desc.needsFisher ? config.models.map((m) => Checkpoint.open(m.fisher!)) : [];
+    if (models.some((m) => m instanceof LoraAdapter) && !useBase && desc.base === 'required') throw new UsageError('a LoRA adapter needs base_model');
     for (const f of fishers) opened.set(`fisher:${f.path}`, f);
-    const ckOf = (s: TensorSource) => (s.model < 0 ? base! : models[s.model]!);
+    const ckOf = (s: TensorSource): ModelSource => (s.model < 0 ? base! : models[s.model]!);
     const problems: string[] = [];
     const tensors: TensorPlan[] = [];
     const outDtype = outputDtype(config);

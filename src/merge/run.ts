@@ -17,6 +17,7 @@ import { outputDtype, type MergeConfig } from './config.js';
 import { mergeTensor, sumOfSquares, type Device, type TensorInput } from './kernels.js';
 import type { MethodInputs } from './methods/index.js';
 import { modelCard } from './card.js';
+import { LoraAdapter } from './lora.js';
 import { buildPlan, type MergePlan, type TensorPlan } from './plan.js';
 
 export interface MergeRunOptions {
@@ -130,15 +131,20 @@ export function removeStaleWeights(out: string, keep: readonly string[]): void {
 async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter, fisherScale: number[], device: Device, threads: number | undefined): Promise<void> {
   const shard = writer.fileFor(t.name);
   const ckOf = (model: number) => (model < 0 ? plan.base! : plan.models[model]!);
+  const input = (model: number, name: string): TensorInput => {
+    const ck = ckOf(model);
+    return ck instanceof LoraAdapter ? ck.tensor(name) : tensorInput(ck, name);
+  };
   if (t.kind === 'copy') {
-    const { file } = ckOf(t.copyFrom.model).locate(t.copyFrom.name);
+    const from = ckOf(t.copyFrom.model);
+    const { file } = (from instanceof LoraAdapter ? from.base : from).locate(t.copyFrom.name);
     shard.write(t.name, file.bytes(t.copyFrom.name));
     file.release(t.copyFrom.name);
     return;
   }
   const inputs: MethodInputs = {
     base: t.baseName !== undefined ? tensorInput(plan.base!, t.baseName) : undefined,
-    models: t.sources.map((s) => tensorInput(ckOf(s.model), s.name)),
+    models: t.sources.map((s) => input(s.model, s.name)),
     fishers: plan.fishers.map((f) => tensorInput(f, t.name)),
     fisherScale,
     seed: plan.config.seed,
