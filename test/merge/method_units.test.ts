@@ -9,6 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fnv1a64, mergeTensor, type TensorInput } from '../../src/merge/kernels.js';
+import { loadAddon } from '../../src/native/addon.js';
 import { methodDescriptor } from '../../src/merge/methods/index.js';
 import type { MethodInputs } from '../../src/merge/methods/index.js';
 import type { TensorPlan } from '../../src/merge/plan.js';
@@ -38,7 +39,7 @@ function planFor(method: string, shape: number[], global: P, perModel: P[], dtyp
 
 const input = (t: RefTensor): TensorInput => ({ data: t.bytes, dtype: t.dtype });
 
-async function runMethod(method: string, shape: number[], global: P, perModel: P[], inp: Inputs, k: number, withBase: boolean, dtype: ComputeDtype): Promise<Uint8Array> {
+async function runMethod(method: string, shape: number[], global: P, perModel: P[], inp: Inputs, k: number, withBase: boolean, dtype: ComputeDtype, device: 'cpu' | 'cuda' = 'cpu'): Promise<Uint8Array> {
   const n = shape.reduce((a, b) => a * b, 1);
   const out = new Uint8Array(n * SIZE[dtype]);
   const t = planFor(method, shape, global, perModel, dtype);
@@ -46,7 +47,7 @@ async function runMethod(method: string, shape: number[], global: P, perModel: P
     base: withBase ? input(inp.base) : undefined, models: inp.models.slice(0, k).map(input), fishers: [], fisherScale: [], seed: SEED,
   };
   const req = await methodDescriptor(method).request(t, inputs, { kind: 'memory', data: out, dtype });
-  await mergeTensor(req);
+  await mergeTensor({ ...req, device, ...(device === 'cuda' ? { chunkElements: 1 << 20 } : {}) });
   return out;
 }
 
@@ -189,4 +190,22 @@ test('slerp falls back to lerp for colinear tensors, and interpolates gradients 
   const out = await runMethod('slerp', [4097], { t: 0.25 }, [{}], twice, 1, true, 'F32');
   const r = compare(out, 'F32', { value: inp.base.values.map((v) => 1.25 * v), mag: inp.base.values.map((v) => 3 * Math.abs(v)) });
   assert.equal(r.badCount, 0, JSON.stringify(r.bad));
+});
+
+const cuda = loadAddon().addon.buildInfo().cudaDevices > 0 ? false : 'no CUDA device: the element kernels\' CUDA twins are checked where one answers';
+describe('CUDA twins of the element methods', () => {
+  for (const c of CASES) {
+    const shape = c.matrix ? [33, 129] : c.big ? BIG : [4097];
+    test(`${c.name} [${shape.join('×')}]: CUDA matches the reference`, { skip: cuda }, async () => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const raw = inputsFor(n, 'mixed');
+      const inp = c.spread ? { ...raw, models: raw.fishers } : raw;
+      const ref = c.reference(inp, shape);
+      for (const dtype of DTYPES) {
+        const out = await runMethod(c.method, shape, c.global, c.perModel, inp, c.k, c.base, dtype, 'cuda');
+        const { bad, badCount } = compare(out, dtype, ref);
+        assert.equal(badCount, 0, `${c.name} -> ${dtype} on CUDA: ${badCount} of ${n} off, first: ${JSON.stringify(bad)}`);
+      }
+    });
+  }
 });
