@@ -4,7 +4,7 @@ import { DfmergeError, UsageError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
-import { registerMerge } from './merge.js';
+import { registerExtractLora, registerMerge } from './merge.js';
 import { registerOptimize } from './optimize.js';
 import { registerEval } from './eval.js';
 import { registerFisher } from './fisher.js';
@@ -38,6 +38,7 @@ export function buildProgram(): Command {
   });
   registerInspect(program);
   registerMerge(program);
+  registerExtractLora(program);
   registerOptimize(program);
   registerEval(program);
   registerFisher(program);

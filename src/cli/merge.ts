@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 import { descriptorOf, loadConfigFile, parseDtype, parseMethod, validateConfig, type MergeConfig, type ModelEntry, type ParamValue } from '../merge/config.js';
 import { METHOD_REGISTRY } from '../merge/methods/index.js';
 import { runMerge } from '../merge/run.js';
+import { extractLora } from '../merge/extract_lora.js';
 import { formatBytes, parseByteSize } from '../util/format.js';
 import { collect, num } from './args.js';
 
@@ -139,6 +140,43 @@ Examples:
       if (!flags.quiet) {
         process.stderr.write(`wrote ${result.files.length} file(s) to ${result.out}: ${formatBytes(result.outputBytes)} in ${result.seconds.toFixed(1)} s ` +
           `(${formatBytes((result.inputBytes + result.outputBytes) / Math.max(result.seconds, 1e-9))}/s read+written)\n`);
+      }
+    });
+}
+
+interface ExtractFlags {
+  base?: string;
+  model?: string;
+  rank: string;
+  target: string[];
+  out?: string;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+export function registerExtractLora(program: Command): void {
+  program
+    .command('extract-lora')
+    .description('a rank-r LoRA adapter (peft layout) from a fine-tuned model and its base, by truncated SVD of each task vector')
+    .option('--base <dir>', 'the pre-trained model')
+    .option('-m, --model <dir>', 'the fine-tuned model')
+    .option('-r, --rank <r>', 'LoRA rank', '16')
+    .option('--target <name>', 'module leaf name to extract, e.g. q_proj (repeat; default: every 2-D weight but embeddings and lm_head)', collect, [])
+    .option('-o, --out <dir>', 'output folder (adapter_config.json, adapter_model.safetensors)')
+    .option('--force', 'overwrite a non-empty output folder')
+    .option('-q, --quiet', 'no summary')
+    .addHelpText('after', `
+τ = θ − θ_b ≈ U_r S_r V_rᵀ per tensor; B = U_r √S_r, A = √S_r V_rᵀ, lora_alpha = r (scale 1).
+The adapter loads with peft (PeftModel.from_pretrained) and merges back with dfmerge merge.
+
+Example:
+  dfmerge extract-lora --base ./base -m ./math --rank 32 -o ./math-lora`)
+    .action((f: ExtractFlags) => {
+      if (!f.base || !f.model || !f.out) throw new UsageError('give --base DIR, --model DIR and --out DIR');
+      const r = extractLora({ base: f.base, model: f.model, out: f.out, rank: num('--rank', f.rank), ...(f.target.length ? { targets: f.target } : {}), force: f.force === true });
+      if (!f.quiet) {
+        process.stderr.write(`wrote ${r.modules} LoRA module(s) to ${f.out}: relative error ‖τ − BA‖²/‖τ‖² = ${r.relativeError.toExponential(3)}` +
+          (r.untouched.length ? `; ${r.untouched.length} other tensor(s) differ from the base and are not in the adapter (${r.untouched.slice(0, 3).join(', ')}${r.untouched.length > 3 ? ', …' : ''})` : '') + '\n');
       }
     });
 }
