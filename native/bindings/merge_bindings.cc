@@ -2,7 +2,9 @@
 // streaming driver are in kernels/merge.{h,cc,cu}). Whole-tensor work runs on a
 // libuv worker thread and settles a Promise; the request object (and so every
 // buffer it holds) is kept alive until then.
+#include <algorithm>
 #include <functional>
+#include <memory>
 #include <limits>
 #include <string>
 #include <vector>
@@ -177,6 +179,71 @@ size_t chunk_field(Napi::Env env, Napi::Object o) {
   return static_cast<size_t>(c);
 }
 
+// Exact doubles (float_list rounds to f32).
+std::vector<double> f64_list(Napi::Env env, Napi::Object o, const char* name) {
+  Napi::Value v = field(o, name);
+  if (!v.IsArray()) throw_type(env, std::string(name) + " must be an array of numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsNumber()) throw_type(env, std::string(name) + " must be an array of numbers");
+    out.push_back(e.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+std::vector<uint64_t> count_list(Napi::Env env, Napi::Object o, const char* name) {
+  std::vector<uint64_t> out;
+  for (double d : f64_list(env, o, name)) {
+    if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<uint64_t>(d))) {
+      throw_type(env, std::string(name) + " must hold non-negative integers");
+    }
+    out.push_back(static_cast<uint64_t>(d));
+  }
+  return out;
+}
+
+Segments segments_field(Napi::Env env, Napi::Object o) {
+  if (!has(o, "segments")) return Segments::Whole;
+  if (!field(o, "segments").IsString()) throw_type(env, "segments must be 'whole', 'rows' or 'cols'");
+  const std::string s = field(o, "segments").As<Napi::String>().Utf8Value();
+  if (s == "whole") return Segments::Whole;
+  if (s == "rows") return Segments::Rows;
+  if (s == "cols") return Segments::Cols;
+  throw_type(env, "segments must be 'whole', 'rows' or 'cols', got " + s);
+}
+
+// The element methods' fields (merge.h, MergeJob: lincomb, nearswap, gta, sce).
+void element_fields(Napi::Env env, Napi::Object r, MergeJob& j) {
+  if (has(r, "coef")) j.coef = float_list(env, r, "coef");
+  j.use_base = bool_field(env, r, "useBase", false);
+  j.segments = segments_field(env, r);
+  if (has(r, "segLen")) j.seg_len = count_field(env, r, "segLen");
+  if (has(r, "t")) j.nearswap_t = static_cast<float>(number_field(env, r, "t"));
+  if (has(r, "sparsify")) {
+    if (!field(r, "sparsify").IsString()) throw_type(env, "sparsify must be 'band', 'random' or 'mask'");
+    const std::string s = field(r, "sparsify").As<Napi::String>().Utf8Value();
+    if (s == "band") j.sparsify = Sparsify::Band;
+    else if (s == "random") j.sparsify = Sparsify::Random;
+    else if (s == "mask") j.sparsify = Sparsify::Mask;
+    else throw_type(env, "sparsify must be 'band', 'random' or 'mask', got " + s);
+  }
+  j.consensus = bool_field(env, r, "consensus", false);
+  if (has(r, "rescale")) {
+    const uint64_t v = count_field(env, r, "rescale");
+    if (v > 2) throw_type(env, "rescale must be 0, 1 or 2");
+    j.rescale = static_cast<int>(v);
+  }
+  if (has(r, "lambda")) j.lambda = static_cast<float>(number_field(env, r, "lambda"));
+  if (has(r, "keepCount")) j.keep_count = count_list(env, r, "keepCount");
+  if (has(r, "dropCount")) j.drop_count = count_list(env, r, "dropCount");
+  if (has(r, "densities")) j.densities = f64_list(env, r, "densities");
+  if (has(r, "epsilons")) j.epsilons = f64_list(env, r, "epsilons");
+  if (has(r, "rowLen")) j.row_len = count_field(env, r, "rowLen");
+  if (has(r, "selectTopk")) j.select_topk = number_field(env, r, "selectTopk");
+}
+
 bool overlaps(const uint8_t* a, size_t an, const uint8_t* b, size_t bn) { return a < b + bn && b < a + an; }
 
 // mergeTensor(request): Promise<void>. See src/native/addon.ts (NativeMergeRequest).
@@ -207,6 +274,7 @@ Napi::Value MergeTensor(const Napi::CallbackInfo& info) {
     j.chunk = chunk_field(env, r);
     j.threads = threads_field(env, r);
     j.release_inputs = bool_field(env, r, "release", true);
+    element_fields(env, r, j);
 
     if (!field(r, "out").IsObject()) throw_type(env, "out must be {data, dtype} or {fd, offset, dtype}");
     Napi::Object out = field(r, "out").As<Napi::Object>();
@@ -245,6 +313,38 @@ Napi::Value MergeTensor(const Napi::CallbackInfo& info) {
     }
     const bool cuda = device == "cuda";
     auto* w = new TaskWorker(env, r, [j, cuda]() { cuda ? merge_tensor_cuda(j) : merge_tensor_cpu(j); }, nullptr);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
+}
+
+// tensorGram(request): Promise<Float64Array> of segments × k × k (kernels/merge.h, GramJob).
+Napi::Value TensorGram(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_type(env, "tensorGram takes a request object");
+    Napi::Object r = info[0].As<Napi::Object>();
+    GramJob j;
+    j.n = count_field(env, r, "n");
+    if (has(r, "tensor")) {
+      if (!field(r, "tensor").IsString()) throw_type(env, "tensor must be a string");
+      j.tensor = field(r, "tensor").As<Napi::String>().Utf8Value();
+    }
+    if (has(r, "base")) j.base = tensor_value(env, field(r, "base"), j.n, "base");
+    j.models = tensor_list(env, r, "models", j.n);
+    j.segments = segments_field(env, r);
+    if (has(r, "segLen")) j.seg_len = count_field(env, r, "segLen");
+    j.threads = threads_field(env, r);
+    j.release_inputs = bool_field(env, r, "release", true);
+    auto result = std::make_shared<std::vector<double>>();
+    auto* w = new TaskWorker(
+        env, r, [j, result]() { *result = tensor_gram_cpu(j); },
+        [result](Napi::Env e) -> Napi::Value {
+          Napi::Float64Array a = Napi::Float64Array::New(e, result->size());
+          std::copy(result->begin(), result->end(), a.Data());
+          return a;
+        });
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
@@ -322,6 +422,7 @@ Napi::Value StreamCopy(const Napi::CallbackInfo& info) {
 
 void register_merge(Napi::Env env, Napi::Object exports) {
   exports.Set("mergeTensor", Napi::Function::New(env, MergeTensor, "mergeTensor"));
+  exports.Set("tensorGram", Napi::Function::New(env, TensorGram, "tensorGram"));
   exports.Set("accumulateFisher", Napi::Function::New(env, AccumulateFisher, "accumulateFisher"));
   exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares, "sumOfSquares"));
   exports.Set("streamCopy", Napi::Function::New(env, StreamCopy, "streamCopy"));

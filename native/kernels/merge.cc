@@ -189,6 +189,7 @@ struct Scratch {
 
 struct Prepared : MergeConstants {
   std::vector<uint32_t> thresholds;  // ties
+  ElemPrepared elem;                 // element methods
 };
 
 double weight_sum(const std::vector<float>& w) {
@@ -197,16 +198,28 @@ double weight_sum(const std::vector<float>& w) {
   return s;
 }
 
-bool uses_base(MergeMethod m) { return m != MergeMethod::Linear && m != MergeMethod::Fisher; }
+bool method_uses_base(MergeMethod m) {
+  switch (m) {
+#define DFM_CASE(E, name, base, kind) \
+  case MergeMethod::E:                \
+    return base;
+    DFM_MERGE_METHODS(DFM_CASE)
+#undef DFM_CASE
+  }
+  return false;
+}
+
+bool uses_base(const MergeJob& j) { return j.method == MergeMethod::Lincomb ? j.use_base : method_uses_base(j.method); }
 
 Prepared prepare(const MergeJob& j) {
   Prepared p;
   static_cast<MergeConstants&>(p) = merge_constants(j);
   if (j.method == MergeMethod::Ties) p.thresholds = ties_thresholds(j);
+  if (is_element_method(j.method)) p.elem = prepare_element_method(j);
   return p;
 }
 
-constexpr int kMaxModels = 64;
+constexpr int kMaxModels = kMaxMergeModels;
 
 // A tile's view of one input: its own bytes when the source reads that storage
 // dtype directly, else its f32 conversion in `scratch`.
@@ -226,6 +239,15 @@ RawF32Src source<RawF32Src>(const TensorIn& in, size_t i0, size_t, float*) {
   return RawF32Src{in.data + 4 * i0};
 }
 
+// An element method's view of a tile's inputs (merge_methods.h).
+template <class S>
+struct TileInputs {
+  S base;
+  const S* xs;
+  float b(size_t i) const { return base[i]; }
+  float x(int q, size_t i) const { return xs[q][i]; }
+};
+
 // Computes output elements [i0, i0 + m) of a merge into `out` (f32). Scratch `s`
 // holds kTile floats each for: base | x_0..x_{k-1} | f_0..f_{k-1} or d_0..d_{k-1} | tmp (2).
 template <class S>
@@ -233,7 +255,7 @@ void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_
   const int k = p.k;
   const float* w = j.weights.data();
   S b{};
-  if (uses_base(j.method)) b = source<S>(j.base, i0, m, s);
+  if (uses_base(j)) b = source<S>(j.base, i0, m, s);
   S xs[kMaxModels];
   float* ds[kMaxModels];
   for (int q = 0; q < k; ++q) {
@@ -270,6 +292,14 @@ void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_
     case MergeMethod::DfCombine:
       df_combine_tile(b, xs[0], xs[1], j.df_scale, out, m);
       break;
+#define DFM_ELEM_CASE(E, fn)                                                   \
+  case MergeMethod::E: {                                                       \
+    const TileInputs<S> in{b, xs};                                             \
+    for (size_t i = 0; i < m; ++i) out[i] = fn(p.elem.p, in, i, i0 + i);       \
+    break;                                                                     \
+  }
+      DFM_ELEMENT_METHODS(DFM_ELEM_CASE)
+#undef DFM_ELEM_CASE
   }
 }
 
@@ -278,7 +308,7 @@ using MergeTileFn = void (*)(const MergeJob&, const Prepared&, float*, size_t, s
 // Inputs all BF16 or all F32 are read in place; any other mix is converted tile by tile.
 MergeTileFn merge_tile_for(const MergeJob& j) {
   std::vector<TensorIn> used = j.models;
-  if (uses_base(j.method)) used.push_back(j.base);
+  if (uses_base(j)) used.push_back(j.base);
   for (const TensorIn& f : j.fishers) used.push_back(f);
   auto all = [&](Dtype d) {
     return std::all_of(used.begin(), used.end(), [d](const TensorIn& t) { return t.dtype == d; });
@@ -325,7 +355,19 @@ void PageReleaser::upto(size_t pos) {
   }
 }
 
-bool merge_uses_base(MergeMethod m) { return uses_base(m); }
+bool merge_uses_base(const MergeJob& j) { return uses_base(j); }
+
+bool is_element_method(MergeMethod m) {
+  switch (m) {
+#define DFM_CASE(E, fn) \
+  case MergeMethod::E:  \
+    return true;
+    DFM_ELEMENT_METHODS(DFM_CASE)
+#undef DFM_CASE
+    default:
+      return false;
+  }
+}
 
 MergeConstants merge_constants(const MergeJob& j) {
   MergeConstants p;
@@ -356,29 +398,29 @@ MergeConstants merge_constants(const MergeJob& j) {
 }
 
 MergeMethod parse_merge_method(const std::string& name) {
-  if (name == "linear") return MergeMethod::Linear;
-  if (name == "task_arithmetic") return MergeMethod::TaskArithmetic;
-  if (name == "ties") return MergeMethod::Ties;
-  if (name == "dare_linear") return MergeMethod::DareLinear;
-  if (name == "dare_ties") return MergeMethod::DareTies;
-  if (name == "fisher") return MergeMethod::Fisher;
-  if (name == "dfmerge") return MergeMethod::DfCombine;
-  throw DfError("UnknownMethod", "unknown merge method \"" + name +
-                                     "\" (expected linear, task_arithmetic, ties, dare_linear, dare_ties, fisher or dfmerge)");
+#define DFM_PARSE(E, str, base, kind) \
+  if (name == str) return MergeMethod::E;
+  DFM_MERGE_METHODS(DFM_PARSE)
+#undef DFM_PARSE
+  std::string all;
+#define DFM_LIST(E, str, base, kind) all += std::string(all.empty() ? "" : ", ") + str;
+  DFM_MERGE_METHODS(DFM_LIST)
+#undef DFM_LIST
+  throw DfError("UnknownMethod", "unknown merge method \"" + name + "\" (expected one of " + all + ")");
 }
 
 const char* merge_method_name(MergeMethod m) {
   switch (m) {
-    case MergeMethod::Linear: return "linear";
-    case MergeMethod::TaskArithmetic: return "task_arithmetic";
-    case MergeMethod::Ties: return "ties";
-    case MergeMethod::DareLinear: return "dare_linear";
-    case MergeMethod::DareTies: return "dare_ties";
-    case MergeMethod::Fisher: return "fisher";
-    case MergeMethod::DfCombine: return "dfmerge";
+#define DFM_NAME(E, str, base, kind) \
+  case MergeMethod::E:               \
+    return str;
+    DFM_MERGE_METHODS(DFM_NAME)
+#undef DFM_NAME
   }
   return "?";
 }
+
+void validate_element_job(const MergeJob& j, const std::function<void(const std::string&)>& bad);
 
 void validate_merge_job(const MergeJob& j) {
   const std::string what = std::string(merge_method_name(j.method)) + (j.tensor.empty() ? "" : " of " + j.tensor);
@@ -394,7 +436,7 @@ void validate_merge_job(const MergeJob& j) {
       if (!std::isfinite(w)) bad("weights must be finite");
     }
   }
-  if (uses_base(j.method) && j.base.data == nullptr && j.n > 0) bad("a base model is needed");
+  if (uses_base(j) && j.base.data == nullptr && j.n > 0) bad("a base model is needed");
   for (const TensorIn& in : j.models) {
     if (in.data == nullptr && j.n > 0) bad("missing model input");
   }
@@ -417,6 +459,7 @@ void validate_merge_job(const MergeJob& j) {
     bad("density (keep probability 1 - p) must be in (0, 1]");
   }
   if (j.method == MergeMethod::DfCombine && !std::isfinite(j.df_scale)) bad("scale M must be finite");
+  if (is_element_method(j.method)) validate_element_job(j, bad);
   if ((j.out == nullptr) == (j.fd < 0)) bad("exactly one output (memory or file) is needed");
   if (j.chunk == 0) bad("chunk size must be positive");
 }
@@ -444,44 +487,42 @@ uint32_t ties_select_low(const uint64_t* hist, uint64_t remaining) {
   return 0;
 }
 
-std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
-  const size_t k = j.models.size();
-  const uint64_t kk = static_cast<uint64_t>(std::llround(j.density * static_cast<double>(j.n)));
+std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
+                                       const std::vector<TensorIn>& inputs, size_t chunk, int threads,
+                                       bool release_inputs) {
+  const size_t k = kk.size();
   std::vector<uint32_t> thr(k, 0);
-  if (kk == 0) return std::vector<uint32_t>(k, 0xffffffffu);
-  if (kk >= j.n) return thr;  // everything kept
-  if (j.n <= (size_t(1) << 16)) {
+  std::vector<size_t> active;
+  for (size_t q = 0; q < k; ++q) {
+    if (kk[q] == 0) thr[q] = 0xffffffffu;  // keeps nothing
+    else if (kk[q] < n) active.push_back(q);
+  }
+  if (active.empty()) return thr;
+  if (n <= (size_t(1) << 16)) {
     // Small tensors: select directly (std::nth_element) instead of clearing histograms.
-    std::vector<float> b(j.n), x(j.n);
-    std::vector<uint32_t> u(j.n);
-    load_tile(j.base, 0, b.data(), j.n);
-    for (size_t q = 0; q < k; ++q) {
-      load_tile(j.models[q], 0, x.data(), j.n);
-      for (size_t i = 0; i < j.n; ++i) {
-        const float t = x[i] - b[i];
-        std::memcpy(&u[i], &t, 4);
-        u[i] &= 0x7fffffffu;
-      }
-      std::nth_element(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(kk - 1), u.end(), std::greater<uint32_t>());
-      thr[q] = u[kk - 1];
+    std::vector<uint32_t> u(n);
+    std::vector<float> scratch(kSelectScratch);
+    for (size_t q : active) {
+      for (size_t t0 = 0; t0 < n; t0 += kTile) keys(q, t0, std::min(kTile, n - t0), u.data() + t0, scratch.data());
+      std::nth_element(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(kk[q] - 1), u.end(), std::greater<uint32_t>());
+      thr[q] = u[kk[q] - 1];
     }
     return thr;
   }
-  std::vector<TensorIn> inputs = j.models;
-  inputs.push_back(j.base);
-  std::vector<uint64_t> total(k * 65536, 0);
+  const size_t na = active.size();
+  std::vector<uint64_t> total(na * 65536, 0);
   std::mutex fold_mutex;
-  // Per thread and model, four interleaved 32-bit sub-histograms (counter
+  // Per thread and group, four interleaved 32-bit sub-histograms (counter
   // [bin][i mod 4], so runs of equal bins do not serialise on one counter and the
   // four share a cache line), folded into `total` at the end
   // (and after every share when a thread could see 2^32 elements).
   constexpr size_t kSub = 4;
-  const bool fold_often = j.n >= (uint64_t(1) << 32);
+  const bool fold_often = n >= (uint64_t(1) << 32);
   auto fold = [&](std::vector<uint32_t>& h) {
     std::lock_guard<std::mutex> lock(fold_mutex);
-    for (size_t q = 0; q < k; ++q) {
-      const uint32_t* src = h.data() + q * kSub * 65536;
-      uint64_t* dst = total.data() + q * 65536;
+    for (size_t a = 0; a < na; ++a) {
+      const uint32_t* src = h.data() + a * kSub * 65536;
+      uint64_t* dst = total.data() + a * 65536;
       for (size_t v = 0; v < 65536; ++v) {
         for (size_t sub = 0; sub < kSub; ++sub) dst[v] += src[v * kSub + sub];
       }
@@ -489,40 +530,30 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
     std::fill(h.begin(), h.end(), 0u);
   };
   struct HistState {
-    std::vector<float> b, x;
+    std::vector<float> scratch;
     std::vector<uint32_t> bits, hist;
   };
 
-  // pass 0: histogram of the high 16 bits of |τ|; pass 1: of the low 16 bits
-  // inside each model's chosen bin.
-  std::vector<uint32_t> high(k, 0);
-  std::vector<uint64_t> remaining(k, 0);
+  // pass 0: histogram of the high 16 bits of the keys; pass 1: of the low 16 bits
+  // inside each group's chosen bin.
+  std::vector<uint32_t> high(na, 0);
+  std::vector<uint64_t> remaining(na, 0);
   for (int pass = 0; pass < 2; ++pass) {
     std::fill(total.begin(), total.end(), 0);
-    PageReleaser releaser(j.release_inputs, inputs);
+    PageReleaser releaser(release_inputs, inputs);
     run_chunked(
-        j.n, j.chunk, j.threads, releaser,
+        n, chunk, threads, releaser,
         [&](size_t) {
-          return HistState{std::vector<float>(kTile), std::vector<float>(kTile), std::vector<uint32_t>(kTile),
-                           std::vector<uint32_t>(k * kSub * 65536, 0u)};
+          return HistState{std::vector<float>(kSelectScratch), std::vector<uint32_t>(kTile),
+                           std::vector<uint32_t>(na * kSub * 65536, 0u)};
         },
         [&](HistState& st, size_t b0, size_t e0) {
           for (size_t t0 = b0; t0 < e0; t0 += kTile) {
             const size_t m = std::min(kTile, e0 - t0);
-            load_tile(j.base, t0, st.b.data(), m);
-            for (size_t q = 0; q < k; ++q) {
-              load_tile(j.models[q], t0, st.x.data(), m);
-              const float* __restrict bb = st.b.data();
-              const float* __restrict xx = st.x.data();
-              uint32_t* __restrict u = st.bits.data();
-#pragma omp simd
-              for (size_t i = 0; i < m; ++i) {
-                const float t = xx[i] - bb[i];
-                uint32_t v;
-                std::memcpy(&v, &t, 4);
-                u[i] = v & 0x7fffffffu;  // bits of |τ| in f32
-              }
-              uint32_t* h = st.hist.data() + q * kSub * 65536;
+            for (size_t a = 0; a < na; ++a) {
+              uint32_t* u = st.bits.data();
+              keys(active[a], t0, m, u, st.scratch.data());
+              uint32_t* h = st.hist.data() + a * kSub * 65536;
               if (pass == 0) {
                 size_t i = 0;
                 for (; i + kSub <= m; i += kSub) {
@@ -533,7 +564,7 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
                 }
                 for (; i < m; ++i) ++h[(u[i] >> 16) * kSub];
               } else {
-                const uint32_t hb = high[q];
+                const uint32_t hb = high[a];
                 for (size_t i = 0; i < m; ++i) {
                   if ((u[i] >> 16) == hb) ++h[(u[i] & 0xffffu) * kSub + (i & (kSub - 1))];
                 }
@@ -543,15 +574,479 @@ std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
           if (fold_often) fold(st.hist);
         },
         [&](HistState& st) { fold(st.hist); });
-    for (size_t q = 0; q < k; ++q) {
+    for (size_t a = 0; a < na; ++a) {
       if (pass == 0) {
-        high[q] = ties_select_high(total.data() + q * 65536, kk, &remaining[q]);
+        high[a] = ties_select_high(total.data() + a * 65536, kk[active[a]], &remaining[a]);
       } else {
-        thr[q] = (high[q] << 16) | ties_select_low(total.data() + q * 65536, remaining[q]);
+        thr[active[a]] = (high[a] << 16) | ties_select_low(total.data() + a * 65536, remaining[a]);
       }
     }
   }
   return thr;
+}
+
+namespace {
+
+// Keys |x_q − b| (f32 bit patterns) of model q, for the magnitude selections.
+KeyFn tau_keys(const std::vector<TensorIn>& models, const TensorIn& base) {
+  return [&models, &base](size_t q, size_t first, size_t m, uint32_t* out, float* scratch) {
+    float* b = scratch;
+    float* x = scratch + kTile;
+    load_tile(base, first, b, m);
+    load_tile(models[q], first, x, m);
+    for (size_t i = 0; i < m; ++i) out[i] = abs_bits(x[i] - b[i]);
+  };
+}
+
+}  // namespace
+
+std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
+  const size_t k = j.models.size();
+  const uint64_t kk = static_cast<uint64_t>(std::llround(j.density * static_cast<double>(j.n)));
+  std::vector<TensorIn> inputs = j.models;
+  inputs.push_back(j.base);
+  return kth_largest_keys(j.n, std::vector<uint64_t>(k, kk), tau_keys(j.models, j.base), inputs, j.chunk, j.threads,
+                          j.release_inputs);
+}
+
+// ===========================================================================
+// Per-tensor statistics of the element methods and the Gram matrices.
+
+namespace {
+
+constexpr size_t kReduceBlock = 16384;  // elements per f64 partial sum (fixed: results do not depend on threads)
+
+// Sums `nacc` f64 accumulators over [0, n): fn(first, m, acc, scratch) adds block
+// [first, first + m) into acc (zeroed); the block partials are added in block order.
+using BlockFn = std::function<void(size_t, size_t, double*, float*)>;
+std::vector<double> block_reduce(size_t n, size_t nacc, size_t scratch_floats, const BlockFn& fn,
+                                 const std::vector<TensorIn>& inputs, int threads, bool release) {
+  std::vector<double> total(nacc, 0.0);
+  if (n == 0) return total;
+  constexpr size_t kBlocksPerChunk = 64;
+  std::vector<double> part(kBlocksPerChunk * nacc);
+  PageReleaser releaser(release, inputs);
+  Failure failure;
+  for (size_t c0 = 0; c0 < n; c0 += kBlocksPerChunk * kReduceBlock) {
+    const size_t c1 = std::min(n, c0 + kBlocksPerChunk * kReduceBlock);
+    const long nb = static_cast<long>((c1 - c0 + kReduceBlock - 1) / kReduceBlock);
+    std::fill(part.begin(), part.end(), 0.0);
+#pragma omp parallel num_threads(std::max(1, std::min<int>(threads, static_cast<int>(nb))))
+    {
+      std::vector<float> scratch;
+      try {
+        scratch.resize(scratch_floats);
+      } catch (...) {
+        failure.capture();
+      }
+#pragma omp for schedule(static)
+      for (long b = 0; b < nb; ++b) {
+        if (failure.failed()) continue;
+        try {
+          const size_t first = c0 + static_cast<size_t>(b) * kReduceBlock;
+          fn(first, std::min(kReduceBlock, c1 - first), part.data() + static_cast<size_t>(b) * nacc, scratch.data());
+        } catch (...) {
+          failure.capture();
+        }
+      }
+    }
+    failure.rethrow();
+    for (long b = 0; b < nb; ++b) {
+      for (size_t a = 0; a < nacc; ++a) total[a] += part[static_cast<size_t>(b) * nacc + a];
+    }
+    releaser.upto(c1);
+  }
+  return total;
+}
+
+// v_q of elements [first, first + m): x_q − b (f32) with a base, else x_q, into dst (m floats each, k of them).
+void load_vectors(const std::vector<TensorIn>& models, const TensorIn& base, size_t first, size_t m, float* dst,
+                  float* bscratch) {
+  if (base.data) load_tile(base, first, bscratch, m);
+  for (size_t q = 0; q < models.size(); ++q) {
+    float* v = dst + q * kTile;
+    load_tile(models[q], first, v, m);
+    if (base.data) {
+      for (size_t i = 0; i < m; ++i) v[i] = v[i] - bscratch[i];
+    }
+  }
+}
+
+// Adds the Gram matrix of the k tile vectors (m elements each, stride kTile) into g (k × k, upper triangle).
+void add_gram(const float* v, size_t k, size_t m, double* g) {
+  for (size_t q = 0; q < k; ++q) {
+    for (size_t r = q; r < k; ++r) {
+      const float* a = v + q * kTile;
+      const float* c = v + r * kTile;
+      double s = 0;
+      for (size_t i = 0; i < m; ++i) s += static_cast<double>(a[i]) * static_cast<double>(c[i]);
+      g[q * k + r] += s;
+    }
+  }
+}
+
+void symmetrize(double* g, size_t k) {
+  for (size_t q = 0; q < k; ++q) {
+    for (size_t r = 0; r < q; ++r) g[q * k + r] = g[r * k + q];
+  }
+}
+
+// DELLA (Deep et al. 2024, MagPrune as mergekit's della_magprune): in each row,
+// entries ranked by |τ| (ascending, ties by position: rank r = 1..C) are kept with
+// probability p = (d − ε) + 2ε (r − 1)/(C − 1) (C = 1: d − ε), drawn from
+// dare_u24(key, i) < p · 2^24. One bit per element and model.
+std::vector<uint8_t> della_mask(const MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride) {
+  const size_t k = j.models.size();
+  const size_t row = j.row_len == 0 ? j.n : j.row_len;
+  const size_t rows = j.n / row;
+  *stride = (j.n + 7) / 8;
+  std::vector<uint8_t> mask(k * *stride, 0);
+  std::vector<TensorIn> inputs = j.models;
+  inputs.push_back(j.base);
+  Failure failure;
+  const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / row);
+  for (size_t q = 0; q < k; ++q) {
+    PageReleaser releaser(j.release_inputs, inputs);
+    const double d = j.densities[q], eps = j.epsilons[q];
+    for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
+      const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
+#pragma omp parallel num_threads(std::max(1, j.threads))
+      {
+        std::vector<float> b, x;
+        std::vector<uint32_t> u;
+        std::vector<uint32_t> order;
+        try {
+          b.resize(row);
+          x.resize(row);
+          u.resize(row);
+          order.resize(row);
+        } catch (...) {
+          failure.capture();
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (long r = static_cast<long>(r0); r < r1; ++r) {
+          if (failure.failed()) continue;
+          const size_t first = static_cast<size_t>(r) * row;
+          load_tile(j.base, first, b.data(), row);
+          load_tile(j.models[q], first, x.data(), row);
+          for (size_t i = 0; i < row; ++i) {
+            u[i] = abs_bits(x[i] - b[i]);
+            order[i] = static_cast<uint32_t>(i);
+          }
+          std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return u[a] < u[c]; });
+          uint8_t* mq = mask.data() + q * *stride;
+          for (size_t pos = 0; pos < row; ++pos) {
+            const size_t i = order[pos];
+            const double rank_norm = row > 1 ? static_cast<double>(pos) / static_cast<double>(row - 1) : 0.0;
+            const double prob = (d - eps) + rank_norm * 2.0 * eps;
+            const uint64_t g = first + i;
+            if (static_cast<double>(dare_u24(keys[q], g)) < prob * 16777216.0) {
+              __atomic_fetch_or(mq + (g >> 3), static_cast<uint8_t>(1u << (g & 7)), __ATOMIC_RELAXED);
+            }
+          }
+        }
+      }
+      failure.rethrow();
+      releaser.upto(static_cast<size_t>(r1) * row);
+    }
+  }
+  return mask;
+}
+
+}  // namespace
+
+void validate_element_job(const MergeJob& j, const std::function<void(const std::string&)>& bad) {
+  const size_t k = j.models.size();
+  auto per_model = [&](size_t got, const char* what) {
+    if (got != k) bad(std::string("expected one ") + what + " per model (" + std::to_string(k) + "), got " + std::to_string(got));
+  };
+  switch (j.method) {
+    case MergeMethod::Lincomb: {
+      if (j.segments != Segments::Whole && (j.seg_len == 0 || j.n % j.seg_len != 0)) {
+        bad("segment length " + std::to_string(j.seg_len) + " does not divide the " + std::to_string(j.n) + " elements");
+      }
+      const uint64_t segs = j.segments == Segments::Whole ? 1 : j.segments == Segments::Rows ? j.n / j.seg_len : j.seg_len;
+      if (j.coef.size() != segs * k) {
+        bad("expected " + std::to_string(segs * k) + " coefficients (" + std::to_string(segs) + " segments × " +
+            std::to_string(k) + " models), got " + std::to_string(j.coef.size()));
+      }
+      for (float c : j.coef) {
+        if (!std::isfinite(c)) bad("coefficients must be finite");
+      }
+      break;
+    }
+    case MergeMethod::Nearswap:
+      if (k != 1) bad("nearswap takes exactly one model besides the base");
+      if (!std::isfinite(j.nearswap_t)) bad("t must be finite");
+      break;
+    case MergeMethod::Gta:
+      if (!j.keep_count.empty()) per_model(j.keep_count.size(), "keep count");
+      if (!j.drop_count.empty()) per_model(j.drop_count.size(), "drop count");
+      if (j.sparsify == Sparsify::Random || j.sparsify == Sparsify::Mask || j.rescale == 2) {
+        per_model(j.densities.size(), "density");
+        for (double d : j.densities) {
+          if (!(d > 0.0 && d <= 1.0)) bad("density must be in (0, 1]");
+        }
+      }
+      if (j.sparsify == Sparsify::Mask) {
+        per_model(j.epsilons.size(), "epsilon");
+        for (size_t q = 0; q < k; ++q) {
+          const double d = j.densities[q], e = j.epsilons[q];
+          if (!(e >= 0.0) || (d < 1.0 && !(d - e > 0.0 && d + e < 1.0))) bad("density ± epsilon must lie in (0, 1)");
+        }
+        if (j.row_len != 0 && j.n % j.row_len != 0) bad("row length does not divide the element count");
+      }
+      if (j.rescale < 0 || j.rescale > 2) bad("rescale must be 0 (none), 1 (L1 norm) or 2 (1/density)");
+      if (!std::isfinite(j.lambda)) bad("lambda must be finite");
+      break;
+    case MergeMethod::Sce:
+      if (!(j.select_topk >= 0.0 && j.select_topk <= 1.0)) bad("select_topk must be in [0, 1]");
+      break;
+    default:
+      break;
+  }
+}
+
+ElemPrepared prepare_element_method(const MergeJob& j) {
+  ElemPrepared ep;
+  ElemParams& p = ep.p;
+  const size_t k = j.models.size();
+  p.k = static_cast<int>(k);
+  for (size_t q = 0; q < k; ++q) {
+    p.w[q] = q < j.weights.size() ? j.weights[q] : 1.0f;
+    p.rs[q] = 1.0f;
+    p.thr_hi[q] = 0xffffffffu;
+  }
+  std::vector<TensorIn> inputs = j.models;
+  if (j.base.data) inputs.push_back(j.base);
+  switch (j.method) {
+    case MergeMethod::Lincomb:
+      p.use_base = j.use_base ? 1 : 0;
+      p.seg_mode = static_cast<int>(j.segments);
+      p.seg_len = j.seg_len;
+      p.coef = j.coef.data();
+      break;
+    case MergeMethod::Nearswap:
+      p.t = j.nearswap_t;
+      break;
+    case MergeMethod::Gta: {
+      p.sparsify = static_cast<int>(j.sparsify);
+      p.consensus = j.consensus ? 1 : 0;
+      p.normalize = j.normalize ? 1 : 0;
+      p.lambda = j.lambda;
+      const double ws = weight_sum(j.weights);
+      p.div_const = std::fabs(ws) < 1e-8 ? 1.0f : static_cast<float>(ws);
+      if (j.sparsify == Sparsify::Band && !j.keep_count.empty()) {
+        std::vector<uint64_t> lo(k), hi(k);
+        for (size_t q = 0; q < k; ++q) {
+          const uint64_t drop = j.drop_count.empty() ? 0 : j.drop_count[q];
+          lo[q] = j.keep_count[q] + drop;
+          hi[q] = drop;
+        }
+        const KeyFn keys = tau_keys(j.models, j.base);
+        const std::vector<uint32_t> tl = kth_largest_keys(j.n, lo, keys, inputs, j.chunk, j.threads, j.release_inputs);
+        std::vector<uint32_t> th(k, 0xffffffffu);
+        if (std::any_of(hi.begin(), hi.end(), [](uint64_t h) { return h > 0; })) {
+          th = kth_largest_keys(j.n, hi, keys, inputs, j.chunk, j.threads, j.release_inputs);
+          for (size_t q = 0; q < k; ++q) {
+            if (hi[q] == 0) th[q] = 0xffffffffu;  // nothing dropped from the top
+          }
+        }
+        for (size_t q = 0; q < k; ++q) {
+          p.thr_lo[q] = tl[q];
+          p.thr_hi[q] = th[q];
+        }
+      }
+      std::vector<uint64_t> keys(k);
+      for (size_t q = 0; q < k; ++q) {
+        keys[q] = dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(q));
+        p.key[q] = keys[q];
+        if (j.sparsify == Sparsify::Random) p.keep_thr[q] = dare_keep_threshold(1.0 - j.densities[q]);
+      }
+      if (j.sparsify == Sparsify::Mask) {
+        ep.mask = della_mask(j, keys, &p.mask_stride);
+        for (size_t q = 0; q < k; ++q) {
+          if (j.densities[q] >= 1.0) {  // density 1 keeps everything (mergekit)
+            std::fill(ep.mask.begin() + q * p.mask_stride, ep.mask.begin() + (q + 1) * p.mask_stride, uint8_t(0xff));
+          }
+        }
+        p.mask = ep.mask.data();
+      }
+      if (j.rescale == 2) {
+        for (size_t q = 0; q < k; ++q) p.rs[q] = static_cast<float>(1.0 / j.densities[q]);
+      } else if (j.rescale == 1) {
+        // L1 rescale (mergekit's rescale_norm l1): rs_k = Σ|τ_k| / Σ|kept τ_k| (1 when either is < 1e-7)
+        const ElemParams pc = p;
+        const std::vector<double> l1 = block_reduce(
+            j.n, 2 * k, (k + 1) * kTile,
+            [&](size_t first, size_t m, double* acc, float* scratch) {
+              for (size_t t0 = first; t0 < first + m; t0 += kTile) {
+                const size_t mm = std::min(kTile, first + m - t0);
+                load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
+                for (size_t q = 0; q < k; ++q) {
+                  const float* v = scratch + kTile * (1 + q);
+                  double all = 0, kept = 0;
+                  for (size_t i = 0; i < mm; ++i) {
+                    const double a = std::fabs(static_cast<double>(v[i]));
+                    all += a;
+                    if (gta_keep(pc, static_cast<int>(q), v[i], t0 + i)) kept += a;
+                  }
+                  acc[2 * q] += all;
+                  acc[2 * q + 1] += kept;
+                }
+              }
+            },
+            inputs, j.threads, j.release_inputs);
+        for (size_t q = 0; q < k; ++q) {
+          const double before = l1[2 * q], after = l1[2 * q + 1];
+          p.rs[q] = before < 1e-7 || after < 1e-7 ? 1.0f : static_cast<float>(before / after);
+        }
+      }
+      break;
+    }
+    case MergeMethod::Sce: {
+      auto variance_at = [&](const float* scratch, size_t i, float* tau) {
+        for (size_t q = 0; q < k; ++q) tau[q] = scratch[kTile * (1 + q) + i];
+        return sce_variance(tau, static_cast<int>(k));
+      };
+      if (j.select_topk < 1.0) {
+        p.select = 1;
+        // count_nonzero(var), then the kk-th largest variance, kk = floor(nnz · select_topk)
+        const std::vector<double> nnz = block_reduce(
+            j.n, 1, (k + 1) * kTile + kMaxMergeModels,
+            [&](size_t first, size_t m, double* acc, float* scratch) {
+              float* tau = scratch + (k + 1) * kTile;
+              for (size_t t0 = first; t0 < first + m; t0 += kTile) {
+                const size_t mm = std::min(kTile, first + m - t0);
+                load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
+                for (size_t i = 0; i < mm; ++i) acc[0] += variance_at(scratch, i, tau) != 0.0f ? 1.0 : 0.0;
+              }
+            },
+            inputs, j.threads, j.release_inputs);
+        const uint64_t kk = static_cast<uint64_t>(std::floor(nnz[0] * j.select_topk));
+        if (kk == 0) {
+          p.var_thr = 0xffffffffu;
+        } else {
+          const KeyFn keys = [&](size_t, size_t first, size_t m, uint32_t* out, float*) {
+            thread_local std::vector<float> s;
+            s.resize((k + 1) * kTile + kMaxMergeModels);
+            load_vectors(j.models, j.base, first, m, s.data() + kTile, s.data());
+            float* tau = s.data() + (k + 1) * kTile;
+            for (size_t i = 0; i < m; ++i) out[i] = abs_bits(variance_at(s.data(), i, tau));
+          };
+          p.var_thr = kth_largest_keys(j.n, {kk}, keys, inputs, j.chunk, j.threads, j.release_inputs)[0];
+        }
+      }
+      // w_k = mean(d_k²) / Σ_k mean(d_k²) (1/k each when that sum is < 1e-6)
+      const ElemParams pc = p;
+      const std::vector<double> sq = block_reduce(
+          j.n, k, (k + 1) * kTile + kMaxMergeModels,
+          [&](size_t first, size_t m, double* acc, float* scratch) {
+            float* tau = scratch + (k + 1) * kTile;
+            for (size_t t0 = first; t0 < first + m; t0 += kTile) {
+              const size_t mm = std::min(kTile, first + m - t0);
+              load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
+              for (size_t i = 0; i < mm; ++i) {
+                const float var = variance_at(scratch, i, tau);  // also fills tau
+                if (pc.select && !(abs_bits(var) >= pc.var_thr)) continue;
+                for (size_t q = 0; q < k; ++q) acc[q] += static_cast<double>(tau[q]) * tau[q];
+              }
+            }
+          },
+          inputs, j.threads, j.release_inputs);
+      double total = 0;
+      for (size_t q = 0; q < k; ++q) total += sq[q] / static_cast<double>(j.n);
+      for (size_t q = 0; q < k; ++q) {
+        p.w[q] = std::fabs(total) < 1e-6 ? static_cast<float>(1.0 / static_cast<double>(k))
+                                         : static_cast<float>(sq[q] / static_cast<double>(j.n) / total);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return ep;
+}
+
+std::vector<double> tensor_gram_cpu(const GramJob& j) {
+  const size_t k = j.models.size();
+  if (k == 0 || k > static_cast<size_t>(kMaxMergeModels)) {
+    throw DfError("InvalidArgument", "gram of " + j.tensor + ": 1 to 64 vectors are needed", j.tensor);
+  }
+  std::vector<TensorIn> inputs = j.models;
+  if (j.base.data) inputs.push_back(j.base);
+  if (j.segments == Segments::Whole) {
+    std::vector<double> g = block_reduce(
+        j.n, k * k, (k + 1) * kTile,
+        [&](size_t first, size_t m, double* acc, float* scratch) {
+          for (size_t t0 = first; t0 < first + m; t0 += kTile) {
+            const size_t mm = std::min(kTile, first + m - t0);
+            load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
+            add_gram(scratch + kTile, k, mm, acc);
+          }
+        },
+        inputs, j.threads, j.release_inputs);
+    symmetrize(g.data(), k);
+    return g;
+  }
+  const size_t len = j.seg_len;
+  if (len == 0 || j.n % len != 0) {
+    throw DfError("InvalidArgument", "gram of " + j.tensor + ": segment length does not divide the element count", j.tensor);
+  }
+  const size_t rows = j.n / len;
+  const size_t segs = j.segments == Segments::Rows ? rows : len;
+  std::vector<double> g(segs * k * k, 0.0);
+  PageReleaser releaser(j.release_inputs, inputs);
+  Failure failure;
+  const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / len);
+  for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
+    const size_t r1 = std::min(rows, r0 + rows_per_chunk);
+    // Rows: one row per iteration; Cols: one block of kTile columns over this chunk's rows, in row order.
+    const long units = static_cast<long>(j.segments == Segments::Rows ? r1 - r0 : (len + kTile - 1) / kTile);
+#pragma omp parallel num_threads(std::max(1, j.threads))
+    {
+      std::vector<float> scratch;
+      try {
+        scratch.resize((k + 1) * kTile);
+      } catch (...) {
+        failure.capture();
+      }
+#pragma omp for schedule(static)
+      for (long u = 0; u < units; ++u) {
+        if (failure.failed()) continue;
+        try {
+          if (j.segments == Segments::Rows) {
+            const size_t r = r0 + static_cast<size_t>(u);
+            double* acc = g.data() + r * k * k;
+            for (size_t t0 = r * len; t0 < (r + 1) * len; t0 += kTile) {
+              const size_t mm = std::min(kTile, (r + 1) * len - t0);
+              load_vectors(j.models, j.base, t0, mm, scratch.data() + kTile, scratch.data());
+              add_gram(scratch.data() + kTile, k, mm, acc);
+            }
+          } else {
+            const size_t c0 = static_cast<size_t>(u) * kTile;
+            const size_t cm = std::min(kTile, len - c0);
+            for (size_t r = r0; r < r1; ++r) {
+              load_vectors(j.models, j.base, r * len + c0, cm, scratch.data() + kTile, scratch.data());
+              const float* v = scratch.data() + kTile;
+              for (size_t c = 0; c < cm; ++c) {
+                double* acc = g.data() + (c0 + c) * k * k;
+                for (size_t q = 0; q < k; ++q) {
+                  for (size_t s = q; s < k; ++s) acc[q * k + s] += static_cast<double>(v[q * kTile + c]) * v[s * kTile + c];
+                }
+              }
+            }
+          }
+        } catch (...) {
+          failure.capture();
+        }
+      }
+    }
+    failure.rethrow();
+    releaser.upto(r1 * len);
+  }
+  for (size_t s = 0; s < segs; ++s) symmetrize(g.data() + s * k * k, k);
+  return g;
 }
 
 void merge_tensor_cpu(const MergeJob& j) {
@@ -560,7 +1055,7 @@ void merge_tensor_cpu(const MergeJob& j) {
   const int k = p.k;
   const size_t osz = dtype_size(j.out_dtype);
   std::vector<TensorIn> inputs = j.models;
-  if (uses_base(j.method)) inputs.push_back(j.base);
+  if (uses_base(j)) inputs.push_back(j.base);
   for (const TensorIn& f : j.fishers) inputs.push_back(f);
   PageReleaser releaser(j.release_inputs, inputs);
   const MergeTileFn tile = merge_tile_for(j);

@@ -248,6 +248,89 @@ std::vector<uint32_t> ties_thresholds_cuda(const MergeJob& j, size_t chunk) {
   return thr;
 }
 
+// ---------------------------------------------------------------------------
+// Element methods: the same <name>_elem formulas as the CPU (merge_methods.h), one
+// thread per element; their per-tensor statistics come from the CPU's prepare step.
+
+struct DevInputs {
+  DevIn base;
+  DevIn xs[kMaxK];
+  __device__ float b(size_t i) const { return ld(base, i); }
+  __device__ float x(int q, size_t i) const { return ld(xs[q], i); }
+};
+
+struct ElemKParams {
+  int method;
+  size_t n;
+  uint64_t first;
+  DevInputs in;
+  ElemParams ep;
+  uint8_t* out;
+  int out_dtype;
+};
+static_assert(sizeof(ElemKParams) <= 4096, "kernel parameters must fit in 4 KiB");
+
+__global__ void elem_kernel(const ElemKParams p) {
+  const MergeMethod m = static_cast<MergeMethod>(p.method);
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < p.n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    float v = 0.0f;
+    switch (m) {
+#define DFM_ELEM_CASE(E, fn)               \
+  case MergeMethod::E:                     \
+    v = fn(p.ep, p.in, i, p.first + i);    \
+    break;
+      DFM_ELEMENT_METHODS(DFM_ELEM_CASE)
+#undef DFM_ELEM_CASE
+      default:
+        break;
+    }
+    st(p.out, p.out_dtype, i, v);
+  }
+}
+
+void merge_elements_cuda(const MergeJob& j, size_t chunk) {
+  const ElemPrepared prep = prepare_element_method(j);
+  ElemKParams p{};
+  p.method = static_cast<int>(j.method);
+  p.ep = prep.p;
+  p.out_dtype = static_cast<int>(j.out_dtype);
+  DevBuf dcoef(j.coef.size() * sizeof(float)), dmask(prep.mask.size());
+  if (!j.coef.empty()) {
+    check(cudaMemcpy(dcoef.p, j.coef.data(), j.coef.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy to device");
+    p.ep.coef = static_cast<const float*>(dcoef.p);
+  }
+  if (!prep.mask.empty()) {
+    check(cudaMemcpy(dmask.p, prep.mask.data(), prep.mask.size(), cudaMemcpyHostToDevice), "cudaMemcpy to device");
+    p.ep.mask = dmask.u8();
+  }
+  const bool base = merge_uses_base(j);
+  const int k = static_cast<int>(j.models.size());
+  DevBuf dbase(base ? chunk * 4 : 0);
+  std::vector<DevBuf> dx;
+  for (int q = 0; q < k; ++q) dx.emplace_back(chunk * 4);
+  const size_t osz = dtype_size(j.out_dtype);
+  DevBuf dout(chunk * osz);
+  std::vector<uint8_t> stage(j.fd >= 0 ? chunk * osz : 0);
+  std::vector<TensorIn> inputs = j.models;
+  if (base) inputs.push_back(j.base);
+  PageReleaser releaser(j.release_inputs, inputs);
+  for (size_t c0 = 0; c0 < j.n; c0 += chunk) {
+    const size_t m = std::min(chunk, j.n - c0);
+    p.n = m;
+    p.first = c0;
+    if (base) p.in.base = upload(j.base, dbase, c0, m);
+    for (int q = 0; q < k; ++q) p.in.xs[q] = upload(j.models[q], dx[q], c0, m);
+    p.out = dout.u8();
+    elem_kernel<<<grid_for(m), 256>>>(p);
+    check(cudaGetLastError(), "merge kernel");
+    uint8_t* host = j.fd >= 0 ? stage.data() : j.out + c0 * osz;
+    check(cudaMemcpy(host, dout.p, m * osz, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+    if (j.fd >= 0) pwrite_all(j.fd, stage.data(), m * osz, j.fd_offset + c0 * osz);
+    releaser.upto(c0 + m);
+  }
+}
+
 }  // namespace
 
 void merge_tensor_cuda(const MergeJob& j) {
@@ -284,7 +367,11 @@ void merge_tensor_cuda(const MergeJob& j) {
     for (int q = 0; q < k; ++q) p.thr[q] = thr[q];
   }
 
-  const bool base = merge_uses_base(j.method);
+  if (is_element_method(j.method)) {
+    merge_elements_cuda(j, chunk);
+    return;
+  }
+  const bool base = merge_uses_base(j);
   DevBuf dbase(base ? chunk * 4 : 0);
   std::vector<DevBuf> dx, df;
   for (int q = 0; q < k; ++q) dx.emplace_back(chunk * 4);

@@ -16,20 +16,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/merge_methods.h"
 
 namespace dfm {
 
 // ---------------------------------------------------------------------------
 // Whole-tensor jobs.
 
-enum class MergeMethod { Linear, TaskArithmetic, Ties, DareLinear, DareTies, Fisher, DfCombine };
+#define DFM_METHOD_ENUM(E, name, base, kind) E,
+enum class MergeMethod { DFM_MERGE_METHODS(DFM_METHOD_ENUM) };
+#undef DFM_METHOD_ENUM
 
-// Parses "linear" | "task_arithmetic" | "ties" | "dare_linear" | "dare_ties" | "fisher" | "dfmerge";
-// throws DfError("UnknownMethod") otherwise.
+// Parses a kernel name of DFM_MERGE_METHODS (merge_methods.h); throws
+// DfError("UnknownMethod") otherwise.
 MergeMethod parse_merge_method(const std::string& name);
 const char* merge_method_name(MergeMethod m);
 
@@ -54,6 +58,25 @@ struct MergeJob {
   std::vector<float> fisher_scale;  // fisher: c_k (empty: all 1)
   float fisher_floor = -std::numeric_limits<float>::infinity();
   float df_scale = 1.0f;         // dfmerge: M
+  // lincomb: out = [b +] Σ_k coef[seg][k] (x_k [− b]); coef is segments × k
+  std::vector<float> coef;
+  bool use_base = false;
+  Segments segments = Segments::Whole;
+  uint64_t seg_len = 1;
+  // nearswap
+  float nearswap_t = 0.0f;
+  // gta (see gta_elem): sparsification, consensus, rescale (0 none, 1 L1 norm per tensor), λ
+  Sparsify sparsify = Sparsify::Band;
+  bool consensus = false;
+  int rescale = 0;
+  float lambda = 1.0f;
+  std::vector<uint64_t> keep_count;  // Band: entries kept below the dropped top (empty: all)
+  std::vector<uint64_t> drop_count;  // Band: largest entries dropped (breadcrumbs' γ; empty: none)
+  std::vector<double> densities;     // Random / Mask: keep probability per model
+  std::vector<double> epsilons;      // Mask (DELLA): probability spread ε per model
+  uint64_t row_len = 0;              // Mask (DELLA): elements per row (0: the whole tensor is one row)
+  // sce
+  double select_topk = 1.0;
   // Output: memory (out != nullptr) or a file slot (fd >= 0, at fd_offset).
   Dtype out_dtype = Dtype::F32;
   uint8_t* out = nullptr;
@@ -100,7 +123,43 @@ struct MergeConstants {
   float keep_prob = 1.0f;     // dare: 1 − p
 };
 MergeConstants merge_constants(const MergeJob& job);
-bool merge_uses_base(MergeMethod m);
+bool merge_uses_base(const MergeJob& job);
+bool is_element_method(MergeMethod m);
+
+// The element methods' parameters with their per-tensor statistics (selection
+// thresholds, L1 rescale factors, DELLA's drop mask, SCE's weights), computed on
+// the CPU over the whole tensor before the merge pass; shared by both drivers.
+struct ElemPrepared {
+  ElemParams p;
+  std::vector<uint8_t> mask;  // p.mask points here (CPU)
+};
+ElemPrepared prepare_element_method(const MergeJob& job);
+
+// For each of `groups` streams of non-negative f32 keys over n elements, the bit
+// pattern of the kk[g]-th largest key, by an exact two-pass radix selection;
+// kk = 0 gives 0xffffffff, kk ≥ n gives 0. keys(g, first, m, out, scratch) writes
+// the keys of elements [first, first + m) (scratch: kSelectScratch floats).
+constexpr size_t kSelectScratch = 4096;
+using KeyFn = std::function<void(size_t, size_t, size_t, uint32_t*, float*)>;
+std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
+                                       const std::vector<TensorIn>& inputs, size_t chunk, int threads,
+                                       bool release_inputs);
+
+// Gram matrices of the k vectors v_q = x_q − b (base.data set) or x_q, per
+// segment (Segments): G[s][q][r] = Σ_{i ∈ s} v_q[i] v_r[i] in f64 (products of
+// the f32 values, summed in an order fixed by the tensor alone). Returns
+// segments × k × k values.
+struct GramJob {
+  size_t n = 0;
+  std::string tensor;
+  TensorIn base;
+  std::vector<TensorIn> models;
+  Segments segments = Segments::Whole;
+  uint64_t seg_len = 1;
+  int threads = 1;
+  bool release_inputs = true;
+};
+std::vector<double> tensor_gram_cpu(const GramJob& job);
 
 // TIES: per model, the f32 bit pattern of the kk-th largest |x_k − b| over the
 // whole tensor, kk = round(density · n), by an exact two-pass radix selection

@@ -5,7 +5,7 @@ import { installSignalCleanup } from '../io/cleanup.js';
 import { loadAddon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
-import { registerMerge } from './merge.js';
+import { registerExtractLora, registerMerge } from './merge.js';
 import { registerOptimize } from './optimize.js';
 import { registerEval } from './eval.js';
 import { registerFisher } from './fisher.js';
@@ -39,6 +39,7 @@ export function buildProgram(): Command {
   });
   registerInspect(program);
   registerMerge(program);
+  registerExtractLora(program);
   registerOptimize(program);
   registerEval(program);
   registerFisher(program);

@@ -129,17 +129,87 @@ export interface DfCombineRequest extends CommonRequest {
   readonly m: number;
 }
 
+/** How lincomb's coefficients vary: one set per tensor, per row (contiguous runs of segLen), or per column (i mod segLen). */
+export type Segments = 'whole' | 'rows' | 'cols';
+
+/**
+ * Linear combination with per-segment coefficients c[s][k]:
+ * out = base + Σ_k c_k (x_k − base) with a base, else Σ_k c_k x_k.
+ * The kernel behind SLERP, NuSLERP, multi-SLERP, Karcher, model stock and passthrough.
+ */
+export interface LincombRequest extends CommonRequest {
+  readonly method: 'lincomb';
+  readonly base?: TensorInput;
+  readonly models: readonly TensorInput[];
+  /** segments × k, row-major. */
+  readonly coef: readonly number[];
+  readonly segments?: Segments;
+  readonly segLen?: number;
+}
+
+/**
+ * mergekit's generalised task arithmetic: d_k = keep_k ⊙ τ_k · rs_k, optional sign
+ * consensus (TIES), out = b + λ · (normalize ? mixed / div : mixed). See gta_elem.
+ */
+export interface GtaRequest extends CommonRequest {
+  readonly method: 'gta';
+  readonly base: TensorInput;
+  readonly models: readonly TensorInput[];
+  readonly weights: readonly number[];
+  /** band: keep the keepCount[k] largest |τ_k| below the dropCount[k] largest; random: DARE; mask: DELLA. */
+  readonly sparsify?: 'band' | 'random' | 'mask';
+  readonly keepCount?: readonly number[];
+  readonly dropCount?: readonly number[];
+  /** random / mask: keep probability per model. */
+  readonly densities?: readonly number[];
+  /** mask (DELLA): ε per model. */
+  readonly epsilons?: readonly number[];
+  /** mask (DELLA): elements per row ranked together (default: the whole tensor). */
+  readonly rowLen?: number;
+  readonly consensus?: boolean;
+  readonly normalize?: boolean;
+  /** Kept entries rescaled: none (default), by Σ|τ|/Σ|kept τ| per tensor (l1), or by 1/density. */
+  readonly rescale?: 'none' | 'l1' | 'inverse_density';
+  readonly lambda?: number;
+  readonly seed?: number | bigint;
+  readonly tensorId?: bigint;
+}
+
+/** SCE: select the top selectTopk of entries by variance across models, weights ∝ mean(τ_k²), sign-consensus mean. */
+export interface SceRequest extends CommonRequest {
+  readonly method: 'sce';
+  readonly base: TensorInput;
+  readonly models: readonly TensorInput[];
+  readonly selectTopk: number;
+}
+
+/** NearSwap: w = clamp(t / |b − x|, 0, 1), out = w x + (1 − w) b. */
+export interface NearswapRequest extends CommonRequest {
+  readonly method: 'nearswap';
+  readonly base: TensorInput;
+  readonly models: readonly TensorInput[];
+  readonly t: number;
+}
+
 export type MergeTensorRequest =
   | LinearRequest
   | TaskArithmeticRequest
   | TiesRequest
   | DareRequest
   | FisherRequest
-  | DfCombineRequest;
+  | DfCombineRequest
+  | LincombRequest
+  | GtaRequest
+  | SceRequest
+  | NearswapRequest;
 
 export type MergeMethod = MergeTensorRequest['method'];
 
-export const MERGE_METHODS: readonly MergeMethod[] = ['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'fisher', 'dfmerge'];
+export const MERGE_METHODS: readonly MergeMethod[] = [
+  'linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'fisher', 'dfmerge', 'lincomb', 'gta', 'sce', 'nearswap',
+];
+
+const RESCALE_CODE = { none: 0, l1: 1, inverse_density: 2 } as const;
 
 const DTYPE_SIZE: Record<ComputeDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
@@ -264,6 +334,37 @@ export async function mergeTensor(req: MergeTensorRequest): Promise<void> {
       case 'dfmerge':
         Object.assign(native, { base: toNative(req.base, 'base', tensor), scale: req.m });
         break;
+      case 'lincomb':
+        Object.assign(native, {
+          ...(req.base ? { base: toNative(req.base, 'base', tensor), useBase: true } : {}),
+          weights: models.map(() => 1), coef: [...req.coef], segments: req.segments ?? 'whole', ...(req.segLen !== undefined ? { segLen: req.segLen } : {}),
+        });
+        break;
+      case 'gta': {
+        const needsId = req.sparsify === 'random' || req.sparsify === 'mask';
+        if (needsId && req.tensorId === undefined && tensor === undefined) {
+          throw new MergeError('InvalidArgument', 'random sparsification needs the tensor name (or an explicit tensorId) to seed its drops');
+        }
+        Object.assign(native, {
+          base: toNative(req.base, 'base', tensor), weights: [...req.weights], sparsify: req.sparsify ?? 'band',
+          consensus: req.consensus ?? false, normalize: req.normalize ?? false, rescale: RESCALE_CODE[req.rescale ?? 'none'],
+          lambda: req.lambda ?? 1, seed: u64(req.seed ?? 0, 'seed', tensor),
+          tensorId: req.tensorId !== undefined ? u64(req.tensorId, 'tensorId', tensor) : fnv1a64(tensor ?? ''),
+          ...(req.keepCount ? { keepCount: [...req.keepCount] } : {}),
+          ...(req.dropCount ? { dropCount: [...req.dropCount] } : {}),
+          ...(req.densities ? { densities: [...req.densities] } : {}),
+          ...(req.epsilons ? { epsilons: [...req.epsilons] } : {}),
+          ...(req.rowLen !== undefined ? { rowLen: req.rowLen } : {}),
+        });
+        if (RESCALE_CODE[req.rescale ?? 'none'] === undefined) throw new MergeError('InvalidArgument', `rescale must be none, l1 or inverse_density, got ${String(req.rescale)}`, tensor);
+        break;
+      }
+      case 'sce':
+        Object.assign(native, { base: toNative(req.base, 'base', tensor), weights: models.map(() => 1), selectTopk: req.selectTopk });
+        break;
+      case 'nearswap':
+        Object.assign(native, { base: toNative(req.base, 'base', tensor), weights: models.map(() => 1), t: req.t });
+        break;
     }
   } catch (e) {
     throw wrapNative(e, tensor);
@@ -314,6 +415,42 @@ export async function accumulateFisher(req: AccumulateFisherRequest): Promise<vo
       ...(req.base ? { base: toNative(req.base, 'base', req.tensor) } : {}),
       lambda: req.lambda,
       ...(req.chunkElements !== undefined ? { chunk: req.chunkElements } : {}),
+      ...(req.threads !== undefined ? { threads: req.threads } : {}),
+      ...(req.releaseInputs !== undefined ? { release: req.releaseInputs } : {}),
+    });
+  } catch (e) {
+    throw wrapNative(e, req.tensor);
+  }
+}
+
+export interface GramRequest {
+  readonly models: readonly TensorInput[];
+  /** With a base, the Gram matrix of the task vectors x_k − base (f32 differences). */
+  readonly base?: TensorInput;
+  readonly segments?: Segments;
+  readonly segLen?: number;
+  readonly tensor?: string;
+  readonly threads?: number;
+  readonly releaseInputs?: boolean;
+}
+
+/**
+ * Gram matrices G[s][q][r] = Σ_{i ∈ segment s} v_q[i] v_r[i] (f64 sums of the f32
+ * values; the order is fixed by the tensor, not the thread count), as an array of
+ * segments × k × k.
+ */
+export async function tensorGram(req: GramRequest): Promise<Float64Array> {
+  try {
+    const models = req.models.map((m, i) => toNative(m, `models[${i}]`, req.tensor));
+    if (models.length === 0) throw new MergeError('InvalidArgument', 'at least one model is needed', req.tensor);
+    const first = models[0]!;
+    const n = byteLengthOf(first.data) / DTYPE_SIZE[first.dtype];
+    return await addon().tensorGram({
+      n, models,
+      ...(req.base ? { base: toNative(req.base, 'base', req.tensor) } : {}),
+      ...(req.tensor !== undefined ? { tensor: req.tensor } : {}),
+      segments: req.segments ?? 'whole',
+      ...(req.segLen !== undefined ? { segLen: req.segLen } : {}),
       ...(req.threads !== undefined ? { threads: req.threads } : {}),
       ...(req.releaseInputs !== undefined ? { release: req.releaseInputs } : {}),
     });

@@ -16,9 +16,11 @@ import { StagedFolder } from '../io/staging.js';
 import { isComputeDtype } from '../io/dtypes.js';
 import { addon, type ComputeDtype } from '../native/addon.js';
 import { Progress } from '../util/progress.js';
-import type { MergeConfig } from './config.js';
+import { outputDtype, type MergeConfig } from './config.js';
 import { mergeTensor, sumOfSquares, type Device, type TensorInput } from './kernels.js';
-import { METHOD_BUILDERS, type MethodInputs } from './methods/index.js';
+import type { MethodInputs } from './methods/index.js';
+import { modelCard } from './card.js';
+import { LoraAdapter } from './lora.js';
 import { buildPlan, type MergePlan, type TensorPlan } from './plan.js';
 
 export interface MergeRunOptions {
@@ -84,11 +86,15 @@ async function fisherScales(plan: MergePlan): Promise<number[]> {
   return scales;
 }
 
-/** Copies config.json (with the output dtype) and the tokenizer files of `src` into `out`, each atomically. */
-export function copySideFiles(src: string, out: string, dtype: ComputeDtype | undefined): void {
+/**
+ * Copies config.json (with the output dtype, and `edits` such as a restacked layer
+ * count) and the tokenizer files of `src` into `out`, each atomically.
+ */
+export function copySideFiles(src: string, out: string, dtype: ComputeDtype | undefined, edits: Readonly<Record<string, unknown>> = {}): void {
   const cfgPath = join(src, 'config.json');
   if (existsSync(cfgPath)) {
-    const cfg = readJsonObjectFile(cfgPath, 'config.json');
+    const cfg = { ...readJsonObjectFile(cfgPath, 'config.json') };
+    for (const [k, v] of Object.entries(edits)) if (k in cfg) cfg[k] = v;
     if (dtype) {
       if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = DTYPE_NAMES[dtype];
       if ('dtype' in cfg) cfg.dtype = DTYPE_NAMES[dtype];
@@ -101,14 +107,19 @@ export function copySideFiles(src: string, out: string, dtype: ComputeDtype | un
   }
 }
 
-/** The merge config as YAML, saved beside the output for reproducibility. */
+/** The merge config as YAML (mergekit's shape), saved beside the output for reproducibility. */
 export function configYaml(c: MergeConfig): string {
+  const params = (p: Readonly<Record<string, unknown>>) => (Object.keys(p).length ? { parameters: p } : {});
   return toYaml({
     merge_method: c.method,
     ...(c.base ? { base_model: c.base } : {}),
-    models: c.models.map((m) => ({ model: m.path, ...(Object.keys(m.parameters).length ? { parameters: m.parameters } : {}), ...(m.fisher ? { fisher: m.fisher } : {}) })),
-    ...(Object.keys(c.parameters).length ? { parameters: c.parameters } : {}),
+    ...(c.slices && c.slices.length > 0
+      ? { slices: c.slices.map((s) => ({ sources: s.sources.map((src) => ({ model: src.path, layer_range: [...src.layerRange], ...params(src.parameters) })), ...params(s.parameters) })) }
+      : { models: c.models.map((m) => ({ model: m.path, ...params(m.parameters), ...(m.fisher ? { fisher: m.fisher } : {}) })) }),
+    ...params(c.parameters),
     ...(c.dtype ? { dtype: DTYPE_NAMES[c.dtype] } : {}),
+    ...(c.outDtype ? { out_dtype: DTYPE_NAMES[c.outDtype] } : {}),
+    ...(c.tokenizerSource ? { tokenizer_source: c.tokenizerSource } : {}),
     seed: c.seed,
   });
 }
@@ -122,20 +133,27 @@ export function removeStaleWeights(out: string, keep: readonly string[]): void {
 
 async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter, fisherScale: number[], device: Device, threads: number | undefined): Promise<void> {
   const shard = writer.fileFor(t.name);
+  const ckOf = (model: number) => (model < 0 ? plan.base! : plan.models[model]!);
+  const input = (model: number, name: string): TensorInput => {
+    const ck = ckOf(model);
+    return ck instanceof LoraAdapter ? ck.tensor(name) : tensorInput(ck, name);
+  };
   if (t.kind === 'copy') {
-    const { file } = plan.reference.locate(t.name);
-    shard.write(t.name, file.bytes(t.name));
-    file.release(t.name);
+    const from = ckOf(t.copyFrom.model);
+    const { file } = (from instanceof LoraAdapter ? from.base : from).locate(t.copyFrom.name);
+    shard.write(t.name, file.bytes(t.copyFrom.name));
+    file.release(t.copyFrom.name);
     return;
   }
   const inputs: MethodInputs = {
-    base: plan.base ? tensorInput(plan.base, t.name) : undefined,
-    models: plan.models.map((m) => tensorInput(m, t.name)),
+    base: t.baseName !== undefined ? tensorInput(plan.base!, t.baseName) : undefined,
+    models: t.sources.map((s) => input(s.model, s.name)),
     fishers: plan.fishers.map((f) => tensorInput(f, t.name)),
     fisherScale,
     seed: plan.config.seed,
+    ...(threads !== undefined ? { threads } : {}),
   };
-  const req = METHOD_BUILDERS[plan.method](t, inputs, { kind: 'writer', writer: shard, tensor: t.name });
+  const req = await plan.descriptor.request(t, inputs, { kind: 'writer', writer: shard, tensor: t.name });
   await mergeTensor({ ...req, device, ...(threads !== undefined ? { threads } : {}) });
 }
 
@@ -160,7 +178,8 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
   try {
     staged = StagedFolder.create(out);
     // config and tokenizer first: a bad config.json is reported before the long part
-    copySideFiles(plan.reference.dir, staged.dir, config.dtype);
+    const layerEdits = plan.layerCount !== undefined ? { num_hidden_layers: plan.layerCount, n_layer: plan.layerCount, num_layers: plan.layerCount } : {};
+    copySideFiles(plan.reference.dir, staged.dir, outputDtype(config), layerEdits);
     const device = opts.device ?? 'cpu';
     const fisherScale = await fisherScales(plan);
     writer = new CheckpointWriter(staged.dir, plan.outputSpecs, {
@@ -180,6 +199,7 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     writer = undefined;
     progress.finish();
     writeFileAtomic(join(staged.dir, 'dfmerge.yaml'), configYaml(config));
+    writeFileAtomic(join(staged.dir, 'README.md'), modelCard(config, plan.descriptor, configYaml(config)));
     checkInputsUnchanged(plan);
     staged.commit();
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };

@@ -61,7 +61,7 @@ export interface NativeTensorInput {
   dtype: ComputeDtype;
 }
 
-export type NativeMergeMethod = 'linear' | 'task_arithmetic' | 'ties' | 'dare_linear' | 'dare_ties' | 'fisher' | 'dfmerge';
+export type NativeMergeMethod = 'linear' | 'task_arithmetic' | 'ties' | 'dare_linear' | 'dare_ties' | 'fisher' | 'dfmerge' | 'lincomb' | 'gta' | 'sce' | 'nearswap';
 
 /** Where the merged tensor goes: a buffer of n elements of `dtype`, or a file slot written with pwrite(). */
 export type NativeMergeOutput =
@@ -92,6 +92,26 @@ export interface NativeMergeRequest {
   fisherFloor?: number;
   /** 'dfmerge': M. */
   scale?: number;
+  /** 'lincomb': segments × k coefficients; with useBase out = b + Σ c (x − b), else Σ c x. */
+  coef?: number[];
+  useBase?: boolean;
+  segments?: 'whole' | 'rows' | 'cols';
+  segLen?: number;
+  /** 'nearswap': t. */
+  t?: number;
+  /** 'gta' (native/kernels/merge_methods.h, gta_elem). */
+  sparsify?: 'band' | 'random' | 'mask';
+  consensus?: boolean;
+  /** 0 none, 1 L1 norm per tensor, 2 1/density. */
+  rescale?: number;
+  lambda?: number;
+  keepCount?: number[];
+  dropCount?: number[];
+  densities?: number[];
+  epsilons?: number[];
+  rowLen?: number;
+  /** 'sce': fraction of entries kept by variance. */
+  selectTopk?: number;
   out: NativeMergeOutput;
   /** Elements per chunk (default 2^20). */
   chunk?: number;
@@ -100,6 +120,17 @@ export interface NativeMergeRequest {
   /** Drop finished pages of file-mapped inputs (default true; other memory is never touched). */
   release?: boolean;
   device?: 'cpu' | 'cuda';
+}
+
+export interface NativeGramRequest {
+  n: number;
+  tensor?: string;
+  base?: NativeTensorInput;
+  models: NativeTensorInput[];
+  segments?: 'whole' | 'rows' | 'cols';
+  segLen?: number;
+  threads?: number;
+  release?: boolean;
 }
 
 /** S += F; W += F ⊙ λ (model − base) (or F ⊙ λ model without base). */
@@ -253,6 +284,8 @@ export interface NativeAddon {
   /** Argument errors throw synchronously (with `code`); failures while merging reject. */
   mergeTensor(req: NativeMergeRequest): Promise<void>;
   accumulateFisher(req: NativeAccumulateRequest): Promise<void>;
+  /** Gram matrices (segments × k × k, f64) of x_k − base (or x_k). */
+  tensorGram(req: NativeGramRequest): Promise<Float64Array>;
   sumOfSquares(data: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Promise<number>;
   /** Copies src to dst (same byte length) with the merge driver's threading; returns the byte count. */
   streamCopy(src: ArrayBufferView | ArrayBuffer, dst: ArrayBufferView | ArrayBuffer): number;

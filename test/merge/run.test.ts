@@ -130,12 +130,12 @@ test('per-tensor parameters by filter, output dtype, side files and the saved co
   const yamlPath = join(root, 'merge.yaml');
   writeFileSync(yamlPath, [
     'merge_method: task_arithmetic',
-    'base_model: ./base',
+    `base_model: ${base.dir}`,
     'models:',
-    '  - model: ./m0',
+    `  - model: ${models[0]!.dir}`,
     '    parameters:',
     '      weight: [ { filter: embed_tokens, value: 0 }, { value: 1.0 } ]',
-    '  - model: ./m1',
+    `  - model: ${models[1]!.dir}`,
     '    parameters: { weight: 0.5 }',
     'dtype: float32',
   ].join('\n'));
@@ -150,7 +150,8 @@ test('per-tensor parameters by filter, output dtype, side files and the saved co
     expectClose(ck, s.name, 'F32', refDeltaSum(b, deltas(b, xs), [w0, 0.5], false));
   }
   ck.close();
-  assert.deepEqual(readdirSync(out).sort(), ['config.json', 'dfmerge.yaml', 'model.safetensors', 'tokenizer.json']);
+  assert.deepEqual(readdirSync(out).sort(), ['README.md', 'config.json', 'dfmerge.yaml', 'model.safetensors', 'tokenizer.json']);
+  assert.match(readFileSync(join(out, 'README.md'), 'utf8'), /task_arithmetic[\s\S]*```yaml\nmerge_method: task_arithmetic/, 'the model card holds the config');
   assert.equal((JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { torch_dtype: string }).torch_dtype, 'float32');
   const again = loadConfigFile(join(out, 'dfmerge.yaml'));
   assert.deepEqual(again, config, 'the saved dfmerge.yaml reproduces the merge');
@@ -178,7 +179,7 @@ test('mismatched models are refused with every problem listed, and nothing is wr
   ]);
   const out = join(root, 'mismatch-out');
   await assert.rejects(
-    runMerge(validateConfig({ ...cfg('linear'), models: [{ path: models[0]!.dir, parameters: {} }, { path: join(root, 'odd'), parameters: {} }] }), { out, quiet: true }),
+    runMerge(validateConfig({ ...cfg('linear'), models: [{ path: models[0]!.dir, parameters: { weight: 1 } }, { path: join(root, 'odd'), parameters: { weight: 1 } }] }), { out, quiet: true }),
     (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ModelMismatch');
       assert.match(e.message, /odd: does not match the reference model/);
@@ -216,5 +217,6 @@ test('dfmerge merge CLI: flags, YAML, and errors that say what to do', () => {
     assert.equal(existsSync(join(root, 'x')), false, 'a merge that fails in the kernel leaves no output folder');
   }
   const help = runCli(['merge', '--help']);
-  assert.match(help.stdout, /ties +trim each τ_k/);
+  assert.match(help.stdout, /ties +keep the top density of \|τ_k\|/);
+  assert.match(help.stdout, /slerp +θ = sin/);
 });

@@ -1,0 +1,211 @@
+/**
+ * The methods built on the lincomb, gta, sce and nearswap kernels, each through its
+ * descriptor (src/merge/methods/: coefficients, counts, defaults) and the native
+ * kernel, against an independent float64 reference of its published definition
+ * (test/merge/reference_methods.ts), on awkward sizes and shapes (1, 7, 4097,
+ * 33×129 and 3 Mi + 5, which crosses chunk and reduction-block boundaries) and
+ * every input/output dtype.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fnv1a64, mergeTensor, type TensorInput } from '../../src/merge/kernels.js';
+import { loadAddon } from '../../src/native/addon.js';
+import { methodDescriptor } from '../../src/merge/methods/index.js';
+import type { MethodInputs } from '../../src/merge/methods/index.js';
+import type { TensorPlan } from '../../src/merge/plan.js';
+import type { ComputeDtype } from '../../src/native/addon.js';
+import { DTYPES, SIZE, compare, type RefResult, type RefTensor } from './reference.js';
+import { inputsFor, type Inputs, type Pattern } from './cases.js';
+import {
+  bandMask, dareKey, dellaMask, l1Factor, refGta, refKarcher, refModelStock, refMultislerp, refNearswap, refNuslerp, refSce, refSlerp,
+} from './reference_methods.js';
+
+const TENSOR = 'model.layers.3.self_attn.o_proj.weight';
+const SEED = 99;
+
+type P = Record<string, number | boolean>;
+
+/** A one-tensor plan with the descriptor's defaults filled in. */
+function planFor(method: string, shape: number[], global: P, perModel: P[], dtype: ComputeDtype): TensorPlan {
+  const d = methodDescriptor(method);
+  const defaults = (specs: typeof d.global) => Object.fromEntries(Object.entries(specs).filter(([, s]) => s.default !== undefined).map(([k, s]) => [k, s.default!]));
+  const modelParams = perModel.map((p) => ({ ...defaults(d.perModel), ...p }));
+  return {
+    name: TENSOR, shape, numel: shape.reduce((a, b) => a * b, 1), kind: 'merge', outDtype: dtype,
+    sources: [], copyFrom: { model: 0, name: TENSOR }, weights: modelParams.map((p) => (p.weight === undefined ? 1 : Number(p.weight))),
+    modelParams, params: { ...defaults(d.global), ...global }, depth: 0, ioBytes: 0,
+  };
+}
+
+const input = (t: RefTensor): TensorInput => ({ data: t.bytes, dtype: t.dtype });
+
+async function runMethod(method: string, shape: number[], global: P, perModel: P[], inp: Inputs, k: number, withBase: boolean, dtype: ComputeDtype, device: 'cpu' | 'cuda' = 'cpu'): Promise<Uint8Array> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Uint8Array(n * SIZE[dtype]);
+  const t = planFor(method, shape, global, perModel, dtype);
+  const inputs: MethodInputs = {
+    base: withBase ? input(inp.base) : undefined, models: inp.models.slice(0, k).map(input), fishers: [], fisherScale: [], seed: SEED,
+  };
+  const req = await methodDescriptor(method).request(t, inputs, { kind: 'memory', data: out, dtype });
+  await mergeTensor({ ...req, device, ...(device === 'cuda' ? { chunkElements: 1 << 20 } : {}) });
+  return out;
+}
+
+interface UnitCase {
+  name: string;
+  method: string;
+  k: number;
+  base: boolean;
+  global: P;
+  perModel: P[];
+  /** 2-D only (row/column modes); default: any shape. */
+  matrix?: boolean;
+  big?: boolean;
+  /** Models far apart (the Fisher-like non-negative tensors of cases.ts) instead of base + noise. */
+  spread?: boolean;
+  reference(inp: Inputs, shape: number[]): RefResult;
+}
+
+const xs = (inp: Inputs, k: number) => inp.models.slice(0, k).map((m) => m.values);
+const taus = (inp: Inputs, k: number) => xs(inp, k).map((x) => x.map((v, i) => Math.fround(v - inp.base.values[i]!)));
+const last = (shape: number[]) => (shape.length >= 2 ? shape[shape.length - 1]! : shape.reduce((a, b) => a * b, 1));
+const W3 = [0.6, 0.3, 0.8];
+const keyOf = (q: number) => dareKey(BigInt(SEED), fnv1a64(TENSOR), q);
+
+const CASES: UnitCase[] = [
+  { name: 'slerp t=0.3', method: 'slerp', k: 1, base: true, global: { t: 0.3 }, perModel: [{}], big: true,
+    reference: (inp) => refSlerp(0.3, inp.base.values, inp.models[0]!.values) },
+  { name: 'nuslerp (flattened, task vectors)', method: 'nuslerp', k: 2, base: true, global: {}, perModel: [{ weight: 0.4 }, { weight: 1.1 }],
+    reference: (inp) => refNuslerp([0.4, 1.1], [inp.models[0]!.values, inp.models[1]!.values], inp.base.values, 'whole', 1) },
+  { name: 'nuslerp (rows, no base)', method: 'nuslerp', k: 2, base: false, global: { nuslerp_flatten: false }, perModel: [{ weight: 1 }, { weight: 3 }], matrix: true,
+    reference: (inp, shape) => refNuslerp([1, 3], [inp.models[0]!.values, inp.models[1]!.values], undefined, 'rows', last(shape)) },
+  { name: 'nuslerp (columns, task vectors)', method: 'nuslerp', k: 2, base: true, global: { nuslerp_flatten: false, nuslerp_row_wise: true }, perModel: [{ weight: 2 }, { weight: 1 }], matrix: true,
+    reference: (inp, shape) => refNuslerp([2, 1], [inp.models[0]!.values, inp.models[1]!.values], inp.base.values, 'cols', last(shape)) },
+  { name: 'multislerp (task vectors)', method: 'multislerp', k: 3, base: true, global: {}, perModel: W3.map((weight) => ({ weight })),
+    reference: (inp) => refMultislerp(W3, xs(inp, 3), inp.base.values) },
+  { name: 'multislerp (weights, no base)', method: 'multislerp', k: 3, base: false, global: { normalize_weights: false }, perModel: W3.map((weight) => ({ weight })),
+    reference: (inp) => refMultislerp(W3, xs(inp, 3), undefined, false) },
+  { name: 'karcher', method: 'karcher', k: 3, base: false, global: {}, perModel: [{}, {}, {}],
+    reference: (inp) => refKarcher(xs(inp, 3)) },
+  { name: 'karcher (spread inputs: several iterations)', method: 'karcher', k: 3, base: false, global: { max_iter: 20, tol: 1e-9 }, perModel: [{}, {}, {}], spread: true,
+    reference: (inp) => refKarcher(xs(inp, 3), 20, 1e-9) },
+  { name: 'model_stock', method: 'model_stock', k: 3, base: true, global: {}, perModel: [{}, {}, {}], big: true,
+    reference: (inp) => refModelStock(inp.base.values, xs(inp, 3), 'whole', 1) },
+  { name: 'model_stock (filter_wise)', method: 'model_stock', k: 3, base: true, global: { filter_wise: true }, perModel: [{}, {}, {}], matrix: true,
+    reference: (inp, shape) => refModelStock(inp.base.values, xs(inp, 3), 'rows', last(shape)) },
+  { name: 'task_arithmetic with lambda', method: 'task_arithmetic', k: 3, base: true, global: { lambda: 0.7, normalize: true }, perModel: W3.map((weight) => ({ weight })),
+    reference: (inp) => refGta(inp.base.values, xs(inp, 3), [1, 1, 1].map(() => new Uint8Array(inp.n).fill(1)), [1, 1, 1], W3, false, true, Math.fround(0.7)) },
+  { name: 'ties, per-model densities, L1 rescale', method: 'ties', k: 3, base: true, global: { rescale: true }, perModel: [{ weight: 1, density: 0.2 }, { weight: 0.5, density: 0.7 }, { weight: 0.8, density: 1 }],
+    reference: (inp) => {
+      const ts = taus(inp, 3);
+      const keeps = ts.map((t, q) => bandMask(t, [0.2, 0.7, 1].map((d) => (d >= 1 ? inp.n : Math.round(d * inp.n)))[q]!, 0));
+      return refGta(inp.base.values, xs(inp, 3), keeps, ts.map((t, q) => l1Factor(t, keeps[q]!)), [1, 0.5, 0.8], true, true, 1);
+    } },
+  { name: 'dare_ties, per-model densities (normalize false: mergekit default)', method: 'dare_ties', k: 3, base: true, global: {}, perModel: [{ weight: 1, density: 0.3 }, { weight: 0.5, density: 0.9 }, { weight: 0.8, density: 0.5 }],
+    reference: (inp) => {
+      const ds = [0.3, 0.9, 0.5];
+      const keeps = ds.map((d, q) => Uint8Array.from({ length: inp.n }, (_, i) => (u24Keep(keyOf(q), i, d) ? 1 : 0)));
+      return refGta(inp.base.values, xs(inp, 3), keeps, ds.map((d) => Math.fround(1 / d)), [1, 0.5, 0.8], true, false, 1);
+    } },
+  { name: 'breadcrumbs', method: 'breadcrumbs', k: 3, base: true, global: {}, perModel: [{ weight: 1, density: 0.5, gamma: 0.1 }, { weight: 0.5, density: 0.95, gamma: 0.2 }, { weight: 0.8, density: 0.3 }],
+    reference: (inp) => {
+      const ts = taus(inp, 3);
+      const keeps = ts.map((t, q) => {
+        const [d, g] = [[0.5, 0.1], [0.95, 0.2], [0.3, 0.01]][q]!;
+        const n = inp.n;
+        const target = Math.floor(d! * n);
+        let top = Math.floor(g! * n);
+        let bottom = n - target - top;
+        if (bottom < 0) { top += bottom; bottom = 0; }
+        return bandMask(t, n - top - bottom, top);
+      });
+      return refGta(inp.base.values, xs(inp, 3), keeps, [1, 1, 1], [1, 0.5, 0.8], false, false, 1);
+    } },
+  { name: 'breadcrumbs_ties with lambda', method: 'breadcrumbs_ties', k: 3, base: true, global: { lambda: 1.5, normalize: true }, perModel: W3.map((weight) => ({ weight, density: 0.6, gamma: 0.05 })), big: true,
+    reference: (inp) => {
+      const n = inp.n;
+      const target = Math.floor(0.6 * n);
+      const top = Math.floor(0.05 * n);
+      const keeps = taus(inp, 3).map((t) => bandMask(t, target, top));
+      return refGta(inp.base.values, xs(inp, 3), keeps, [1, 1, 1], W3, true, true, 1.5);
+    } },
+  { name: 'della', method: 'della', k: 3, base: true, global: {}, perModel: [{ weight: 1, density: 0.5, epsilon: 0.2 }, { weight: 0.5, density: 0.7 }, { weight: 0.8, density: 1 }], matrix: true,
+    reference: (inp, shape) => {
+      const ts = taus(inp, 3);
+      const keeps = ts.map((t, q) => dellaMask(t, last(shape), [0.5, 0.7, 1][q]!, [0.2, 0.15, 0.15][q]!, keyOf(q)));
+      return refGta(inp.base.values, xs(inp, 3), keeps, ts.map((t, q) => l1Factor(t, keeps[q]!)), [1, 0.5, 0.8], true, true, 1);
+    } },
+  { name: 'della_linear (1-D rows)', method: 'della_linear', k: 3, base: true, global: {}, perModel: W3.map((weight) => ({ weight, density: 0.4, epsilon: 0.1 })), big: true,
+    reference: (inp, shape) => {
+      const ts = taus(inp, 3);
+      const keeps = ts.map((t, q) => dellaMask(t, last(shape), 0.4, 0.1, keyOf(q)));
+      return refGta(inp.base.values, xs(inp, 3), keeps, ts.map((t, q) => l1Factor(t, keeps[q]!)), W3, false, false, 1);
+    } },
+  { name: 'sce (select_topk 0.4)', method: 'sce', k: 3, base: true, global: { select_topk: 0.4 }, perModel: [{}, {}, {}], big: true,
+    reference: (inp) => refSce(inp.base.values, xs(inp, 3), 0.4) },
+  { name: 'sce (no selection)', method: 'sce', k: 3, base: true, global: {}, perModel: [{}, {}, {}],
+    reference: (inp) => refSce(inp.base.values, xs(inp, 3), 1) },
+  { name: 'nearswap t=0.01', method: 'nearswap', k: 1, base: true, global: { t: 0.01 }, perModel: [{}],
+    reference: (inp) => refNearswap(Math.fround(0.01), inp.base.values, inp.models[0]!.values) },
+  { name: 'passthrough with scale', method: 'passthrough', k: 1, base: false, global: {}, perModel: [{ scale: 0.5 }],
+    reference: (inp) => ({ value: inp.models[0]!.values.map((v) => 0.5 * v), mag: inp.models[0]!.values.map((v) => Math.abs(v)) }) },
+];
+
+function u24Keep(key: bigint, i: number, density: number): boolean {
+  const thr = Math.ceil((1 - density) * 16777216);
+  return u24(key, i) >= thr;
+}
+import { u24 } from './reference_methods.js';
+
+const SHAPES: number[][] = [[1], [7], [4097], [33, 129]];
+const BIG = [3 * 1024 * 1024 + 5];
+
+for (const c of CASES) {
+  describe(`method ${c.name}`, () => {
+    const shapes = [...SHAPES.filter((s) => !c.matrix || s.length === 2), ...(c.matrix ? [[1, 1], [7, 1]] : []), ...(c.big ? [BIG] : [])];
+    for (const shape of shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const patterns: Pattern[] = n > 1 << 20 ? ['mixed'] : ['F32', 'F16', 'BF16', 'mixed'];
+      for (const p of patterns) {
+        test(`[${shape.join('×')}] inputs ${p} -> F32/F16/BF16`, async () => {
+          const raw = inputsFor(n, p);
+          const inp = c.spread ? { ...raw, models: raw.fishers } : raw;
+          const ref = c.reference(inp, shape);
+          for (const dtype of DTYPES) {
+            const out = await runMethod(c.method, shape, c.global, c.perModel, inp, c.k, c.base, dtype);
+            const { bad, badCount, skipped } = compare(out, dtype, ref);
+            assert.equal(badCount, 0, `${c.name} [${shape}] ${p} -> ${dtype}: ${badCount} of ${n} elements off, first: ${JSON.stringify(bad)}`);
+            // BF16 task vectors take few distinct values, so exact cancellations in the sign election are more frequent
+            assert.ok(skipped <= Math.max(1, n * 3e-3), `too many ambiguous sign elections: ${skipped}`);
+          }
+        });
+      }
+    }
+  });
+}
+
+test('slerp falls back to lerp for colinear tensors, and interpolates gradients of t', async () => {
+  const inp = inputsFor(4097, 'F32');
+  const twice = { ...inp, models: [{ ...inp.base, values: inp.base.values.map((v) => 2 * v), bytes: new Uint8Array(new Float32Array(inp.base.values.map((v) => 2 * v)).buffer), dtype: 'F32' as const }] };
+  const out = await runMethod('slerp', [4097], { t: 0.25 }, [{}], twice, 1, true, 'F32');
+  const r = compare(out, 'F32', { value: inp.base.values.map((v) => 1.25 * v), mag: inp.base.values.map((v) => 3 * Math.abs(v)) });
+  assert.equal(r.badCount, 0, JSON.stringify(r.bad));
+});
+
+const cuda = loadAddon().addon.buildInfo().cudaDevices > 0 ? false : 'no CUDA device: the element kernels\' CUDA twins are checked where one answers';
+describe('CUDA twins of the element methods', () => {
+  for (const c of CASES) {
+    const shape = c.matrix ? [33, 129] : c.big ? BIG : [4097];
+    test(`${c.name} [${shape.join('×')}]: CUDA matches the reference`, { skip: cuda }, async () => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const raw = inputsFor(n, 'mixed');
+      const inp = c.spread ? { ...raw, models: raw.fishers } : raw;
+      const ref = c.reference(inp, shape);
+      for (const dtype of DTYPES) {
+        const out = await runMethod(c.method, shape, c.global, c.perModel, inp, c.k, c.base, dtype, 'cuda');
+        const { bad, badCount } = compare(out, dtype, ref);
+        assert.equal(badCount, 0, `${c.name} -> ${dtype} on CUDA: ${badCount} of ${n} off, first: ${JSON.stringify(bad)}`);
+      }
+    });
+  }
+});
