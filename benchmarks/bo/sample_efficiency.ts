@@ -1,4 +1,4 @@
-// Sample efficiency of the Bayesian optimiser (DESIGN.md §4, "Bayesian optimiser"):
+// Sample efficiency of the Bayesian optimiser (docs/design.md §4, "Bayesian optimiser"):
 // best value found after 20 and 60 evaluations (10 random + 50 iterations), averaged
 // over seeds, on Branin and Hartmann-6, for
 //   ours        BayesianOptimizer defaults: ARD Matérn 5/2, σ² fitted, MAP length scales,

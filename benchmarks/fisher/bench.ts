@@ -1,5 +1,5 @@
 /**
- * Fisher benchmark (DESIGN.md §4): tokens per second of dfmerge's native Fisher
+ * Fisher benchmark (docs/design.md §4): tokens per second of dfmerge's native Fisher
  * (per-example, per-choice backward passes, expected mode) against a PyTorch
  * loop doing the same backward passes on the same model and tokenized examples
  * (benchmarks/fisher/torch_fisher.py, run when the repo's .venv/bin/python or

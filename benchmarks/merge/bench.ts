@@ -1,5 +1,5 @@
 /**
- * Merge benchmark (DESIGN.md §4): synthetic bf16 Llama-shaped checkpoints, every
+ * Merge benchmark (docs/design.md §4): synthetic bf16 Llama-shaped checkpoints, every
  * method timed through the full path (mmap -> kernel -> output file), reported as
  * GB/s of (inputs read once + output written once), as a ratio to the streaming
  * bandwidth measured in the same run, and as a ratio to a PyTorch implementation

@@ -1,4 +1,4 @@
-// safetensors header parsing and validation (DESIGN.md §2). Every offset read
+// safetensors header parsing and validation (docs/design.md §2). Every offset read
 // from the file is checked before any tensor byte is touched.
 #pragma once
 #include <cstddef>

@@ -1,4 +1,4 @@
-// Diagonal Fisher accumulation (DESIGN.md §1):
+// Diagonal Fisher accumulation (docs/design.md §1):
 //   F = (1/N) · Σ_n Σ_y w_y · (∇_θ ℓ(y|x_n))² + ε
 // Each example's per-choice gradient g is folded into f32 accumulators as soon
 // as it is produced (acc[j] += w·g[j]²) and then discarded, so no per-example

@@ -1,4 +1,4 @@
-// Merge kernels (DESIGN.md §1, unified view): every method of mergekit that
+// Merge kernels (docs/design.md §1, unified view): every method of mergekit that
 // dfmerge offers, plus DF-Merge's accumulate and combine steps.
 //
 // Two layers:

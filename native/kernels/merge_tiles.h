@@ -1,4 +1,4 @@
-// The CPU merge tile kernels: one formula each (DESIGN.md §1), over one small tile
+// The CPU merge tile kernels: one formula each (docs/design.md §1), over one small tile
 // of a tensor (cache resident), vectorisable. Loops run over the model index
 // outside and the element index inside, so each inner loop is a straight SIMD
 // stream; f32 arithmetic throughout.
@@ -213,7 +213,7 @@ void fisher_tile(const S* x, const S* f, const float* lam, const float* c, float
   }
 }
 
-// DF-Merge (DESIGN.md §1): θ* = θ_pre + M · (Σ_i F_i ⊙ λ_i τ_i) ⊘ (Σ_i F_i) = b + M · W ⊘ S (b where S = 0)
+// DF-Merge (docs/design.md §1): θ* = θ_pre + M · (Σ_i F_i ⊙ λ_i τ_i) ⊘ (Σ_i F_i) = b + M · W ⊘ S (b where S = 0)
 template <class S>
 void df_combine_tile(S b, S w, S s, float m, float* __restrict out, size_t n) {
 #pragma omp simd

@@ -47,7 +47,7 @@ struct ParamSpec {
   size_t numel = 0;
 };
 
-// Which answer choices contribute to the Fisher of one example (DESIGN.md §1).
+// Which answer choices contribute to the Fisher of one example (docs/design.md §1).
 enum class FisherMode { Expected, Sampled, Empirical };
 
 // Where the squared gradients of fisher_example() go: flat accumulators in the

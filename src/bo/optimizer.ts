@@ -1,4 +1,4 @@
-// Bayesian optimiser for DF-Merge's coefficients (DESIGN.md §1 "Bayesian optimisation"):
+// Bayesian optimiser for DF-Merge's coefficients (docs/design.md §1 "Bayesian optimisation"):
 // nInitial random points, then each suggestion maximises an acquisition function (EI or
 // UCB) of a Matérn-5/2 GP fitted to the observations. Maximises y.
 //

@@ -1,5 +1,5 @@
 /**
- * The DF-Merge loop (DESIGN.md §1): a Gaussian-process Bayesian optimiser proposes
+ * The DF-Merge loop (docs/design.md §1): a Gaussian-process Bayesian optimiser proposes
  * λ ∈ [lo, hi]^M; each λ is evaluated (Fisher at the scaled models, Fisher-weighted
  * merge, validation accuracy: objective.ts); every evaluation is journalled as it
  * completes, so an interrupted run resumes where it stopped; at the end the best

@@ -1,5 +1,5 @@
 /**
- * Rank-classification accuracy (DESIGN.md §1, objective): the prediction is
+ * Rank-classification accuracy (docs/design.md §1, objective): the prediction is
  * the choice with the highest score (first one on a tie). Scores, from the sum
  * S = Σ_j log p(y_j | x, y_<j) over the choice's L tokens:
  *   mean       S / L, the length-normalised ℓ(y|x) of DF-Merge (the paper's; default)

@@ -1,5 +1,5 @@
 /**
- * Multiple-choice tasks (DESIGN.md §2): JSONL, one example a line,
+ * Multiple-choice tasks (docs/design.md §2): JSONL, one example a line,
  * {"prompt": str, "choices": [str, ...], "answer": int}; a task's name is its
  * file's stem. Every bad line is a TaskError naming the file and the line.
  */

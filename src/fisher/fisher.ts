@@ -1,5 +1,5 @@
 /**
- * Diagonal Fisher of a (scaled) model on one task's examples (DESIGN.md §1):
+ * Diagonal Fisher of a (scaled) model on one task's examples (docs/design.md §1):
  *
  *   F = (1/N) · Σ_n Σ_y w_y(x_n) · (∇_θ ℓ(y|x_n))²  +  ε,   ε = 1e-12
  *

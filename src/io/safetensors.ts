@@ -1,6 +1,6 @@
 /**
  * One safetensors file, memory-mapped by the native layer and validated in full
- * when opened (DESIGN.md §2). Tensors are zero-copy views into the mapping.
+ * when opened (docs/design.md §2). Tensors are zero-copy views into the mapping.
  */
 import { statSync } from 'node:fs';
 import { InputChangedError, SafetensorsError, nativeErrorFields } from '../errors.js';

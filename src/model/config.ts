@@ -1,5 +1,5 @@
 /**
- * A Llama-family model's hyperparameters, read from config.json (DESIGN.md §2):
+ * A Llama-family model's hyperparameters, read from config.json (docs/design.md §2):
  * Llama, Mistral, Qwen2 and Qwen3 causal LMs, with every rope scaling
  * transformers implements for them (src/model/rope_config.ts), sliding-window
  * attention (Mistral's on every layer; Qwen2/Qwen3's use_sliding_window,

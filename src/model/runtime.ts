@@ -235,7 +235,7 @@ export class LlamaRuntime {
   }
 }
 
-/** F = acc/N + ε (DESIGN.md §1), in place. */
+/** F = acc/N + ε (docs/design.md §1), in place. */
 export function finalizeFisher(acc: Float32Array, n: number, eps = 1e-12): void {
   if (!(n > 0)) throw new UsageError(`cannot normalise a Fisher over ${n} examples`);
   addon().fisherFinalize(acc, 1 / n, eps);

@@ -1,5 +1,5 @@
 /**
- * Saves a model as a Hugging Face checkpoint folder (DESIGN.md §2): config.json
+ * Saves a model as a Hugging Face checkpoint folder (docs/design.md §2): config.json
  * with HF field names (LlamaForCausalLM and friends, `torch_dtype`/`dtype`
  * float32), tokenizer.json (+ tokenizer_config.json), model.safetensors (F32,
  * through CheckpointWriter: temporary name, renamed when complete). Loadable by

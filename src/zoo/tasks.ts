@@ -1,5 +1,5 @@
 /**
- * The zoo's synthetic multiple-choice tasks (DESIGN.md §2 format: {"prompt",
+ * The zoo's synthetic multiple-choice tasks (docs/design.md §2 format: {"prompt",
  * "choices", "answer"}). Each prompt is `<tag>:<input>=` and each choice a
  * candidate output of the same length, so rank classification by mean token
  * log-likelihood compares like with like. Four choices: the gold output, one

@@ -7,7 +7,7 @@
  *
  * Layout of DIR:
  *   tokenizer.json, tokenizer_config.json
- *   tasks/{train,validation,test}/<task>.jsonl   (a task is a file named after it, DESIGN.md §2)
+ *   tasks/{train,validation,test}/<task>.jsonl   (a task is a file named after it, docs/design.md §2)
  *   base/, experts/<task>/, multitask/       (HF checkpoint folders)
  *   zoo.json                                 (ZooManifest, written last)
  * A model folder also holds zoo-model.json (the stage and configuration that

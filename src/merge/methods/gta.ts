@@ -10,7 +10,7 @@
  * Bernoulli(density) (DARE), a band below the top γ (breadcrumbs), or Bernoulli
  * with probabilities rising with the |τ| rank in each row (DELLA).
  *
- * Numeric conventions (docs/design.md §Merge methods): TIES keeps round(density·n)
+ * Numeric conventions (docs/design.md §7): TIES keeps round(density·n)
  * entries and every entry tied with the cut-off (mergekit: floor, ties broken
  * arbitrarily by argsort); breadcrumbs uses mergekit's floor counts, keeping ties at
  * the lower cut-off and dropping ties at the upper one; DARE's `rescale: true` is
