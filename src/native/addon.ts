@@ -207,6 +207,8 @@ export interface NativeAddon {
   /** acc += w·g². */
   fisherAccumulate(acc: Float32Array, g: Float32Array, w: number): void;
   matmulBackend(): string;
+  /** The rope frequencies a model with this config uses for a sequence of T tokens (native/model/rope.cc). */
+  ropeFrequencies(config: NativeLlamaConfig, T: number): { invFreq: Float32Array; attentionScaling: number };
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
   toFloat32(src: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Float32Array;
   fromFloat32(src: Float32Array, dtype: ComputeDtype): Uint8Array;
