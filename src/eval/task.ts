@@ -101,6 +101,15 @@ export interface TokenizeOptions {
 }
 
 /**
+ * Lines whose prompt and some choice meet with no whitespace between them
+ * (lm-eval warns likewise): with the default delimiter '' they are scored as
+ * one run of text, e.g. "The sky is" + "blue" as "The sky isblue".
+ */
+export function linesJoinedWithoutSpace(task: Task): number[] {
+  return task.examples.filter((e) => !/\s$/u.test(e.prompt) && e.prompt !== '' && e.choices.some((c) => !/^\s/u.test(c))).map((e) => e.line);
+}
+
+/**
  * Splits context and continuation into tokens as lm-evaluation-harness's
  * loglikelihood requests do (LM._encode_pair): trailing whitespace of the
  * context moves to the continuation; the continuation's tokens are those of
