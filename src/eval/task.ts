@@ -106,8 +106,14 @@ export interface TokenizeOptions {
  * one run of text, e.g. "The sky is" + "blue" as "The sky isblue".
  */
 export function linesJoinedWithoutSpace(task: Task): number[] {
-  return task.examples.filter((e) => !/\s$/u.test(e.prompt) && e.prompt !== '' && e.choices.some((c) => !/^\s/u.test(c))).map((e) => e.line);
+  const endsInSpace = (t: string) => t !== t.replace(TRAILING_SPACE, '');
+  return task.examples.filter((e) => e.prompt !== '' && !endsInSpace(e.prompt) && e.choices.some((c) => !PY_SPACE.test(c.charAt(0)))).map((e) => e.line);
 }
+
+// Python's str.isspace() characters (what lm-eval's context.rstrip() removes).
+const PY_SPACE_CLASS = '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const PY_SPACE = new RegExp(`^${PY_SPACE_CLASS}$`, 'u');
+const TRAILING_SPACE = new RegExp(`${PY_SPACE_CLASS}+$`, 'u');
 
 /**
  * Splits context and continuation into tokens as lm-evaluation-harness's
@@ -119,7 +125,7 @@ export function linesJoinedWithoutSpace(task: Task): number[] {
  * else EOS) before the continuation encoded without special tokens.
  */
 export function encodePair(tok: ModelTokenizer, context: string, continuation: string): { context: Int32Array; continuation: Int32Array } {
-  const trimmed = context.replace(/\s+$/u, '');
+  const trimmed = context.replace(TRAILING_SPACE, '');
   if (trimmed.length < context.length) {
     continuation = context.slice(trimmed.length) + continuation;
     context = trimmed;
