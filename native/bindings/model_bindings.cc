@@ -570,6 +570,27 @@ Napi::Value FisherInterpolate(const Napi::CallbackInfo& info) {
   });
 }
 
+// ropeFrequencies(config, T) -> {invFreq: Float32Array [headDim/2], attentionScaling}: the
+// rope frequencies the model uses for a sequence of T tokens (exposed for tests).
+Napi::Value RopeFrequencies(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsObject()) throw_type(info.Env(), "ropeFrequencies(config, T): config must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const int HD = int_field(o, "headDim");
+    if (HD <= 0 || HD % 2 != 0) throw_type(info.Env(), "ropeFrequencies: headDim must be positive and even");
+    const RopeScaling r = rope_of(o);
+    if (r.type == RopeType::Longrope && (r.short_factor.size() != (size_t)HD / 2 || r.long_factor.size() != (size_t)HD / 2))
+      throw_type(info.Env(), "ropeFrequencies: longrope factors must have headDim/2 values");
+    Napi::Float32Array inv = Napi::Float32Array::New(info.Env(), HD / 2);
+    float scaling = 1.0f;
+    rope_frequencies(inv.Data(), &scaling, r, float_field(o, "ropeTheta"), HD, (int)number_arg(info, 1, "T"));
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("invFreq", inv);
+    out.Set("attentionScaling", Napi::Number::New(info.Env(), scaling));
+    return out;
+  });
+}
+
 Napi::Value MatmulBackend(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), matmul_backend());
 }
@@ -582,6 +603,7 @@ void register_model(Napi::Env env, Napi::Object exports) {
   exports.Set("fisherAccumulate", Napi::Function::New(env, FisherAccumulate, "fisherAccumulate"));
   exports.Set("matmulBackend", Napi::Function::New(env, MatmulBackend, "matmulBackend"));
   exports.Set("fisherInterpolate", Napi::Function::New(env, FisherInterpolate, "fisherInterpolate"));
+  exports.Set("ropeFrequencies", Napi::Function::New(env, RopeFrequencies, "ropeFrequencies"));
 }
 
 }  // namespace dfm

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { LlamaRuntime } from '../model/runtime.js';
-import { loadTask, tokenizeTask } from '../eval/task.js';
+import { loadTask, tokenizeTask, linesJoinedWithoutSpace } from '../eval/task.js';
 import { evaluateTasks, SCORINGS, type Scoring } from '../eval/accuracy.js';
 import { ChatTemplate } from '../eval/chat_template.js';
 import { UsageError } from '../errors.js';
@@ -45,6 +45,11 @@ export function registerEval(program: Command): void {
       const tasks = opts.task.map((f) => {
         const t = loadTask(f);
         if (opts.limit !== undefined) t.examples = t.examples.slice(0, opts.limit);
+        const joined = opts.delimiter === undefined && !chatTemplate ? linesJoinedWithoutSpace(t) : [];
+        if (joined.length > 0) {
+          process.stderr.write(`warning: ${f}: ${joined.length} of ${t.examples.length} examples join prompt and choice with no whitespace (first: line ${joined[0]}); ` +
+            'they are scored as one run of text; --delimiter " " puts a space between them as lm-eval\'s default target_delimiter does\n');
+        }
         return tokenizeTask(t, rt.tokenizer!, rt.config.maxPositions, { delimiter: opts.delimiter, truncate: opts.truncate, chatTemplate });
       });
       const progress = progressReporter('eval');

@@ -101,6 +101,21 @@ export interface TokenizeOptions {
 }
 
 /**
+ * Lines whose prompt and some choice meet with no whitespace between them
+ * (lm-eval warns likewise): with the default delimiter '' they are scored as
+ * one run of text, e.g. "The sky is" + "blue" as "The sky isblue".
+ */
+export function linesJoinedWithoutSpace(task: Task): number[] {
+  const endsInSpace = (t: string) => t !== t.replace(TRAILING_SPACE, '');
+  return task.examples.filter((e) => e.prompt !== '' && !endsInSpace(e.prompt) && e.choices.some((c) => !PY_SPACE.test(c.charAt(0)))).map((e) => e.line);
+}
+
+// Python's str.isspace() characters (what lm-eval's context.rstrip() removes).
+const PY_SPACE_CLASS = '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const PY_SPACE = new RegExp(`^${PY_SPACE_CLASS}$`, 'u');
+const TRAILING_SPACE = new RegExp(`${PY_SPACE_CLASS}+$`, 'u');
+
+/**
  * Splits context and continuation into tokens as lm-evaluation-harness's
  * loglikelihood requests do (LM._encode_pair): trailing whitespace of the
  * context moves to the continuation; the continuation's tokens are those of
@@ -110,7 +125,7 @@ export interface TokenizeOptions {
  * else EOS) before the continuation encoded without special tokens.
  */
 export function encodePair(tok: ModelTokenizer, context: string, continuation: string): { context: Int32Array; continuation: Int32Array } {
-  const trimmed = context.replace(/\s+$/u, '');
+  const trimmed = context.replace(TRAILING_SPACE, '');
   if (trimmed.length < context.length) {
     continuation = context.slice(trimmed.length) + continuation;
     context = trimmed;

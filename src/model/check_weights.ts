@@ -11,36 +11,21 @@ import { CheckpointError } from '../errors.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { isComputeDtype } from '../io/dtypes.js';
 import type { ModelConfig } from './config.js';
+import { LlamaRuntime } from './runtime.js';
 
 /** Buffers some checkpoints carry that no runtime reads (recomputed from the config). */
 const IGNORED = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
 const LAYER = /^model\.layers\.(\d+)\./;
 
-/** The HF tensor names and shapes a Llama-family config implies, in the runtime's order. */
+/**
+ * The HF tensor names and shapes a Llama-family config implies, in the runtime's
+ * order: the native model's own parameter list (one place decides what a family
+ * has, e.g. Qwen3's q/k norms). Building it allocates nothing parameter-sized;
+ * callers check the layer count and embedding shape against the weights first.
+ */
 export function expectedTensors(c: ModelConfig): Map<string, readonly number[]> {
-  const q = c.heads * c.headDim;
-  const kv = c.kvHeads * c.headDim;
-  const t = new Map<string, readonly number[]>();
-  t.set('model.embed_tokens.weight', [c.vocab, c.hidden]);
-  for (let l = 0; l < c.layers; l++) {
-    const p = `model.layers.${l}.`;
-    t.set(`${p}input_layernorm.weight`, [c.hidden]);
-    t.set(`${p}self_attn.q_proj.weight`, [q, c.hidden]);
-    if (c.attentionBias) t.set(`${p}self_attn.q_proj.bias`, [q]);
-    t.set(`${p}self_attn.k_proj.weight`, [kv, c.hidden]);
-    if (c.attentionBias) t.set(`${p}self_attn.k_proj.bias`, [kv]);
-    t.set(`${p}self_attn.v_proj.weight`, [kv, c.hidden]);
-    if (c.attentionBias) t.set(`${p}self_attn.v_proj.bias`, [kv]);
-    t.set(`${p}self_attn.o_proj.weight`, [c.hidden, q]);
-    t.set(`${p}post_attention_layernorm.weight`, [c.hidden]);
-    t.set(`${p}mlp.gate_proj.weight`, [c.intermediate, c.hidden]);
-    t.set(`${p}mlp.up_proj.weight`, [c.intermediate, c.hidden]);
-    t.set(`${p}mlp.down_proj.weight`, [c.hidden, c.intermediate]);
-  }
-  t.set('model.norm.weight', [c.hidden]);
-  if (!c.tieEmbeddings) t.set('lm_head.weight', [c.vocab, c.hidden]);
-  return t;
+  return new Map(LlamaRuntime.fromConfig(c).params.map((p) => [p.name, p.shape]));
 }
 
 const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;

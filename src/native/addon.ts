@@ -274,6 +274,8 @@ export interface NativeAddon {
   /** out = (1 − t)·f0 + t·f1, or f0^(1−t)·f1^t with log. */
   fisherInterpolate(out: Float32Array, f0: Float32Array, f1: Float32Array, t: number, log: boolean): void;
   matmulBackend(): string;
+  /** The rope frequencies a model with this config uses for a sequence of T tokens (native/model/rope.cc). */
+  ropeFrequencies(config: NativeLlamaConfig, T: number): { invFreq: Float32Array; attentionScaling: number };
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
   /** NaN/±Inf among stored F32/F16/BF16 values: how many, and the element index of the first. */
   scanNonFinite(bytes: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): { count: number; first: number };

@@ -12,6 +12,7 @@ import { ChatTemplate } from '../../src/eval/chat_template.js';
 import { evaluateTasks, evaluateTask, argmax, choiceScores } from '../../src/eval/accuracy.js';
 import { ConfigError, TaskError, TokenizerError } from '../../src/errors.js';
 import { FIXTURES, goldenJson } from './helpers.js';
+import { runCli } from '../helpers.js';
 
 const TASK = join(FIXTURES, 'task.jsonl');
 
@@ -210,3 +211,16 @@ test('--chat-template renders each prompt as a user message (delimiter "" as lm-
   writeFileSync(join(dir, 'chat_template.jinja'), '{{ messages[0].content }}!');
   assert.equal(ChatTemplate.load(tok).renderPrompt('hi'), 'hi!');
 }));
+
+test('dfmerge eval warns when prompt and choice meet with no whitespace (default delimiter "") and not with --delimiter', () => {
+  const plain = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK]);
+  assert.equal(plain.status, 0, plain.stderr);
+  assert.match(plain.stderr, /warning: .*task\.jsonl: 4 of 4 examples join prompt and choice with no whitespace \(first: line 1\)/);
+  const spaced = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK, '--delimiter', ' ', '--scoring', 'byte-norm', '--json']);
+  assert.equal(spaced.status, 0, spaced.stderr);
+  assert.doesNotMatch(spaced.stderr, /warning/);
+  assert.equal((JSON.parse(spaced.stdout) as { tasks: { scoring: string }[] }).tasks[0]!.scoring, 'byte-norm');
+  const bad = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK, '--scoring', 'acc']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--scoring must be one of mean, sum, char-norm, byte-norm/);
+});

@@ -10,10 +10,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { readModelConfig } from '../../src/model/config.js';
 import { computeFisher } from '../../src/fisher/fisher.js';
+import { argmax } from '../../src/eval/accuracy.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { runCli } from '../helpers.js';
 import { FAMILIES, FAMILY_FIXTURES, familyGoldenJson, familyGoldenTensors, assertAllClose } from './helpers.js';
 
 const RTOL = 1e-4;
@@ -100,4 +105,35 @@ test('the fixtures reach the positions where each family differs from plain Llam
   assert.deepEqual(readModelConfig(join(FAMILY_FIXTURES, 'qwen2_window')).layerWindows, [0, 6]);
   const q3 = readModelConfig(join(FAMILY_FIXTURES, 'qwen3'));
   assert.deepEqual([q3.qkNorm, q3.headDim, q3.hidden / q3.heads], [true, 16, 8]);
+});
+
+test('dfmerge eval and dfmerge fisher run on every family from the command line and agree with transformers', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dfm-families-'));
+  try {
+    const task = join(FAMILY_FIXTURES, 'task.jsonl');
+    for (const family of FAMILIES) {
+      const model = join(FAMILY_FIXTURES, family);
+      const gj = familyGoldenJson(family);
+      const ev = runCli(['eval', '--model', model, '--task', task, '--json']);
+      assert.equal(ev.status, 0, ev.stderr);
+      assert.deepEqual((JSON.parse(ev.stdout) as { tasks: { predictions: number[] }[] }).tasks[0]!.predictions, gj.loglik.map(argmax), `${family}: predictions`);
+      const out = join(dir, `${family}.safetensors`);
+      const fi = runCli(['fisher', '--model', model, '--task', task, '--out', out, '--samples', String(gj.examples.length)]);
+      assert.equal(fi.status, 0, fi.stderr);
+      const got = SafetensorsFile.open(out);
+      const g = familyGoldenTensors(family);
+      try {
+        assert.deepEqual(got.tensors.map((t) => t.name).sort(), g.names.filter((n) => n.startsWith('fisher.')).map((n) => n.slice(7)).sort());
+        for (const t of got.tensors) {
+          const want = g.get('fisher.' + t.name);
+          assertAllClose(got.toFloat32(t.name), want, RTOL, floorOf(want), `${family}: fisher ${t.name}`);
+        }
+      } finally {
+        got.close();
+        g.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
