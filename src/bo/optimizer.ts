@@ -72,6 +72,20 @@ export interface BayesianOptimizerOptions {
    * no measurable difference on Branin and Hartmann-6 (benchmarks/bo/README.md).
    */
   hyperparameterSamples?: number;
+  /**
+   * Candidates closer than this to an observed or already chosen point (largest
+   * coordinate difference, as a fraction of the box) are refused (default 1e-9: only
+   * exact repeats).
+   */
+  minDistance?: number;
+  /** Local acquisition searches started next to the best observed points, on top of nLocal (default 0). */
+  bestStarts?: number;
+  /**
+   * A local phase: from `after` observations on, every `every`-th suggestion maximises
+   * the acquisition only inside a trust region around the incumbent (half-width `radius`
+   * scaled by the relative length scales). null (default): always global.
+   */
+  localPhase?: { after: number; every: number; radius: number } | null;
 }
 
 export interface Observation {
@@ -124,6 +138,9 @@ export class BayesianOptimizer {
       nCandidates: options.nCandidates ?? 4096,
       nLocal: options.nLocal ?? 5,
       hyperparameterSamples: options.hyperparameterSamples ?? 0,
+      minDistance: options.minDistance ?? SAME_POINT_TOL,
+      bestStarts: options.bestStarts ?? 0,
+      localPhase: options.localPhase ?? null,
     };
     if (!Number.isSafeInteger(o.seed)) throw new Error(`BayesianOptimizer: seed must be a safe integer, got ${o.seed}`);
     if (!(Number.isInteger(o.nInitial) && o.nInitial >= 1)) throw new Error('BayesianOptimizer: nInitial must be an integer ≥ 1');
@@ -133,6 +150,12 @@ export class BayesianOptimizer {
     if (!(Number.isInteger(o.nLocal) && o.nLocal >= 0)) throw new Error('BayesianOptimizer: nLocal must be an integer ≥ 0');
     if (!(Number.isInteger(o.hyperparameterSamples) && o.hyperparameterSamples >= 0)) {
       throw new Error('BayesianOptimizer: hyperparameterSamples must be an integer ≥ 0');
+    }
+    if (!(o.minDistance >= SAME_POINT_TOL && o.minDistance < 0.5)) throw new Error(`BayesianOptimizer: minDistance must be in [${SAME_POINT_TOL}, 0.5), got ${o.minDistance}`);
+    if (!(Number.isInteger(o.bestStarts) && o.bestStarts >= 0)) throw new Error('BayesianOptimizer: bestStarts must be an integer ≥ 0');
+    const lp = o.localPhase;
+    if (lp !== null && !(Number.isInteger(lp.after) && lp.after >= 0 && Number.isInteger(lp.every) && lp.every >= 1 && lp.radius > 0)) {
+      throw new Error('BayesianOptimizer: localPhase needs integers after ≥ 0, every ≥ 1 and radius > 0');
     }
     this.dim = bounds.length;
     this.opts = o;
@@ -226,7 +249,10 @@ export class BayesianOptimizer {
           }
           if (unit.length > 0) for (const m of models) m.setData(fX, fy);
         }
-        u = this.maximiseAcquisition(models, fX, fy, new Rng([this.opts.seed, STREAM_CANDIDATES, k, i]), taken);
+        const lp = this.opts.localPhase;
+        const local = lp !== null && k + i >= lp.after && (k + i - lp.after) % lp.every === 0;
+        const region = local ? this.localRegion(models[0], fX, fy) : null;
+        u = this.maximiseAcquisition(models, fX, fy, new Rng([this.opts.seed, STREAM_CANDIDATES, k, i]), taken, region);
         if (u) {
           // Kriging believer: the point joins the data with its predicted mean as value.
           fX.push(u);
@@ -275,8 +301,9 @@ export class BayesianOptimizer {
   }
 
   /**
-   * Maximises the acquisition (averaged over the GP models) over the unit cube; null if
-   * every candidate is taken. X, y: the models' current data (observations plus fantasies).
+   * Maximises the acquisition (averaged over the GP models) over the unit cube, or over
+   * `region` when given; null if every candidate is taken. X, y: the models' current data
+   * (observations plus fantasies).
    */
   private maximiseAcquisition(
     models: GaussianProcess[],
@@ -284,6 +311,7 @@ export class BayesianOptimizer {
     y: number[],
     rng: Rng,
     taken: Float64Array[],
+    region: { lo: Float64Array; hi: Float64Array } | null = null,
   ): Float64Array | null {
     const D = this.dim;
     const spec: AcquisitionSpec =
@@ -291,15 +319,16 @@ export class BayesianOptimizer {
         ? { kind: 'ei', best: Math.max(...y), xi: this.opts.xi }
         : { kind: 'ucb', kappa: this.opts.kappa };
     const score = (u: Float64Array): number => integratedScore(spec, models.map((m) => m.predict(u)));
+    const lo = region ? region.lo : new Float64Array(D);
+    const hi = region ? region.hi : new Float64Array(D).fill(1);
+    const clip = (v: number, d: number): number => Math.min(hi[d], Math.max(lo[d], v));
+    const refused = (u: Float64Array): boolean => isTaken(u, taken, this.opts.minDistance);
 
     // Candidates: scrambled Sobol' points plus perturbations of the best observed points.
     const nC = this.opts.nCandidates;
     const cands: Float64Array[] = [];
-    if (D <= SOBOL_MAX_DIM) {
-      cands.push(...new Sobol(D, rng).draw(nC));
-    } else {
-      for (let c = 0; c < nC; c++) cands.push(Float64Array.from({ length: D }, () => rng.uniform()));
-    }
+    const raw = D <= SOBOL_MAX_DIM ? new Sobol(D, rng).draw(nC) : Array.from({ length: nC }, () => Float64Array.from({ length: D }, () => rng.uniform()));
+    for (const u of raw) cands.push(region ? Float64Array.from(u, (v, d) => lo[d] + v * (hi[d] - lo[d])) : u);
     const order = y.map((v, i) => i).sort((a, b) => y[b] - y[a] || a - b);
     const nTop = Math.min(5, order.length);
     const perTop = Math.max(1, Math.floor(nC / (8 * Math.max(nTop, 1))));
@@ -307,13 +336,13 @@ export class BayesianOptimizer {
       const centre = X[order[t]];
       for (let c = 0; c < perTop; c++) {
         const scale = c % 2 === 0 ? 0.02 : 0.1;
-        cands.push(Float64Array.from(centre, (v) => clamp01(v + scale * rng.normal())));
+        cands.push(Float64Array.from(centre, (v, d) => clip(v + scale * rng.normal(), d)));
       }
     }
 
     const scored: { u: Float64Array; s: number }[] = [];
     for (const u of cands) {
-      if (isTaken(u, taken)) continue;
+      if (refused(u)) continue;
       const s = score(u);
       if (!Number.isNaN(s)) scored.push({ u, s });
     }
@@ -321,11 +350,16 @@ export class BayesianOptimizer {
     scored.sort((a, b) => b.s - a.s);
 
     let best = scored[0];
-    const lo = new Float64Array(D);
-    const hi = new Float64Array(D).fill(1);
     const starts: { u: Float64Array; s: number }[] = [];
+    // Local searches from just next to the best observed points (where EI's maximiser
+    // usually is late in a run), then from the best-scoring candidates.
+    for (let t = 0; t < Math.min(this.opts.bestStarts, order.length); t++) {
+      const u = Float64Array.from(X[order[t]], (v, d) => clip(v + 1e-3 * rng.normal(), d));
+      const s = score(u);
+      if (Number.isFinite(s)) starts.push({ u, s });
+    }
     for (const c of scored) {
-      if (starts.length >= this.opts.nLocal) break;
+      if (starts.length >= this.opts.nLocal + Math.min(this.opts.bestStarts, order.length)) break;
       if (!Number.isFinite(c.s)) break;
       if (starts.some((s) => maxAbsDiff(s.u, c.u) < 1e-3)) continue;
       starts.push(c);
@@ -343,9 +377,33 @@ export class BayesianOptimizer {
         { maxIterations: 100, gradTol: 1e-7, relTol: 1e-12 },
       );
       const s = -res.f;
-      if (s > best.s && !isTaken(res.x, taken)) best = { u: res.x, s };
+      if (s > best.s && !refused(res.x)) best = { u: res.x, s };
     }
     return best.u;
+  }
+
+  /**
+   * The trust region of a local-phase suggestion: a box around the incumbent with
+   * half-width radius · ℓ_d / (geometric mean of ℓ) in dimension d (TuRBO's shape,
+   * Eriksson et al. 2019), inside the unit cube.
+   */
+  private localRegion(model: GaussianProcess, X: Float64Array[], y: number[]): { lo: Float64Array; hi: Float64Array } {
+    const D = this.dim;
+    let bi = 0;
+    for (let i = 1; i < y.length; i++) if (y[i] > y[bi]) bi = i;
+    const ls = model.hyperparameters.lengthScales;
+    const l = (d: number): number => (ls.length === 1 ? ls[0] : ls[d]);
+    let g = 0;
+    for (let d = 0; d < D; d++) g += Math.log(l(d)) / D;
+    const radius = this.opts.localPhase!.radius;
+    const lo = new Float64Array(D);
+    const hi = new Float64Array(D);
+    for (let d = 0; d < D; d++) {
+      const w = Math.min(0.5, radius * (l(d) / Math.exp(g)));
+      lo[d] = Math.max(0, X[bi][d] - w);
+      hi[d] = Math.min(1, X[bi][d] + w);
+    }
+    return { lo, hi };
   }
 
   private checkPoint(x: ArrayLike<number>): number[] {
@@ -388,7 +446,8 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-function isTaken(u: ArrayLike<number>, taken: readonly Float64Array[]): boolean {
-  for (const t of taken) if (maxAbsDiff(u, t) < SAME_POINT_TOL) return true;
+/** Whether u is within tol (max-norm, unit cube) of a taken point. */
+function isTaken(u: ArrayLike<number>, taken: readonly Float64Array[], tol = SAME_POINT_TOL): boolean {
+  for (const t of taken) if (maxAbsDiff(u, t) < tol) return true;
   return false;
 }
