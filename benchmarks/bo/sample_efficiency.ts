@@ -15,10 +15,11 @@
 //
 // Usage (after `tsc -p tsconfig.json`):
 //   node dist/benchmarks/bo/sample_efficiency.js [--seeds 1-10] [--functions branin,hartmann6-step,...]
-//        [--groups continuous,step] [--methods ours,ours-xyz] [--peers optuna-gp,optuna-tpe,random,paper | --peers none]
-//        [--python .venv/bin/python] [--jobs 2] [--json out.json] [--peers-from earlier.json]
-// --peers-from reuses the peer traces of an earlier --json file (for trying variants of ours
-// without re-running the peers; the table then says so).
+//        [--groups continuous,step] [--methods ours,ours-xyz | --methods none] [--peers optuna-gp,optuna-tpe,random,paper | --peers none]
+//        [--python .venv/bin/python] [--jobs 2] [--json out.json] [--from earlier.json,...]
+// --from reuses the rows of earlier --json files with the same seeds (to try variants of ours
+// without re-running the peers, or to run functions in parallel processes and print one
+// table); every reused row is named in a note under the table.
 
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,9 +49,12 @@ const METHODS: Method[] = [
   // Hvarfner, Hellsten & Nardi 2024: log ℓ ~ N(√2 + log(d)/2, 3).
   { name: 'ours-dimprior', options: (d) => ({ gp: { lengthScalePrior: { mean: Math.SQRT2 + 0.5 * Math.log(d), std: Math.sqrt(3) } } }) },
   { name: 'ours-starts', options: () => ({ bestStarts: 3, nLocal: 10 }) },
-  { name: 'ours-local', options: () => ({ localPhase: { after: 30, every: 2, radius: 0.1 } }) },
+  // The defaults before the local phase became one (the lever's measurement).
+  { name: 'ours-global', options: () => ({ localPhase: null }) },
   { name: 'ours-nodup', options: () => ({ minDistance: 5e-3 }) },
   { name: 'ours-xi0', options: () => ({ xi: 0 }) },
+  { name: 'ours-quant', options: () => ({ quantisedNoise: true }) },
+  { name: 'ours-quantfit', options: () => ({ quantisedNoise: true, gp: NOISE }) },
 ];
 
 interface Peer {
@@ -194,7 +198,8 @@ async function main(): Promise<void> {
       return f;
     })
     : [...known.values()].filter((f) => groups.includes(f.group));
-  const methodNames = (arg('--methods') ?? 'ours').split(',');
+  const methodSpec = arg('--methods') ?? 'ours';
+  const methodNames = methodSpec === 'none' ? [] : methodSpec.split(',');
   const methods = methodNames.map((n) => {
     const m = METHODS.find((x) => x.name === n);
     if (!m) throw new Error(`unknown method '${n}' (${METHODS.map((x) => x.name).join(', ')})`);
@@ -209,54 +214,68 @@ async function main(): Promise<void> {
   const python = arg('--python') ?? `${root}.venv/bin/python`;
   const jobs = Number(arg('--jobs') ?? '1');
   const jsonOut = arg('--json');
-  const peersFrom = arg('--peers-from');
+  const from = arg('--from')?.split(',') ?? [];
   const notes: string[] = [];
 
   const results: Result[] = [];
   // Peers: one child process per (peer, function), at most `jobs` at a time, while ours runs here.
   let peerDone: Promise<unknown> = Promise.resolve();
   const tmp = mkdtempSync(join(tmpdir(), 'dfmerge-bench-bo-'));
-  if (peersFrom) {
-    const earlier = JSON.parse(readFileSync(peersFrom, 'utf8')) as { results: Result[]; seeds: number[] };
-    if (JSON.stringify(earlier.seeds) !== JSON.stringify(seeds)) throw new Error(`${peersFrom} has seeds ${earlier.seeds.join(',')}, not ${seeds.join(',')}`);
+  // Results of earlier invocations (same seeds): those (method, function) pairs are not re-run.
+  for (const file of from) {
+    const earlier = JSON.parse(readFileSync(file, 'utf8')) as { results: Result[]; seeds: number[] };
+    if (JSON.stringify(earlier.seeds) !== JSON.stringify(seeds)) throw new Error(`${file} has seeds ${earlier.seeds.join(',')}, not ${seeds.join(',')}`);
+    const names = new Set<string>();
     for (const r of earlier.results) {
-      if (peers.some((p) => p.name === r.method) && fns.some((f) => f.tf.name === r.fn)) results.push(r);
+      const wanted = methods.some((m) => m.name === r.method) || peers.some((p) => p.name === r.method);
+      if (wanted && fns.some((f) => f.tf.name === r.fn) && !results.some((x) => x.method === r.method && x.fn === r.fn)) {
+        results.push(r);
+        names.add(r.method);
+      }
     }
-    notes.push(`peer rows read from ${peersFrom} (an earlier run of this script with the same seeds), not re-run`);
-  } else if (peers.length > 0) {
-    if (!existsSync(python)) {
-      notes.push(`peers skipped: ${python} not found`);
-    } else {
-      const thunks = peers.flatMap((p) =>
-        fns.map(({ tf, group }) => async () => {
-          const t0 = performance.now();
-          try {
-            const t = await runPython(python, `${root}benchmarks/bo/${p.script}`, p.args, tf.name, seeds, tmp);
-            results.push(summarise(p.name, tf, group, t));
-            console.error(`${tf.name} ${p.name}: ${seeds.length} runs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-          } catch (e) {
-            notes.push(`${p.name} failed on ${tf.name}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
-          }
-        }),
-      );
-      peerDone = pool(thunks, jobs);
-    }
+    notes.push(`rows of ${[...names].join(', ') || 'nothing'} read from ${file} (an earlier run of this script with the same seeds), not re-run`);
+  }
+  const have = (method: string, fn: string): boolean => results.some((r) => r.method === method && r.fn === fn);
+  const peerTodo = peers.flatMap((p) => fns.filter((f) => !have(p.name, f.tf.name)).map((f) => ({ p, f })));
+  if (peerTodo.length > 0 && !existsSync(python)) {
+    notes.push(`peers skipped: ${python} not found`);
+  } else if (peerTodo.length > 0) {
+    const thunks = peerTodo.map(({ p, f: { tf, group } }) => async () => {
+      const t0 = performance.now();
+      try {
+        const t = await runPython(python, `${root}benchmarks/bo/${p.script}`, p.args, tf.name, seeds, tmp);
+        results.push(summarise(p.name, tf, group, t));
+        console.error(`${tf.name} ${p.name}: ${seeds.length} runs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      } catch (e) {
+        notes.push(`${p.name} failed on ${tf.name}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
+      }
+    });
+    peerDone = pool(thunks, jobs);
   }
   for (const { tf, group } of fns) {
     for (const method of methods) {
+      if (have(method.name, tf.name)) continue;
       const runs: { best: number[]; seconds: number }[] = [];
       for (const s of seeds) {
         runs.push(runOurs(tf, method, s));
         await new Promise((r) => setImmediate(r)); // let finished peers be collected and the next ones start
       }
       const t: Traces = { best: runs.map((r) => r.best), seconds: runs.map((r) => r.seconds) };
-      console.error(`${tf.name} ${method.name}: ${seeds.length} runs in ${t.seconds.reduce((a, b) => a + b, 0).toFixed(1)} s`);
-      results.push(summarise(method.name, tf, group, t));
+      const r = summarise(method.name, tf, group, t);
+      results.push(r);
+      const regrets = CHECKPOINTS.map((at, k) => `@${at} ${r.cells[k].mean.toExponential(2)}`).join(' ');
+      console.error(`${tf.name} ${method.name}: ${seeds.length} runs in ${t.seconds.reduce((a, b) => a + b, 0).toFixed(1)} s; mean regret ${regrets}`);
     }
   }
   await peerDone;
   rmSync(tmp, { recursive: true, force: true });
 
+  if (methods.length === 0) {
+    // --methods none: only peer rows, for a later --from
+    for (const n of notes) console.log(`Note: ${n}`);
+    if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ seeds, nInit: N_INIT, nIter: N_ITER, checkpoints: CHECKPOINTS, results, notes }, null, 1));
+    return;
+  }
   const fmt = (v: number): string => (v === 0 ? '0' : Math.abs(v) >= 0.01 ? v.toFixed(3) : v.toExponential(1));
   const ref = methods[0].name;
   const others = [...methods.slice(1).map((m) => m.name), ...peers.map((p) => p.name)];

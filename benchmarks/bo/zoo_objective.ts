@@ -13,9 +13,11 @@
 // Usage (after `tsc -p tsconfig.json`; needs .venv with optuna):
 //   node dist/benchmarks/bo/zoo_objective.js [--seeds 1-5] [--evals 60] [--zoo benchmarks/.data/zoo-fast]
 //        [--python .venv/bin/python] [--json out.json]
+//   node dist/benchmarks/bo/zoo_objective.js --from a.json,b.json,...   (one table from runs saved with --json,
+//        e.g. one process per seed)
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -72,6 +74,45 @@ function runOptuna(python: string, script: string, dim: number, seed: number, ev
   });
 }
 
+function printTable(seeds: number[], evals: number, taskNames: string[], dim: number, traces: Map<string, number[][]>, seconds: Map<string, number[]>): void {
+  const checkpoints = [10, 20, 30, 60].filter((c) => c <= evals);
+  const stats = (v: number[]): string => {
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    const sd = Math.sqrt(v.reduce((a, x) => a + (x - m) ** 2, 0) / Math.max(1, v.length - 1));
+    return `${(100 * m).toFixed(2)} ± ${(100 * sd / Math.sqrt(v.length)).toFixed(2)}`;
+  };
+  console.log(`Demo zoo (fast), --no-fisher objective: mean validation accuracy over ${taskNames.length} tasks (${taskNames.join(', ')}), λ ∈ [0, 1]^${dim}.`);
+  console.log(`Seeds ${seeds.join(',')}; ${N_INIT} random + ${evals - N_INIT} iterations. Best validation accuracy (%) found, mean ± s.e. over seeds:\n`);
+  console.log(`| evals | ${[...traces.keys()].join(' | ')} | optuna-gp − ours |`);
+  console.log(`|---|${[...traces.keys()].map(() => '---|').join('')}---|`);
+  for (const at of checkpoints) {
+    const cols = [...traces.values()].map((t) => stats(t.map((b) => b[at - 1])));
+    const diff = traces.get('optuna-gp')!.map((t, i) => t[at - 1] - traces.get('ours')![i][at - 1]);
+    console.log(`| ${at} | ${cols.join(' | ')} | ${stats(diff)} |`);
+  }
+  console.log('\nPer-seed best after the last evaluation (%):');
+  for (const [name, t] of traces) console.log(`  ${name.padEnd(10)} ${t.map((b) => (100 * b.at(-1)!).toFixed(2)).join(' ')}`);
+  console.log(`\nSeconds per run: ${[...seconds].map(([n, s]) => `${n} ${(s.reduce((a, b) => a + b, 0) / s.length).toFixed(0)}`).join(', ')}`);
+}
+
+/** One table from several --json files (same evaluation count, disjoint seeds). */
+function printFrom(files: string[]): void {
+  const traces = new Map<string, number[][]>();
+  const seconds = new Map<string, number[]>();
+  const seeds: number[] = [];
+  let evals = 0;
+  for (const f of files) {
+    const j = JSON.parse(readFileSync(f, 'utf8')) as { seeds: number[]; evals: number; tasks: string[]; dim: number; traces: Record<string, number[][]>; seconds: Record<string, number[]> };
+    if (evals && j.evals !== evals) throw new Error(`${f} has ${j.evals} evaluations per run, the others ${evals}`);
+    evals = j.evals;
+    seeds.push(...j.seeds);
+    for (const [k, v] of Object.entries(j.traces)) traces.set(k, [...(traces.get(k) ?? []), ...v]);
+    for (const [k, v] of Object.entries(j.seconds)) seconds.set(k, [...(seconds.get(k) ?? []), ...v]);
+  }
+  const first = JSON.parse(readFileSync(files[0], 'utf8')) as { tasks: string[]; dim: number };
+  printTable(seeds, evals, first.tasks, first.dim, traces, seconds);
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const arg = (name: string): string | undefined => {
@@ -79,13 +120,14 @@ async function main(): Promise<void> {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const from = arg('--from');
+  if (from) return printFrom(from.split(','));
   const seeds = parseSeeds(arg('--seeds') ?? '1-5');
   const evals = Number(arg('--evals') ?? '60');
   if (!(Number.isInteger(evals) && evals > N_INIT)) throw new Error(`--evals must be an integer > ${N_INIT}`);
   const zooDir = arg('--zoo') ?? join(root, 'benchmarks', '.data', 'zoo-fast');
   const python = arg('--python') ?? join(root, '.venv', 'bin', 'python');
   const jsonOut = arg('--json');
-  const checkpoints = [10, 20, 30, 60].filter((c) => c <= evals);
 
   const zoo = await buildZoo({ out: zooDir, seed: 0, fast: true, onProgress: (l) => console.error(l) });
   const z = resolveZoo(zoo.dir, zoo.manifest);
@@ -123,24 +165,8 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
 
-  const stats = (v: number[]): string => {
-    const m = v.reduce((a, b) => a + b, 0) / v.length;
-    const sd = Math.sqrt(v.reduce((a, x) => a + (x - m) ** 2, 0) / Math.max(1, v.length - 1));
-    return `${(100 * m).toFixed(2)} ± ${(100 * sd / Math.sqrt(v.length)).toFixed(2)}`;
-  };
-  console.log(`Demo zoo (fast), --no-fisher objective: mean validation accuracy over ${taskNames.length} tasks (${taskNames.join(', ')}), λ ∈ [0, 1]^${models.length}.`);
-  console.log(`Seeds ${seeds.join(',')}; ${N_INIT} random + ${evals - N_INIT} iterations. Best validation accuracy (%) found, mean ± s.e. over seeds:\n`);
-  console.log(`| evals | ${[...traces.keys()].join(' | ')} | optuna-gp − ours |`);
-  console.log(`|---|${[...traces.keys()].map(() => '---|').join('')}---|`);
-  for (const at of checkpoints) {
-    const cols = [...traces.values()].map((t) => stats(t.map((b) => b[at - 1])));
-    const diff = traces.get('optuna-gp')!.map((t, i) => t[at - 1] - traces.get('ours')![i][at - 1]);
-    console.log(`| ${at} | ${cols.join(' | ')} | ${stats(diff)} |`);
-  }
-  console.log('\nPer-seed best after the last evaluation (%):');
-  for (const [name, t] of traces) console.log(`  ${name.padEnd(10)} ${t.map((b) => (100 * b.at(-1)!).toFixed(2)).join(' ')}`);
-  console.log(`\nSeconds per run: ${[...seconds].map(([n, s]) => `${n} ${(s.reduce((a, b) => a + b, 0) / s.length).toFixed(0)}`).join(', ')}`);
-  if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ seeds, evals, traces: Object.fromEntries(traces), seconds: Object.fromEntries(seconds) }, null, 1));
+  printTable(seeds, evals, taskNames, models.length, traces, seconds);
+  if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ seeds, evals, tasks: taskNames, dim: models.length, traces: Object.fromEntries(traces), seconds: Object.fromEntries(seconds) }, null, 1));
 }
 
 main().catch((e: unknown) => {
