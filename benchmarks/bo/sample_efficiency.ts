@@ -16,10 +16,11 @@
 // Usage (after `tsc -p tsconfig.json`):
 //   node dist/benchmarks/bo/sample_efficiency.js [--seeds 1-10] [--functions branin,hartmann6-step,...]
 //        [--groups continuous,step] [--methods ours,ours-xyz | --methods none] [--peers optuna-gp,optuna-tpe,random,paper | --peers none]
-//        [--python .venv/bin/python] [--jobs 2] [--json out.json] [--from earlier.json,...]
+//        [--python .venv/bin/python] [--jobs 2] [--json out.json] [--from earlier.json,...] [--print-only]
 // --from reuses the rows of earlier --json files with the same seeds (to try variants of ours
 // without re-running the peers, or to run functions in parallel processes and print one
-// table); every reused row is named in a note under the table.
+// table); every reused row is named in a note under the table. --print-only runs nothing:
+// rows missing from the --from files print as n/a.
 
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -236,7 +237,8 @@ async function main(): Promise<void> {
     notes.push(`rows of ${[...names].join(', ') || 'nothing'} read from ${file} (an earlier run of this script with the same seeds), not re-run`);
   }
   const have = (method: string, fn: string): boolean => results.some((r) => r.method === method && r.fn === fn);
-  const peerTodo = peers.flatMap((p) => fns.filter((f) => !have(p.name, f.tf.name)).map((f) => ({ p, f })));
+  const printOnly = argv.includes('--print-only');
+  const peerTodo = printOnly ? [] : peers.flatMap((p) => fns.filter((f) => !have(p.name, f.tf.name)).map((f) => ({ p, f })));
   if (peerTodo.length > 0 && !existsSync(python)) {
     notes.push(`peers skipped: ${python} not found`);
   } else if (peerTodo.length > 0) {
@@ -254,7 +256,7 @@ async function main(): Promise<void> {
   }
   for (const { tf, group } of fns) {
     for (const method of methods) {
-      if (have(method.name, tf.name)) continue;
+      if (have(method.name, tf.name) || printOnly) continue;
       const runs: { best: number[]; seconds: number }[] = [];
       for (const s of seeds) {
         runs.push(runOurs(tf, method, s));
@@ -286,7 +288,8 @@ async function main(): Promise<void> {
   console.log(`| function | evals | ${ref} | ${others.join(' | ')} |`);
   console.log(`|---|---|---|${others.map(() => '---|').join('')}`);
   for (const { tf } of fns) {
-    const mine = find(ref, tf.name)!;
+    const mine = find(ref, tf.name);
+    if (!mine) throw new Error(`no ${ref} rows for ${tf.name} (--print-only needs them in the --from files)`);
     CHECKPOINTS.forEach((at, k) => {
       const cells = others.map((o) => {
         const r = find(o, tf.name);
@@ -308,8 +311,10 @@ async function main(): Promise<void> {
     const cellsOut: string[] = [];
     for (const g of cols) {
       for (let k = 0; k < CHECKPOINTS.length; k++) {
-        const rs = fns.filter((f) => g === 'all' || f.group === g).map((f) => find(o, f.tf.name)).filter((r): r is Result => !!r);
-        cellsOut.push(rs.length === 0 ? 'n/a' : `${geomean(rs.map((r) => ratio(r.cells[k].mean, mineFor(r.fn).cells[k].mean))).toFixed(2)}×`);
+        const inGroup = fns.filter((f) => g === 'all' || f.group === g);
+        const rs = inGroup.map((f) => find(o, f.tf.name)).filter((r): r is Result => !!r);
+        const partial = rs.length < inGroup.length ? ` (${rs.length} of ${inGroup.length})` : '';
+        cellsOut.push(rs.length === 0 ? 'n/a' : `${geomean(rs.map((r) => ratio(r.cells[k].mean, mineFor(r.fn).cells[k].mean))).toFixed(2)}×${partial}`);
       }
     }
     console.log(`| ${o} | ${cellsOut.join(' | ')} |`);
