@@ -19,7 +19,8 @@
 //        [--python .venv/bin/python] [--jobs 2] [--json out.json] [--from earlier.json,...] [--print-only]
 // --from reuses the rows of earlier --json files with the same seeds (to try variants of ours
 // without re-running the peers, or to run functions in parallel processes and print one
-// table); every reused row is named in a note under the table. --print-only runs nothing:
+// table); every reused row is named in a note under the table. An entry PEER=FILE reads
+// one peer script's raw output (one function). --print-only runs nothing:
 // rows missing from the --from files print as n/a.
 
 import { spawn } from 'node:child_process';
@@ -223,7 +224,22 @@ async function main(): Promise<void> {
   let peerDone: Promise<unknown> = Promise.resolve();
   const tmp = mkdtempSync(join(tmpdir(), 'dfmerge-bench-bo-'));
   // Results of earlier invocations (same seeds): those (method, function) pairs are not re-run.
-  for (const file of from) {
+  const have = (method: string, fn: string): boolean => results.some((r) => r.method === method && r.fn === fn);
+  for (const entry of from) {
+    const raw = /^([a-z-]+)=(.+)$/.exec(entry);
+    if (raw) {
+      // PEER=FILE: the JSON a peer script printed for one function (e.g. kept from a run that did not finish)
+      const out = JSON.parse(readFileSync(raw[2], 'utf8')) as { function: string; runs: { seed: number; best: number[]; seconds?: number }[] };
+      const f = fns.find((x) => x.tf.name === out.function);
+      const runs = seeds.map((s) => out.runs.find((r) => r.seed === s));
+      if (runs.some((r) => !r)) throw new Error(`${raw[2]} does not have every seed of ${seeds.join(',')}`);
+      if (f && !have(raw[1], f.tf.name)) {
+        results.push(summarise(raw[1], f.tf, f.group, { best: runs.map((r) => r!.best), seconds: runs.map((r) => r!.seconds ?? NaN) }));
+        notes.push(`${raw[1]} on ${out.function} read from ${raw[2]} (that peer script's output from an earlier run, same seeds)`);
+      }
+      continue;
+    }
+    const file = entry;
     const earlier = JSON.parse(readFileSync(file, 'utf8')) as { results: Result[]; seeds: number[] };
     if (JSON.stringify(earlier.seeds) !== JSON.stringify(seeds)) throw new Error(`${file} has seeds ${earlier.seeds.join(',')}, not ${seeds.join(',')}`);
     const names = new Set<string>();
@@ -236,7 +252,6 @@ async function main(): Promise<void> {
     }
     notes.push(`rows of ${[...names].join(', ') || 'nothing'} read from ${file} (an earlier run of this script with the same seeds), not re-run`);
   }
-  const have = (method: string, fn: string): boolean => results.some((r) => r.method === method && r.fn === fn);
   const printOnly = argv.includes('--print-only');
   const peerTodo = printOnly ? [] : peers.flatMap((p) => fns.filter((f) => !have(p.name, f.tf.name)).map((f) => ({ p, f })));
   if (peerTodo.length > 0 && !existsSync(python)) {
