@@ -12,7 +12,7 @@
 //
 // Usage (after `tsc -p tsconfig.json`; needs .venv with optuna):
 //   node dist/benchmarks/bo/zoo_objective.js [--seeds 1-5] [--evals 60] [--zoo benchmarks/.data/zoo-fast]
-//        [--python .venv/bin/python] [--json out.json]
+//        [--python .venv/bin/python] [--json out.json] [--xi X (ours' EI margin; default DF-Merge's)] [--ours-only]
 //   node dist/benchmarks/bo/zoo_objective.js --from a.json,b.json,...   (one table from runs saved with --json,
 //        e.g. one process per seed)
 
@@ -76,6 +76,8 @@ function runOptuna(python: string, script: string, dim: number, seed: number, ev
 
 function printTable(seeds: number[], evals: number, taskNames: string[], dim: number, traces: Map<string, number[][]>, seconds: Map<string, number[]>): void {
   const checkpoints = [10, 20, 30, 60].filter((c) => c <= evals);
+  for (const [k, v] of [...traces]) if (v.length === 0) traces.delete(k);
+  const both = traces.has('ours') && traces.has('optuna-gp');
   const stats = (v: number[]): string => {
     const m = v.reduce((a, b) => a + b, 0) / v.length;
     const sd = Math.sqrt(v.reduce((a, x) => a + (x - m) ** 2, 0) / Math.max(1, v.length - 1));
@@ -83,16 +85,16 @@ function printTable(seeds: number[], evals: number, taskNames: string[], dim: nu
   };
   console.log(`Demo zoo (fast), --no-fisher objective: mean validation accuracy over ${taskNames.length} tasks (${taskNames.join(', ')}), λ ∈ [0, 1]^${dim}.`);
   console.log(`Seeds ${seeds.join(',')}; ${N_INIT} random + ${evals - N_INIT} iterations. Best validation accuracy (%) found, mean ± s.e. over seeds:\n`);
-  console.log(`| evals | ${[...traces.keys()].join(' | ')} | optuna-gp − ours |`);
-  console.log(`|---|${[...traces.keys()].map(() => '---|').join('')}---|`);
+  console.log(`| evals | ${[...traces.keys()].join(' | ')} |${both ? ' optuna-gp − ours |' : ''}`);
+  console.log(`|---|${[...traces.keys()].map(() => '---|').join('')}${both ? '---|' : ''}`);
   for (const at of checkpoints) {
     const cols = [...traces.values()].map((t) => stats(t.map((b) => b[at - 1])));
-    const diff = traces.get('optuna-gp')!.map((t, i) => t[at - 1] - traces.get('ours')![i][at - 1]);
-    console.log(`| ${at} | ${cols.join(' | ')} | ${stats(diff)} |`);
+    const diff = both ? ` ${stats(traces.get('optuna-gp')!.map((t, i) => t[at - 1] - traces.get('ours')![i][at - 1]))} |` : '';
+    console.log(`| ${at} | ${cols.join(' | ')} |${diff}`);
   }
   console.log('\nPer-seed best after the last evaluation (%):');
   for (const [name, t] of traces) console.log(`  ${name.padEnd(10)} ${t.map((b) => (100 * b.at(-1)!).toFixed(2)).join(' ')}`);
-  console.log(`\nSeconds per run: ${[...seconds].map(([n, s]) => `${n} ${(s.reduce((a, b) => a + b, 0) / s.length).toFixed(0)}`).join(', ')}`);
+  console.log(`\nSeconds per run: ${[...seconds].filter(([n]) => traces.has(n)).map(([n, s]) => `${n} ${(s.reduce((a, b) => a + b, 0) / s.length).toFixed(0)}`).join(', ')}`);
 }
 
 /** One table from several --json files (same evaluation count, disjoint seeds). */
@@ -128,6 +130,8 @@ async function main(): Promise<void> {
   const zooDir = arg('--zoo') ?? join(root, 'benchmarks', '.data', 'zoo-fast');
   const python = arg('--python') ?? join(root, '.venv', 'bin', 'python');
   const jsonOut = arg('--json');
+  const xi = arg('--xi') !== undefined ? Number(arg('--xi')) : undefined;
+  const oursOnly = argv.includes('--ours-only');
 
   const zoo = await buildZoo({ out: zooDir, seed: 0, fast: true, onProgress: (l) => console.error(l) });
   const z = resolveZoo(zoo.dir, zoo.manifest);
@@ -151,10 +155,14 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       const r = await optimize({
         base: z.base, models, tasks, out: join(work, `ours-${seed}`), initPoints: N_INIT, iterations: evals - N_INIT,
-        noFisher: true, baselines: false, seed, force: true,
+        noFisher: true, baselines: false, seed, force: true, ...(xi !== undefined ? { xi } : {}),
       });
       traces.get('ours')!.push(bestSoFar(r.history.map((e) => e.objective ?? -Infinity)));
       seconds.get('ours')!.push((performance.now() - t0) / 1000);
+      if (oursOnly) {
+        console.error(`seed ${seed}: ours best ${traces.get('ours')!.at(-1)!.at(-1)!.toFixed(4)}`);
+        continue;
+      }
       t0 = performance.now();
       const ys = await runOptuna(python, join(root, 'benchmarks', 'bo', 'peers.py'), models.length, seed, evals, evaluate);
       traces.get('optuna-gp')!.push(bestSoFar(ys));
