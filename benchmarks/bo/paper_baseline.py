@@ -17,12 +17,14 @@ delegates all the numerics to, scikit-learn and SciPy:
     np.random.RandomState(seed) drives everything, as in the package.
 
 Usage:
-  python benchmarks/bo/paper_baseline.py --function branin --seeds 1,2,3 [--init 10 --iter 50] [--jobs 2]
-Prints JSON: {"function": ..., "runs": [{"seed": s, "best": [best-so-far after each evaluation]}]}.
+  python benchmarks/bo/paper_baseline.py --function branin[-step] --seeds 1,2,3 [--init 10 --iter 50] [--jobs 2]
+Prints JSON: {"function": ..., "runs": [{"seed": s, "best": [best-so-far after each evaluation], "seconds": t}]}.
 """
 import argparse
 import json
+import os
 import sys
+import time
 import warnings
 from multiprocessing import Pool
 
@@ -32,37 +34,8 @@ from scipy.stats import norm
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
 
-
-def branin(x):
-    a, b, c, r, s, t = 1.0, 5.1 / (4 * np.pi**2), 5 / np.pi, 6.0, 10.0, 1 / (8 * np.pi)
-    x1, x2 = x
-    return -(a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * np.cos(x1) + s)
-
-
-H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-H6_A = np.array([
-    [10, 3, 17, 3.5, 1.7, 8],
-    [0.05, 10, 17, 0.1, 8, 14],
-    [3, 3.5, 1.7, 10, 17, 8],
-    [17, 8, 0.05, 10, 0.1, 14],
-])
-H6_P = 1e-4 * np.array([
-    [1312, 1696, 5569, 124, 8283, 5886],
-    [2329, 4135, 8307, 3736, 1004, 9991],
-    [2348, 1451, 3522, 2883, 3047, 6650],
-    [4047, 8828, 8732, 5743, 1091, 381],
-])
-
-
-def hartmann6(x):
-    x = np.asarray(x)
-    return float(np.sum(H6_ALPHA * np.exp(-np.sum(H6_A * (x - H6_P) ** 2, axis=1))))
-
-
-FUNCTIONS = {
-    "branin": (branin, np.array([[-5.0, 10.0], [0.0, 15.0]])),
-    "hartmann6": (hartmann6, np.array([[0.0, 1.0]] * 6)),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from functions import FUNCTIONS, objective  # noqa: E402
 
 
 def expected_improvement(x, gp, y_max, xi):
@@ -96,7 +69,9 @@ def acq_max(gp, y_max, y_max_params, bounds, rs, xi, n_warmup=10000, n_iter=10):
 
 def run(args):
     name, seed, n_init, n_iter, xi = args
-    f, bounds = FUNCTIONS[name]
+    f, bounds, _ = objective(name)
+    bounds = np.array(bounds, dtype=float)
+    t0 = time.perf_counter()
     rs = np.random.RandomState(seed)
     gp = GaussianProcessRegressor(
         kernel=Matern(nu=2.5), alpha=1e-6, normalize_y=True, n_restarts_optimizer=5, random_state=rs
@@ -115,18 +90,19 @@ def run(args):
         X.append(x)
         y.append(f(x))
         best.append(max(y))
-    return {"seed": seed, "best": [float(b) for b in best]}
+    return {"seed": seed, "best": [float(b) for b in best], "seconds": time.perf_counter() - t0}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--function", choices=sorted(FUNCTIONS), required=True)
+    p.add_argument("--function", required=True, help=f"one of {', '.join(sorted(FUNCTIONS))}, or NAME-step")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--init", type=int, default=10)
     p.add_argument("--iter", type=int, default=50)
     p.add_argument("--xi", type=float, default=0.01)
     p.add_argument("--jobs", type=int, default=1)
     a = p.parse_args()
+    objective(a.function)  # fail early on an unknown name
     seeds = [int(s) for s in a.seeds.split(",") if s]
     tasks = [(a.function, s, a.init, a.iter, a.xi) for s in seeds]
     if a.jobs > 1:

@@ -50,6 +50,11 @@ export interface GPOptions {
    * log p(y | θ) + log prior(θ) (a MAP estimate). null (default) means plain maximum likelihood.
    */
   lengthScalePrior?: { mean: number; std: number } | null;
+  /**
+   * Optional normal prior on log α, N(mean, std²), used when fitNoise is true (MAP, like
+   * the length-scale prior). null (default): flat inside noiseBounds.
+   */
+  noisePrior?: { mean: number; std: number } | null;
 }
 
 export interface GPHyperparameters extends KernelHyperparameters {
@@ -117,6 +122,7 @@ export class GaussianProcess {
       maxIterations: options.maxIterations ?? 200,
       initialLengthScale: options.initialLengthScale ?? 0.5,
       lengthScalePrior: options.lengthScalePrior ?? null,
+      noisePrior: options.noisePrior ?? null,
     };
     for (const [name, b] of [
       ['noiseBounds', o.noiseBounds],
@@ -126,8 +132,8 @@ export class GaussianProcess {
       if (!(b[0] > 0 && b[1] >= b[0])) throw new Error(`GaussianProcess: ${name} must satisfy 0 < lo ≤ hi, got [${b}]`);
     }
     if (!(o.noise >= 0)) throw new Error(`GaussianProcess: noise must be ≥ 0, got ${o.noise}`);
-    if (o.lengthScalePrior && !(Number.isFinite(o.lengthScalePrior.mean) && o.lengthScalePrior.std > 0)) {
-      throw new Error('GaussianProcess: lengthScalePrior needs a finite mean and std > 0');
+    for (const [name, prior] of [['lengthScalePrior', o.lengthScalePrior], ['noisePrior', o.noisePrior]] as const) {
+      if (prior && !(Number.isFinite(prior.mean) && prior.std > 0)) throw new Error(`GaussianProcess: ${name} needs a finite mean and std > 0`);
     }
     this.options = o;
     this.kernel = new Matern52(dim, o.kernel);
@@ -483,20 +489,20 @@ export class GaussianProcess {
 
   /**
    * log p(θ) up to a constant and its gradient (full layout): the normal prior on each
-   * free log length scale when lengthScalePrior is set; flat otherwise.
+   * free log length scale when lengthScalePrior is set, on a free log α when noisePrior
+   * is set; flat otherwise.
    */
   private logPrior(theta: Float64Array, freeIdx: readonly number[]): { value: number; gradient: Float64Array } {
     const gradient = new Float64Array(theta.length);
-    const prior = this.options.lengthScalePrior;
+    const L = this.kernel.nLengthScales;
+    const P = this.kernel.nHyperparameters;
     let value = 0;
-    if (prior) {
-      const L = this.kernel.nLengthScales;
-      for (const i of freeIdx) {
-        if (i >= L) continue;
-        const t = (theta[i] - prior.mean) / prior.std;
-        value -= 0.5 * t * t;
-        gradient[i] = -t / prior.std;
-      }
+    for (const i of freeIdx) {
+      const prior = i < L ? this.options.lengthScalePrior : i === P ? this.options.noisePrior : null;
+      if (!prior) continue;
+      const t = (theta[i] - prior.mean) / prior.std;
+      value -= 0.5 * t * t;
+      gradient[i] = -t / prior.std;
     }
     return { value, gradient };
   }

@@ -1,6 +1,16 @@
 // Standard Bayesian-optimisation test functions, negated so that the optimiser
 // maximises them (the usual definitions are minimisation problems). Definitions and
 // optima from Surjanovic & Bingham's Virtual Library of Simulation Experiments.
+// benchmarks/bo/functions.py holds the same definitions in NumPy for the Python peers
+// (test/bo/testfunctions_python.test.ts checks that both agree).
+
+// Medians under uniform sampling (see TestFunction.reference), hoisted so the objects below can use them.
+const REF_BRANIN = -35.16;
+const REF_HARTMANN3 = 0.5534;
+const REF_HARTMANN6 = 0.1040;
+const REF_LEVY4 = -37.16;
+const REF_ACKLEY5 = -21.16;
+const REF_STYBLINSKITANG8 = 43.52;
 
 export interface TestFunction {
   name: string;
@@ -12,6 +22,12 @@ export interface TestFunction {
   optimumValue: number;
   /** One maximiser. */
   optimumX: readonly number[];
+  /**
+   * A typical value: the median of f under uniform sampling of the box (estimated once
+   * from 10⁶ points and fixed here). Regret divided by (optimumValue − reference) is
+   * comparable across functions; the step-valued version maps reference to 0.
+   */
+  reference: number;
 }
 
 /** Branin–Hoo (minimisation form), three global minima of 0.397887 on [−5,10]×[0,15]. */
@@ -38,6 +54,7 @@ export const branin: TestFunction = {
   f: (x) => -braninMin(x),
   optimumValue: -0.39788735772973816,
   optimumX: [Math.PI, 2.275],
+  reference: REF_BRANIN,
 };
 
 const H_ALPHA = [1.0, 1.2, 3.0, 3.2];
@@ -99,8 +116,9 @@ export const hartmann3: TestFunction = {
     [0, 1],
   ],
   f: (x) => -hartmann3Min(x),
-  optimumValue: 3.86278,
+  optimumValue: 3.86278214782076,
   optimumX: [0.114614, 0.555649, 0.852547],
+  reference: REF_HARTMANN3,
 };
 
 export const hartmann6: TestFunction = {
@@ -115,8 +133,78 @@ export const hartmann6: TestFunction = {
     [0, 1],
   ],
   f: (x) => -hartmann6Min(x),
-  optimumValue: 3.32237,
+  optimumValue: 3.32236801141551,
   optimumX: [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573],
+  reference: REF_HARTMANN6,
 };
 
-export const testFunctions: readonly TestFunction[] = [branin, hartmann3, hartmann6];
+
+/** Levy (minimisation form), min 0 at x = (1, …, 1): w = 1 + (x − 1)/4,
+ *  sin²(πw₁) + Σ_{i<d} (w_i − 1)² [1 + 10 sin²(πw_i + 1)] + (w_d − 1)² [1 + sin²(2πw_d)]. */
+export function levyMin(x: ArrayLike<number>): number {
+  const d = x.length;
+  const w = (i: number): number => 1 + (x[i] - 1) / 4;
+  let s = Math.sin(Math.PI * w(0)) ** 2;
+  for (let i = 0; i < d - 1; i++) s += (w(i) - 1) ** 2 * (1 + 10 * Math.sin(Math.PI * w(i) + 1) ** 2);
+  s += (w(d - 1) - 1) ** 2 * (1 + Math.sin(2 * Math.PI * w(d - 1)) ** 2);
+  return s;
+}
+
+/** Ackley (minimisation form, a = 20, b = 0.2, c = 2π), min 0 at x = 0:
+ *  −a exp(−b √(Σx²/d)) − exp(Σ cos(c x)/d) + a + e. */
+export function ackleyMin(x: ArrayLike<number>): number {
+  const d = x.length;
+  let sq = 0;
+  let cs = 0;
+  for (let i = 0; i < d; i++) {
+    sq += x[i] * x[i];
+    cs += Math.cos(2 * Math.PI * x[i]);
+  }
+  return -20 * Math.exp(-0.2 * Math.sqrt(sq / d)) - Math.exp(cs / d) + 20 + Math.E;
+}
+
+/** Styblinski–Tang (minimisation form), min −39.16616570377142·d at x_i = −2.903534: ½ Σ (x⁴ − 16x² + 5x). */
+export function styblinskiTangMin(x: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] ** 4 - 16 * x[i] ** 2 + 5 * x[i];
+  return 0.5 * s;
+}
+
+const box = (d: number, lo: number, hi: number): (readonly [number, number])[] => Array.from({ length: d }, () => [lo, hi] as const);
+
+export const levy4: TestFunction = {
+  name: 'levy4', dim: 4, bounds: box(4, -10, 10), f: (x) => -levyMin(x), optimumValue: 0, optimumX: [1, 1, 1, 1], reference: REF_LEVY4,
+};
+
+export const ackley5: TestFunction = {
+  name: 'ackley5', dim: 5, bounds: box(5, -32.768, 32.768), f: (x) => -ackleyMin(x), optimumValue: 0, optimumX: [0, 0, 0, 0, 0], reference: REF_ACKLEY5,
+};
+
+export const styblinskiTang8: TestFunction = {
+  name: 'styblinskitang8', dim: 8, bounds: box(8, -5, 5), f: (x) => -styblinskiTangMin(x),
+  optimumValue: 39.16616570377142 * 8, optimumX: new Array<number>(8).fill(-2.903534027771178), reference: REF_STYBLINSKITANG8,
+};
+
+/** Plateau width of the step-valued versions: an accuracy on this many examples. */
+export const STEP_GRID = 100;
+
+/**
+ * The step-valued version of tf, like an accuracy on STEP_GRID examples:
+ *   step(x) = ⌊STEP_GRID · (f(x) − reference) / (optimumValue − reference)⌋ / STEP_GRID,
+ * so random points score about 0 to 0.5, the optimum exactly 1 and everything within
+ * 1/STEP_GRID of it (normalised) 0.99.
+ */
+export function stepped(tf: TestFunction): TestFunction {
+  const range = tf.optimumValue - tf.reference;
+  return {
+    name: `${tf.name}-step`,
+    dim: tf.dim,
+    bounds: tf.bounds,
+    f: (x) => Math.floor((STEP_GRID * (tf.f(x) - tf.reference)) / range) / STEP_GRID,
+    optimumValue: 1,
+    optimumX: tf.optimumX,
+    reference: 0,
+  };
+}
+
+export const testFunctions: readonly TestFunction[] = [branin, hartmann3, levy4, ackley5, hartmann6, styblinskiTang8];

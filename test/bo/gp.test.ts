@@ -189,3 +189,22 @@ test('hyperparameter samples: reproducible, inside the bounds, spread around the
   const p2 = direct.predict([0.3, 0.4]);
   assert.ok(Math.abs(p1.mean - p2.mean) < 1e-12 && Math.abs(p1.variance - p2.variance) < 1e-12);
 });
+
+test('noise prior: the fitted α follows a strong prior and is ignored when the noise is not fitted', () => {
+  const rng = new Rng(31);
+  const X = Array.from({ length: 20 }, () => [rng.uniform(), rng.uniform()]);
+  // a step function: plateaus of 0.1, the kind of target the noise term is meant for
+  const y = X.map((x) => Math.floor(10 * (x[0] * x[0] + 0.5 * x[1])) / 10);
+  const fit = (options: ConstructorParameters<typeof GaussianProcess>[1]): number => {
+    const gp = new GaussianProcess(2, options);
+    gp.setData(X, y);
+    gp.fitHyperparameters(new Rng(2));
+    return gp.hyperparameters.noise;
+  };
+  const free = fit({ fitNoise: true });
+  const target = free > 1e-3 ? 1e-5 : 1e-2; // pull away from where the likelihood alone goes
+  const pulled = fit({ fitNoise: true, noisePrior: { mean: Math.log(target), std: 0.01 } });
+  assert.ok(Math.abs(Math.log(pulled / target)) < 0.1, `α = ${pulled} with a tight prior at ${target} (likelihood alone: ${free})`);
+  assert.ok(Math.abs(fit({ noisePrior: { mean: Math.log(1e-2), std: 0.01 } }) - 1e-6) < 1e-15, 'α stays fixed without fitNoise');
+  assert.throws(() => new GaussianProcess(2, { noisePrior: { mean: 0, std: 0 } }), /noisePrior/);
+});

@@ -155,3 +155,50 @@ test('invalid inputs are rejected with a message', () => {
   assert.throws(() => bo.observe([0.5, 0.5], 1), /coordinates/);
   assert.throws(() => bo.suggestBatch(0), /batch size/);
 });
+
+test('minDistance: no suggestion comes closer than that to an observed point', () => {
+  // a smooth bowl: late suggestions crowd the optimum unless refused
+  const f = (x: ArrayLike<number>): number => -100 * ((x[0] - 0.3) ** 2 + (x[1] - 0.6) ** 2);
+  const bounds = [[0, 1], [0, 1]] as const;
+  const closest = (minDistance?: number): number => {
+    const bo = new BayesianOptimizer({ bounds, seed: 4, nInitial: 5, ...(minDistance ? { minDistance } : {}) });
+    let d = Infinity;
+    for (let i = 0; i < 25; i++) {
+      const x = bo.suggest();
+      for (const o of bo.observations) d = Math.min(d, Math.max(...x.map((v, k) => Math.abs(v - o.x[k]))));
+      bo.observe(x, f(x));
+    }
+    return d;
+  };
+  assert.ok(closest() < 0.02, 'without it, suggestions come close to earlier points (the check below can fail)');
+  assert.ok(closest(0.02) >= 0.02, `closest suggestion ${closest(0.02)}`);
+  assert.throws(() => new BayesianOptimizer({ bounds, minDistance: 0.7 }), /minDistance/);
+});
+
+test('localPhase: a local suggestion stays inside the trust region around the incumbent', () => {
+  // In 1-D the region's half-width is exactly `radius` (ℓ over the geometric mean of ℓ is 1).
+  const f = (x: ArrayLike<number>): number => Math.sin(9 * x[0]) + x[0];
+  const bo = new BayesianOptimizer({ bounds: [[0, 1]], seed: 3, nInitial: 4, localPhase: { after: 6, every: 2, radius: 0.03 } });
+  for (let i = 0; i < 14; i++) {
+    const incumbent = bo.best()?.x[0];
+    const x = bo.suggest();
+    if (i >= 6 && (i - 6) % 2 === 0) assert.ok(Math.abs(x[0] - incumbent!) <= 0.03 + 1e-12, `step ${i}: ${x[0]} vs incumbent ${incumbent}`);
+    bo.observe(x, f(x));
+  }
+  assert.throws(() => new BayesianOptimizer({ bounds: [[0, 1]], localPhase: { after: 1, every: 0, radius: 0.1 } }), /localPhase/);
+});
+
+test('every lever on at once: still reproducible and resumable', () => {
+  const opts: BayesianOptimizerOptions = {
+    bounds: branin.bounds, seed: 9, nInitial: 4, bestStarts: 2, minDistance: 1e-3, localPhase: { after: 6, every: 2, radius: 0.1 },
+    gp: { fitNoise: true, noisePrior: { mean: Math.log(1e-3), std: 2 } },
+  };
+  const a = new BayesianOptimizer(opts);
+  for (let i = 0; i < 10; i++) {
+    const x = a.suggest();
+    a.observe(x, Math.floor(10 * branin.f(x)) / 10);
+  }
+  const b = BayesianOptimizer.fromState(JSON.parse(JSON.stringify(a.state())) as ReturnType<BayesianOptimizer['state']>);
+  assert.deepEqual(b.suggest(), a.suggest());
+  assert.deepEqual(b.suggestBatch(2), a.suggestBatch(2));
+});
