@@ -144,8 +144,8 @@ async function main(): Promise<void> {
   const setup = loadSetup({ base: z.base, models, tasks, fisherSamples: 1, validationFraction: 1, seed: 0, needFisher: false });
   const objective = new DfMergeObjective(setup, { fisher: false, fisherMode: 'expected' });
   const evaluate = async (lambda: number[]): Promise<number> => {
-    const { merged } = await objective.merge(lambda);
-    return (await objective.evaluate(merged, setup.validation)).meanAccuracy;
+    await objective.merge(lambda);
+    return (await objective.evaluateMerged(setup.validation)).meanAccuracy;
   };
 
   const traces = new Map<string, number[][]>([['ours', []], ['optuna-gp', []]]);
