@@ -134,7 +134,7 @@ function checkOptions(o: Resolved): void {
   if (!(o.validationFraction > 0 && o.validationFraction <= 1)) throw new UsageError(`--validation-fraction must be in (0, 1], got ${o.validationFraction}`);
   if (o.evaluator !== undefined) evaluatorScript(o.evaluator);  // refuses a command without {dir} before any work
   const [lo, hi] = o.bounds;
-  if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`bounds must be lo < hi, got [${lo}, ${hi}]`);
+  if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`--bounds must be lo < hi, got [${lo}, ${hi}]`);
   if (o.models.length !== o.tasks.length) {
     throw new UsageError(`${o.models.length} models but ${o.tasks.length} task files: give one --task per --model, in the same order`);
   }

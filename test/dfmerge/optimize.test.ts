@@ -66,7 +66,8 @@ test('the saved merge is θ_pre + M·Σ F_i λ_i τ_i / Σ F_i with F_i the Fish
   assert.equal(Math.max(...evals.map((e) => e.objective!)), r.best.objective);
 });
 
-test('an interrupted run resumes without repeating evaluations and proposes what an uninterrupted run would', async () => {
+// (a run really killed mid-evaluation is in interrupt.test.ts)
+test('a finished run extended with --resume and more iterations repeats no evaluation and proposes what a longer run would', async () => {
   const whole = await optimize(opts({ iterations: 3 }));
   const o = opts({ iterations: 1 });
   const first = await optimize(o);
