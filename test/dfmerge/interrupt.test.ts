@@ -12,7 +12,7 @@ import { ROOT, runCli, tempDir } from '../helpers.js';
 import { makeTinyRun } from './support.js';
 
 const root = tempDir();
-const run = makeTinyRun(root, 2, 0.05);
+const run = await makeTinyRun(root, 2, 0.05);
 
 // Scores a candidate by a hash of its weights (a deterministic function of λ). When
 // the file HOLD exists, its 3rd call writes its PID to HELD and sleeps instead.
