@@ -18,10 +18,5 @@ void fisher_finalize(float* acc, float scale, float eps, size_t n);
 // out = f0^(1−t) · f1^t = exp((1 − t)·log f0 + t·log f1) (log; f0, f1 > 0, as F ≥ ε is).
 void fisher_interpolate(float* out, const float* f0, const float* f1, float t, bool log_space, size_t n);
 
-#ifdef DFMERGE_CUDA
-// CUDA twins over device pointers (fisher.cu); asynchronous on the default stream.
-void fisher_accumulate_cuda(float* acc, const float* g, float w, size_t n);
-void fisher_finalize_cuda(float* acc, float scale, float eps, size_t n);
-#endif
 
 }  // namespace dfm

@@ -9,6 +9,7 @@ import { CheckpointError, UsageError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { checkSameArchitecture } from '../merge/plan.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
+import { checkConfigAgainstCheckpoint } from '../model/check_weights.js';
 import { LlamaRuntime, checkpointSource, type TensorSource } from '../model/runtime.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import { loadTask, tokenizeTask, type TokenizedTask } from '../eval/task.js';
@@ -83,6 +84,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
   try {
     const base = Checkpoint.open(o.base);
     opened.push(base);
+    checkConfigAgainstCheckpoint(config, base);  // every tensor the config implies, nothing unused
     const models = o.models.map((m) => {
       const ck = Checkpoint.open(m);
       opened.push(ck);

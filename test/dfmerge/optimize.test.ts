@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { optimize, type OptimizeOptions } from '../../src/dfmerge/optimize.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { loadTask, tokenizeTask } from '../../src/eval/task.js';
-import { computeFisher, drawFisherExamples } from '../../src/fisher/fisher.js';
+import { drawFisherExamples } from '../../src/fisher/fisher.js';
 import { evaluateTasks } from '../../src/eval/accuracy.js';
 import { runMerge } from '../../src/merge/run.js';
 import { validateConfig } from '../../src/merge/config.js';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { loadSetup } from '../../src/dfmerge/setup.js';
-import { makeTinyRun, readFlat } from './support.js';
+import { fisherFromGradients, makeTinyRun, readFlat } from './support.js';
 import { runCli, tempDir } from '../helpers.js';
 
 const root = tempDir();
@@ -33,16 +33,18 @@ test('the saved merge is θ_pre + M·Σ F_i λ_i τ_i / Σ F_i with F_i the Fish
   const r = await optimize(opts());
   assert.equal(r.history.length, 5);
   const lambda = r.best.lambda;
-  // independent recomputation: each scaled model loaded from disk by the runtime, its Fisher via computeFisher
+  // independent recomputation: each scaled model built in f32 in TypeScript and given to the runtime as
+  // plain weights; its Fisher from full per-choice gradients (the unfused backward), squared here
   const rt0 = LlamaRuntime.fromCheckpoint(run.base);
   const base = readFlat(rt0, run.base);
   const thetas = run.models.map((m) => readFlat(rt0, m));
   const num = new Float64Array(base.length);
   const den = new Float64Array(base.length);
   for (let i = 0; i < run.models.length; i++) {
-    const rt = LlamaRuntime.fromCheckpoint(run.models[i]!, { base: run.base, scale: lambda[i]! });
-    const task = tokenizeTask(loadTask(run.tasks[i]!), rt.tokenizer!, rt.config.maxPositions);
-    const fisher = (await computeFisher(rt, drawFisherExamples(task.examples, 3, 5 + i))).fisher.view(0, base.length);
+    const scaled = base.map((b, j) => b + lambda[i]! * (thetas[i]![j]! - b));
+    const rt = LlamaRuntime.fromWeights(rt0.config, rt0.tensorViews(scaled), rt0.tokenizer);
+    const task = tokenizeTask(loadTask(run.tasks[i]!), rt0.tokenizer!, rt0.config.maxPositions);
+    const fisher = await fisherFromGradients(rt, drawFisherExamples(task.examples, 3, 5 + i));
     for (let j = 0; j < base.length; j++) {
       num[j] += fisher[j]! * lambda[i]! * (thetas[i]![j]! - base[j]!);
       den[j] += fisher[j]!;
