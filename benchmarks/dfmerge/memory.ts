@@ -101,6 +101,7 @@ async function child(spec: Spec): Promise<void> {
   }
   let grid: ChildResult['grid'];
   if (spec.grid > 0) {
+    obj.release();  // the exact objective's S and W are not needed any more
     const tb = performance.now();
     const g = await FisherGrid.open(setup, { dir: join(spec.dir, 'grid'), points: gridPoints(spec.grid, [0, 1]), interpolation: 'linear', fisherMode: 'expected' });
     const build = (performance.now() - tb) / 1000;

@@ -95,6 +95,7 @@ export class FisherGrid {
       }
       files.push(row);
     }
+    acc?.zero();  // its pages back to the kernel now (the buffer itself goes with the next GC)
     return new FisherGrid(setup, o, files);
   }
 

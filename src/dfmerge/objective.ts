@@ -55,6 +55,12 @@ export class DfMergeObjective {
     this.w = options.fisher ? newFloatBuffer(n) : undefined;
   }
 
+  /** Returns the pages of S and W to the kernel (both read zero afterwards; the next merge refills them). */
+  release(): void {
+    this.s.zero();
+    this.w?.zero();
+  }
+
   /** The flat buffer that holds the last merge (valid until the next call). */
   get merged(): NativeFloatBuffer {
     return this.s;

@@ -7,7 +7,8 @@
  * every other tensor is the base's own (zero-copy). The base is the merge's
  * base_model: the model the adapter was trained on.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readJsonObjectFile } from '../io/read_file.js';
 import { join, resolve } from 'node:path';
 import { CheckpointError } from '../errors.js';
 import type { Checkpoint } from '../io/checkpoint.js';
@@ -76,7 +77,7 @@ export class LoraAdapter {
     const cfgPath = join(dir, ADAPTER_CONFIG);
     let cfg: Record<string, unknown>;
     try {
-      cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+      cfg = readJsonObjectFile(cfgPath, 'adapter_config.json');  // a regular file only: a FIFO would block
     } catch (e) {
       throw new CheckpointError(cfgPath, 'BadAdapter', `cannot read the adapter config (${e instanceof Error ? e.message : String(e)})`);
     }

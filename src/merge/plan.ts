@@ -4,7 +4,8 @@
  * all models agree on names, shapes and dtypes. The plan is data: methods and
  * kernels never see files, and the writer never sees methods.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readJsonObjectFile } from '../io/read_file.js';
 import { join, resolve } from 'node:path';
 import { CheckpointError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
@@ -128,7 +129,7 @@ function layerCountOf(ck: Checkpoint): number {
   const cfgPath = join(ck.dir, 'config.json');
   if (existsSync(cfgPath)) {
     try {
-      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+      const cfg = readJsonObjectFile(cfgPath, 'config.json');  // a regular file only: a FIFO would block
       for (const k of ['num_hidden_layers', 'n_layer', 'num_layers']) {
         const v = cfg[k];
         if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;

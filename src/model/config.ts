@@ -8,9 +8,10 @@
  * other than SiLU, partial rotary embeddings, per-layer rope parameters) is
  * refused with a ConfigError naming the file and the field.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { readTextFile } from '../io/read_file.js';
 import type { NativeLlamaConfig } from '../native/addon.js';
 import { parseRopeConfig } from './rope_config.js';
 
@@ -34,8 +35,9 @@ export function readModelConfig(dir: string): ModelConfig {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new ConfigError(file, 'config.json', 'no config.json in the model folder', 'NotFound');
   let raw: unknown;
+  const text = readTextFile(file, 'config.json');  // a regular file only: a FIFO would block
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new ConfigError(file, 'config.json', `not valid JSON (${e instanceof Error ? e.message : String(e)})`, 'InvalidJson');
   }
