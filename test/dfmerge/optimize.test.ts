@@ -11,7 +11,8 @@ import { runMerge } from '../../src/merge/run.js';
 import { validateConfig } from '../../src/merge/config.js';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { loadSetup } from '../../src/dfmerge/setup.js';
-import { fisherFromGradients, makeTinyRun, readFlat } from './support.js';
+import { makeTinyRun, readFlat } from './support.js';
+import { fisherFromGradients } from '../model/helpers.js';
 import { runCli, tempDir } from '../helpers.js';
 
 const root = tempDir();

@@ -1,7 +1,7 @@
 /** Tiny DF-Merge setups for tests: "fine-tuned" models made by perturbing a fixture model with seeded task vectors. */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LlamaRuntime, type TokenizedExample } from '../../src/model/runtime.js';
+import { LlamaRuntime } from '../../src/model/runtime.js';
 import { saveFlatCheckpoint } from '../../src/dfmerge/save.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { FIXTURES } from '../helpers.js';
@@ -47,23 +47,4 @@ export function readFlat(rt: LlamaRuntime, dir: string): Float32Array {
     ck.close();
   }
   return flat;
-}
-
-/**
- * F = (1/N) Σ_n Σ_y p(y|x_n)·(∇ℓ(y|x_n))² + 1e-12 from the runtime's full per-choice gradients (its unfused
- * backward), squared and summed here in f64: a check that shares no Fisher code with the DF-Merge path.
- */
-export async function fisherFromGradients(rt: LlamaRuntime, examples: readonly TokenizedExample[]): Promise<Float64Array> {
-  const F = new Float64Array(rt.numParams);
-  for (const e of examples) {
-    const ll = (await rt.score([e]))[0]!;
-    const mx = Math.max(...ll);
-    const z = ll.reduce((a, x) => a + Math.exp(x - mx), 0);
-    for (let y = 0; y < e.choices.length; y++) {
-      const p = Math.exp(ll[y]! - mx) / z;
-      const { grad } = await rt.gradient(e.prompt, e.choices[y]!);
-      for (let j = 0; j < grad.length; j++) F[j] += (p * grad[j]! * grad[j]!) / examples.length;
-    }
-  }
-  return F.map((f) => f + 1e-12);
 }

@@ -4,6 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
+import type { LlamaRuntime, TokenizedExample } from '../../src/model/runtime.js';
 
 // dist/test/model -> repository root
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -69,4 +70,23 @@ export function assertAllClose(a: ArrayLike<number>, b: ArrayLike<number>, rtol:
     if (!(e <= 0) && (worst < 0 || !(e <= excess))) { worst = i; excess = e; }
   }
   assert.ok(worst < 0, `${what}: element ${worst}: ${a[worst]} vs ${b[worst]} (|diff| ${Math.abs(a[worst]! - b[worst]!).toExponential(3)} > ${rtol}·|b| + ${atol})`);
+}
+
+/**
+ * F = (1/N) Σ_n Σ_y p(y|x_n)·(∇ℓ(y|x_n))² + eps from the runtime's full per-choice gradients (its unfused
+ * backward), squared and summed here in f64: a check that shares no Fisher code with the fused path.
+ */
+export async function fisherFromGradients(rt: LlamaRuntime, examples: readonly TokenizedExample[], eps = 1e-12): Promise<Float64Array> {
+  const F = new Float64Array(rt.numParams);
+  for (const e of examples) {
+    const ll = (await rt.score([e]))[0]!;
+    const mx = Math.max(...ll);
+    const z = ll.reduce((a, x) => a + Math.exp(x - mx), 0);
+    for (let y = 0; y < e.choices.length; y++) {
+      const p = Math.exp(ll[y]! - mx) / z;
+      const { grad } = await rt.gradient(e.prompt, e.choices[y]!);
+      for (let j = 0; j < grad.length; j++) F[j] += (p * grad[j]! * grad[j]!) / examples.length;
+    }
+  }
+  return F.map((f) => f + eps);
 }

@@ -13,7 +13,7 @@ import { Checkpoint } from '../../src/io/checkpoint.js';
 import { CheckpointWriter } from '../../src/io/writer.js';
 import { addon } from '../../src/native/addon.js';
 import { LlamaRuntime, checkpointSource, newFloatBuffer } from '../../src/model/runtime.js';
-import { FIXTURES, goldenJson } from './helpers.js';
+import { FIXTURES, fisherFromGradients, goldenJson } from './helpers.js';
 
 /** Writes the fixture's weights, perturbed by `shift(i)`, as a BF16 checkpoint; returns them decoded to f32. */
 function writeBf16(dir: string, variant: string, shift: (x: number, i: number) => number): Map<string, Float32Array> {
@@ -97,17 +97,7 @@ for (const variant of ['gqa', 'tied'] as const) {
       const f32 = new Map<string, Float32Array>();
       for (const [name, b] of base) f32.set(name, b.map((x, i) => x + lambda * (expert.get(name)![i]! - x)));
       const ref = LlamaRuntime.fromWeights(rt.config, f32);
-      const F = new Float64Array(rt.numParams);
-      for (const e of examples) {
-        const ll = (await ref.score([e]))[0]!;
-        const mx = Math.max(...ll);
-        const z = ll.reduce((a, x) => a + Math.exp(x - mx), 0);
-        for (let y = 0; y < e.choices.length; y++) {
-          const p = Math.exp(ll[y]! - mx) / z;
-          const { grad } = await ref.gradient(e.prompt, e.choices[y]!);
-          for (let j = 0; j < grad.length; j++) F[j] += (p * grad[j]! * grad[j]!) / N;
-        }
-      }
+      const F = await fisherFromGradients(ref, examples, 0);
       for (const p of rt.params) {
         const s = S.view(p.offset, p.numel), w = W.view(p.offset, p.numel);
         const b = base.get(p.name)!, x = expert.get(p.name)!;
