@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
-import type { DfSetup } from '../../src/dfmerge/setup.js';
+import { releaseCheckpoint, type DfSetup } from '../../src/dfmerge/setup.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { checkpointSource } from '../../src/model/runtime.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
@@ -47,6 +47,7 @@ try {
     baseSource: checkpointSource(baseCk, rt.params), modelSources: modelCks.map((ck) => checkpointSource(ck, rt.params)),
     modelNames: modelDirs, validation, test: undefined, fisherExamples: fisher,
     close: () => { baseCk.close(); for (const ck of modelCks) ck.close(); },
+    releaseModel: (i) => releaseCheckpoint(modelCks[i]!),
   };
   const obj = new DfMergeObjective(setup, { fisher: true, fisherMode: 'expected' });
   await obj.merge(lambda); // warm-up

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { FisherGrid, gridPoints } from '../../src/dfmerge/fisher_grid.js';
-import type { DfSetup } from '../../src/dfmerge/setup.js';
+import { releaseCheckpoint, type DfSetup } from '../../src/dfmerge/setup.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { LlamaRuntime, checkpointSource } from '../../src/model/runtime.js';
 import { loadAddon } from '../../src/native/addon.js';
@@ -79,6 +79,7 @@ async function child(spec: Spec): Promise<void> {
     config, tokenizer: undefined, rt, base, models, baseSource: checkpointSource(base, rt.params),
     modelSources: models.map((ck) => checkpointSource(ck, rt.params)), modelNames: models.map((_, k) => `expert${k}`),
     validation, test: undefined, fisherExamples, close: () => { base.close(); for (const m of models) m.close(); },
+    releaseModel: (i) => releaseCheckpoint(models[i]!),
   };
   const obj = new DfMergeObjective(setup, { fisher: true, fisherMode: 'expected' });
   let last = 0;

@@ -88,6 +88,8 @@ export class FisherGrid {
           }
           await rt.fisherEpsilon(acc, null, FISHER_EPS);
           writeGridFile(path, setup, acc, meta);
+          rt.bind(baseSource);
+          setup.releaseModel(i);
         }
         row.push(Checkpoint.open(path));
         done++;
@@ -127,6 +129,7 @@ export class FisherGrid {
         lo.locate(p.name).file.release(p.name);
         hi.locate(p.name).file.release(p.name);
       }
+      this.setup.releaseModel(i);  // one expert resident at a time, as in the exact path
     }
     // S and W of M models: the ε of each interpolated F is already in the grid files.
   }

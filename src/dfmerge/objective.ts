@@ -140,7 +140,7 @@ export class DfMergeObjective {
       }
       await rt.fisherEpsilon(s, w, FISHER_EPS);
       rt.bind(baseSource);  // drop the bindings to θ_i before its pages go
-      releaseCheckpoint(this.setup, i);
+      this.setup.releaseModel(i);
       timings.fisherSeconds += (performance.now() - t) / 1000;
     }
   }
@@ -172,10 +172,4 @@ export class DfMergeObjective {
       onProgress: (task, done) => this.onProgress?.('validation', (start.get(task) ?? 0) + done, total, task),
     });
   }
-}
-
-/** Drops this process's resident pages of model i's tensors (they stay in the page cache). */
-function releaseCheckpoint(setup: DfSetup, i: number): void {
-  const ck = setup.models[i]!;
-  for (const name of ck.names) ck.locate(name).file.release(name);
 }

@@ -53,8 +53,15 @@ export interface DfSetup {
   validation: TokenizedTask[];
   test: TokenizedTask[] | undefined;
   fisherExamples: FisherExample[][];
+  /** Drops this process's resident pages of model i (they stay in the page cache; read again, they fault back in). */
+  releaseModel(i: number): void;
   /** Unmaps the checkpoints (parameters still bound to them stay valid until re-bound). */
   close(): void;
+}
+
+/** Drops this process's resident pages of every tensor of a checkpoint. */
+export function releaseCheckpoint(ck: Checkpoint): void {
+  for (const name of ck.names) ck.locate(name).file.release(name);
 }
 
 const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'vocab', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
@@ -97,7 +104,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
     const modelSources = models.map((ck) => checkpointSource(ck, rt.params));
     return {
       config, tokenizer, rt, base, models, baseSource, modelSources, modelNames: o.models.map((m) => basename(m)),
-      ...loadTasks(o, tokenizer, config), close,
+      ...loadTasks(o, tokenizer, config), close, releaseModel: (i) => releaseCheckpoint(models[i]!),
     };
   } catch (e) {
     close();
