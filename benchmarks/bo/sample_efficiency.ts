@@ -30,6 +30,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BayesianOptimizer, type BayesianOptimizerOptions } from '../../src/bo/optimizer.js';
 import { stepped, testFunctions, type TestFunction } from '../../src/bo/testfunctions.js';
+import { parseSeeds } from '../support/seeds.js';
 
 const N_INIT = 10;
 const N_ITER = 50;
@@ -128,17 +129,6 @@ async function pool<T>(thunks: (() => Promise<T>)[], limit: number): Promise<T[]
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, thunks.length)) }, worker));
   return results;
-}
-
-function parseSeeds(spec: string): number[] {
-  const seeds: number[] = [];
-  for (const part of spec.split(',')) {
-    const m = /^(\d+)-(\d+)$/.exec(part);
-    if (m) for (let s = Number(m[1]); s <= Number(m[2]); s++) seeds.push(s);
-    else if (part) seeds.push(Number(part));
-  }
-  if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s))) throw new Error(`bad --seeds '${spec}'`);
-  return seeds;
 }
 
 interface Cell {

@@ -26,19 +26,9 @@ import { optimize, buildZoo } from '../../src/index.js';
 import { resolveZoo } from '../../src/zoo/zoo.js';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { loadSetup } from '../../src/dfmerge/setup.js';
+import { parseSeeds } from '../support/seeds.js';
 
 const N_INIT = 10;
-
-function parseSeeds(spec: string): number[] {
-  const seeds: number[] = [];
-  for (const part of spec.split(',')) {
-    const m = /^(\d+)-(\d+)$/.exec(part);
-    if (m) for (let s = Number(m[1]); s <= Number(m[2]); s++) seeds.push(s);
-    else if (part) seeds.push(Number(part));
-  }
-  if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s))) throw new Error(`bad --seeds '${spec}'`);
-  return seeds;
-}
 
 const bestSoFar = (ys: number[]): number[] => {
   const out: number[] = [];
