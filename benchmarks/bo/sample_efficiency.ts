@@ -30,7 +30,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BayesianOptimizer, type BayesianOptimizerOptions } from '../../src/bo/optimizer.js';
 import { stepped, testFunctions, type TestFunction } from '../../src/bo/testfunctions.js';
-import { parseSeeds } from '../support/seeds.js';
+import { flagValue, parseSeeds } from '../support/args.js';
 
 const N_INIT = 10;
 const N_ITER = 50;
@@ -168,10 +168,7 @@ const geomean = (v: number[]): number => Math.exp(v.reduce((a, b) => a + Math.lo
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const arg = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
+  const arg = (name: string): string | undefined => flagValue(name, argv);
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const seeds = parseSeeds(arg('--seeds') ?? '1-10');
   const groups = (arg('--groups') ?? 'continuous,step').split(',') as Result['group'][];

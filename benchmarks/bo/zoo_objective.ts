@@ -26,7 +26,7 @@ import { optimize, buildZoo } from '../../src/index.js';
 import { resolveZoo } from '../../src/zoo/zoo.js';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { loadSetup } from '../../src/dfmerge/setup.js';
-import { parseSeeds } from '../support/seeds.js';
+import { flagValue, parseSeeds } from '../support/args.js';
 
 const N_INIT = 10;
 
@@ -107,10 +107,7 @@ function printFrom(files: string[]): void {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const arg = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
+  const arg = (name: string): string | undefined => flagValue(name, argv);
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const from = arg('--from');
   if (from) return printFrom(from.split(','));

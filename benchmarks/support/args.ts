@@ -9,3 +9,9 @@ export function parseSeeds(spec: string): number[] {
   if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s))) throw new Error(`bad --seeds '${spec}'`);
   return seeds;
 }
+
+/** The value after `name` (e.g. "--seeds") on the command line, or undefined when the flag is absent. */
+export function flagValue(name: string, argv: readonly string[] = process.argv.slice(2)): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
