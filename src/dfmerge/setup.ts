@@ -64,6 +64,20 @@ export function releaseCheckpoint(ck: Checkpoint): void {
   for (const name of ck.names) ck.locate(name).file.release(name);
 }
 
+/**
+ * Refuses (SafetensorsError naming file, tensor and first element) a checkpoint
+ * holding NaN or ±Inf: the scaled models, the Fisher and every merge would carry
+ * them, and an accuracy would still be reported. One pass over the weights,
+ * each tensor's pages dropped behind the scan so the peak stays one tensor.
+ */
+export function assertCheckpointFinite(ck: Checkpoint): void {
+  for (const name of ck.names) {
+    const { file } = ck.locate(name);
+    file.assertFinite(name);
+    file.release(name);
+  }
+}
+
 const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'vocab', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
 
 function subset<T>(items: readonly T[], fraction: number, seed: number): T[] {
@@ -92,10 +106,12 @@ export function loadSetup(o: SetupOptions): DfSetup {
     const base = Checkpoint.open(o.base);
     opened.push(base);
     checkConfigAgainstCheckpoint(config, base);  // every tensor the config implies, nothing unused
+    assertCheckpointFinite(base);
     const models = o.models.map((m) => {
       const ck = Checkpoint.open(m);
       opened.push(ck);
       checkSameArchitecture(base, ck);
+      assertCheckpointFinite(ck);
       return ck;
     });
     const tokenizer = ModelTokenizer.load(o.base, config.vocab);
