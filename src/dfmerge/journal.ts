@@ -43,6 +43,9 @@ export function lockJournal(path: string): () => void {
     try {
       writeSync(fd, `${process.pid}\n`);
       fsyncSync(fd);
+    } catch (e) {
+      try { unlinkSync(lock); } catch { /* already gone */ }
+      throw new JournalError('JournalLockFailed', `${lock}: cannot write the journal's lock file (${(e as NodeJS.ErrnoException).code ?? String(e)}${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? ': no space left on the device; free some or put --journal elsewhere' : ''})`);
     } finally {
       closeSync(fd);
     }

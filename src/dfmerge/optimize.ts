@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UsageError } from '../errors.js';
+import { UsageError, WriteError } from '../errors.js';
 import { BayesianOptimizer } from '../bo/optimizer.js';
 import type { FisherMode } from '../fisher/fisher.js';
 import { runMerge } from '../merge/run.js';
@@ -178,22 +178,24 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   mkdirSync(dirname(out), { recursive: true });
   removeDeadLeftovers(dirname(out), basename(out));  // scratch and staging folders of killed runs
   mkdirSync(dirname(journalPath), { recursive: true });
-  const journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
-  // the grid (when asked for) is built or reused only once the journal is ours
-  let grid: FisherGrid | undefined;
-  if (setup && o.fisherGrid !== undefined) {
-    const points = gridPoints(o.fisherGrid, o.bounds);
-    log(`Fisher grid: ${setup.models.length} models × λ ∈ {${points.map((x) => x.toFixed(3)).join(', ')}} (${o.fisherGridInterpolation ?? 'linear'} interpolation), in ${journalPath}.fisher-grid`);
-    grid = await FisherGrid.open(setup, {
-      dir: `${journalPath}.fisher-grid`, points, interpolation: o.fisherGridInterpolation ?? 'linear', fisherMode: o.fisherMode,
-      onProgress: (done, total, detail) => o.onProgress?.('fisher', done, total, `grid: ${detail}`),
-    });
-  }
-  const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
-  if (objective && o.onProgress) objective.onProgress = o.onProgress;
+  // candidates' scratch beside the output: also the check, before any journal is written, that the output's place is writable
   const scratchRoot = temporarySibling(out, 'candidates');
-  mkdirSync(scratchRoot);
+  try {
+    mkdirSync(scratchRoot);
+  } catch (e) {
+    throw new WriteError(out, `cannot write beside the output, in ${dirname(out)} (${(e as NodeJS.ErrnoException).code ?? String(e)}); choose an output on a writable file system with free space`);
+  }
   const scratchDone = removeOnAbnormalExit(scratchRoot);
+  let journal: Journal;
+  try {
+    journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
+  } catch (e) {
+    rmSync(scratchRoot, { recursive: true, force: true });
+    scratchDone();
+    setup?.close();
+    throw e;
+  }
+  let grid: FisherGrid | undefined;
   const onInterrupt = () => {
     rmSync(scratchRoot, { recursive: true, force: true });
     process.stderr.write(`\ninterrupted after ${journal.evaluations.length} evaluations; every finished one is in ${journalPath}. Run the same command with --resume to continue.\n`);
@@ -201,6 +203,17 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   };
   if (o.exitOnInterrupt) process.once('SIGINT', onInterrupt);
   try {
+    // the grid (when asked for) is built or reused only once the journal is ours
+    if (setup && o.fisherGrid !== undefined) {
+      const points = gridPoints(o.fisherGrid, o.bounds);
+      log(`Fisher grid: ${setup.models.length} models × λ ∈ {${points.map((x) => x.toFixed(3)).join(', ')}} (${o.fisherGridInterpolation ?? 'linear'} interpolation), in ${journalPath}.fisher-grid`);
+      grid = await FisherGrid.open(setup, {
+        dir: `${journalPath}.fisher-grid`, points, interpolation: o.fisherGridInterpolation ?? 'linear', fisherMode: o.fisherMode,
+        onProgress: (done, total, detail) => o.onProgress?.('fisher', done, total, `grid: ${detail}`),
+      });
+    }
+    const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
+    if (objective && o.onProgress) objective.onProgress = o.onProgress;
     const bo = new BayesianOptimizer({ bounds, seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel });
     for (const e of journal.evaluations) {
       if (e.failed || e.objective === null) bo.observeFailure(e.lambda);
@@ -305,6 +318,8 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
       writeFileSync(join(outDir, 'dfmerge-objective.svg'), objectiveSvg(journal.evaluations, o.initPoints));
       staged.commit();
       return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
+    } catch (e) {
+      throw staged.explain(e);
     } finally {
       staged.abort();
     }
