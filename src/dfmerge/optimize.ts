@@ -26,7 +26,7 @@ import { LM_EVAL, checkLmEvalPython, lmEvalLabels, type LmEvalOptions } from './
 import { scoreCandidate, taskArithmeticConfig, writeAtomically, type CandidateResult, type CandidateSpec, type EvaluatorSpec, type ScoreConfig } from './candidate.js';
 import { defaultWorkerCommand, type EvaluationJob, type Executor, type JobOutcome } from './executor.js';
 import { LocalExecutor } from './executor_local.js';
-import { RayExecutor } from './executor_ray.js';
+import { RayExecutor, RayJobsClient } from './executor_ray.js';
 import { availableParallelism } from 'node:os';
 import { checkpointFingerprint } from './fingerprint.js';
 import { removeOnAbnormalExit } from '../io/cleanup.js';
@@ -200,6 +200,7 @@ function checkOptions(o: Resolved): void {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new UsageError(`${name} must be ≥ 0, got ${v}`);
   }
   if (o.workerThreads !== undefined) int('worker threads', o.workerThreads, 1);
+  if (o.rayAddress !== undefined) new RayJobsClient(o.rayAddress);  // refuses a malformed address now
   evaluationTimeout(o);
   const [lo, hi] = o.bounds;
   if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`--bounds must be lo < hi, got [${lo}, ${hi}]`);
@@ -242,6 +243,12 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   const q = o.parallel ?? 1;
   const timeout = evaluationTimeout(o);
   if (o.evaluator === LM_EVAL && o.executor !== 'ray') checkLmEvalPython(o.lmEval!.python);  // on Ray, the workers' Python counts
+  const config = journalConfig(o);
+  // this run's jobs and scratch are named after its configuration and journal
+  const runId = hashConfig({ config, journal: journalPath }).slice(0, 12);
+  const executor = makeExecutor(o, q, timeout, runId);
+  // an unreachable head is refused before anything is opened or written
+  if (executor instanceof RayExecutor) log(`Ray ${await executor.client.version()} at ${o.rayAddress}: up to ${q} jobs in flight`);
   const setupOptions: SetupOptions = {
     base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
@@ -252,7 +259,6 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   mkdirSync(dirname(out), { recursive: true });
   removeDeadLeftovers(dirname(out), basename(out));  // scratch and staging folders of killed runs
   mkdirSync(dirname(journalPath), { recursive: true });
-  const config = journalConfig(o);
   const journal = Journal.open(journalPath, config, o.resume === true);
   // the grid (when asked for) is built or reused only once the journal is ours
   let grid: FisherGrid | undefined;
@@ -267,13 +273,10 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   }
   const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
   if (objective && o.onProgress) objective.onProgress = o.onProgress;
-  // this run's jobs and scratch are named after its configuration and journal
-  const runId = hashConfig({ config, journal: journalPath }).slice(0, 12);
   const scratchRoot = o.scratch ? join(resolve(o.scratch), `dfmerge-${runId}`) : temporarySibling(out, 'candidates');
   if (o.scratch) rmSync(scratchRoot, { recursive: true, force: true });  // what a killed run of this journal left
   mkdirSync(scratchRoot, { recursive: true });
   const scratchDone = removeOnAbnormalExit(scratchRoot);
-  const executor = makeExecutor(o, q, timeout, runId);
   const cancel = new AbortController();
   const inFlight = new Set<Promise<unknown>>();
   const onInterrupt = () => {
@@ -292,7 +295,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   };
   if (o.exitOnInterrupt) process.once('SIGINT', onInterrupt);
   try {
-    if (executor instanceof RayExecutor) log(`Ray ${await executor.client.version()} at ${o.rayAddress}: up to ${q} jobs in flight, scratch ${scratchRoot}`);
+    if (executor) log(`${executor.kind} executor: up to ${q} evaluations in flight, scratch ${scratchRoot}`);
     const bo = new BayesianOptimizer({ bounds, seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel });
     if (journal.evaluations.length > 0 || journal.inFlight.length > 0) {
       log(`resuming: ${journal.evaluations.length} evaluations already in ${journalPath}${journal.inFlight.length > 0 ? `, ${journal.inFlight.length} in flight when it stopped (dispatched again)` : ''}`);

@@ -209,3 +209,30 @@ test('Ctrl-C stops the Ray jobs in flight, exits 130 and leaves them to --resume
     await ray.close();
   }
 });
+
+test('bad executor and lm-eval flags are refused before any work, naming the flag', () => {
+  const base = cliArgs(join(root, 'flags'));
+  const cases: [string[], RegExp][] = [
+    [['--executor', 'ray'], /--executor ray needs --ray-address http:\/\/HOST:8265/],
+    [['--ray-address', 'http://127.0.0.1:8265'], /--ray-address, --job-gpus and --ray-runtime-env need --executor ray/],
+    [['--executor', 'ray', '--ray-address', 'ftp://x'], /--ray-address ftp:\/\/x: must be http:\/\/ or https:\/\//],
+    [['--executor', 'ray', '--ray-address', 'http://x', '--ray-runtime-env', '[1]'], /--ray-runtime-env must be a JSON object/],
+    [['--parallel', '0'], /--parallel/],
+    [['--lm-eval-tasks', 'a,b'], /--lm-eval-tasks needs --evaluator lm-eval/],
+  ];
+  for (const [extra, want] of cases) {
+    const r = runCli([...base, ...extra]);
+    assert.equal(r.status, 2, `${extra.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want);
+  }
+  const lm = ['optimize', '--base', run.base, ...run.models.flatMap((m) => ['-m', m]), '--no-fisher', '--evaluator', 'lm-eval', '-o', join(root, 'lm')];
+  for (const [extra, want] of [
+    [[], /--evaluator lm-eval needs --lm-eval-tasks/],
+    [['--lm-eval-tasks', 'hellaswag'], /--lm-eval-tasks lists 1 entry for 2 models/],
+    [['--lm-eval-tasks', 'a,b', '--python', join(root, 'no-python')], /--evaluator lm-eval needs a Python with lm_eval: none found \(--python .*no-python\)/],
+  ] as [string[], RegExp][]) {
+    const r = runCli([...lm, ...extra]);
+    assert.equal(r.status, 2, `${extra.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want);
+  }
+});
