@@ -26,39 +26,16 @@ const lines = (journal: string): Rec[] => readFileSync(journal, 'utf8').trim().s
 const results = (journal: string) => lines(journal).filter((r) => r.type === 'evaluation').sort((a, b) => a.index - b.index)
   .map((r) => ({ index: r.index, lambda: r.lambda, scores: r.scores, objective: r.objective, failed: r.failed, phase: r.phase }));
 
+/**
+ * A Fisher-weighted DF-Merge run scored by `evaluator` (below): a hash of the merged weights, so any
+ * difference in the merge a job computes shows in its score (the tiny task's accuracy is too coarse).
+ */
 function opts(extra: Partial<OptimizeOptions> = {}): OptimizeOptions {
   return {
-    base: run.base, models: run.models, tasks: run.tasks.map((validation) => ({ validation })),
+    base: run.base, models: run.models, tasks: run.tasks.map((validation) => ({ validation })), evaluator: `${evaluator} {dir}`,
     out: join(root, `out${n++}`), initPoints: 3, iterations: 3, fisherSamples: 3, seed: 5, baselines: false, workerThreads: 1, ...extra,
   };
 }
-
-/** Each index dispatched before it ends, and batch b dispatched only after every evaluation of batch b − 1 ended. */
-function assertBatches(journal: string, q: number, total: number): void {
-  const ls = lines(journal);
-  const pos = (type: string, i: number) => ls.findIndex((r) => r.type === type && r.index === i);
-  for (let i = 0; i < total; i++) {
-    assert.ok(pos('dispatch', i) >= 0 && pos('dispatch', i) < pos('evaluation', i), `evaluation ${i}: dispatched, then ended`);
-    const batchStart = Math.floor(i / q) * q;
-    for (let j = batchStart - q; j < batchStart; j++) if (j >= 0) assert.ok(pos('evaluation', j) < pos('dispatch', i), `${i} dispatched after ${j} ended`);
-  }
-}
-
-test('--parallel 2 (local jobs) journals every dispatch, is reproducible, and --executor local at q = 1 equals the in-process run', async () => {
-  const inProcess = await optimize(opts());
-  const localQ1 = await optimize(opts({ executor: 'local' }));
-  assert.deepEqual(results(localQ1.journal), results(inProcess.journal), 'a job computes what the in-process evaluation computes');
-  assert.ok(lines(localQ1.journal).filter((r) => r.type === 'evaluation').every((r) => /^local:\d+$/.test(r.job ?? '')), 'each evaluation names its job');
-
-  const a = await optimize(opts({ parallel: 2 }));
-  const b = await optimize(opts({ parallel: 2 }));
-  assert.equal(a.history.length, 6);
-  assert.deepEqual(results(b.journal), results(a.journal), 'same seed and q: same proposals and results');
-  assertBatches(a.journal, 2, 6);
-  assert.deepEqual(results(a.journal).slice(0, 3), results(inProcess.journal).slice(0, 3), 'the initial design does not depend on q');
-  assert.notDeepEqual(results(a.journal).slice(3).map((r) => r.lambda), results(inProcess.journal).slice(3).map((r) => r.lambda), 'q = 2 proposes its BO points in pairs (kriging believer)');
-  assert.deepEqual(readdirSync(root).filter((f) => f.includes('.candidates-')), [], 'no scratch folder left');
-});
 
 // An evaluator that scores a candidate by a hash of its weights (a deterministic function of λ).
 // Calls are numbered atomically (mkdir); when HOLD exists, call 3 writes its PID to HELD and sleeps.
@@ -73,6 +50,34 @@ echo "{\\"task0\\": 0.$((0x$h % 900 + 100)), \\"task1\\": 0.5}"
 `);
 chmodSync(evaluator, 0o755);
 const resetCalls = () => { rmSync(join(root, 'calls'), { recursive: true, force: true }); mkdirSync(join(root, 'calls')); };
+
+/** Each index dispatched before it ends, and batch b dispatched only after every evaluation of batch b − 1 ended. */
+function assertBatches(journal: string, q: number, total: number): void {
+  const ls = lines(journal);
+  const pos = (type: string, i: number) => ls.findIndex((r) => r.type === type && r.index === i);
+  for (let i = 0; i < total; i++) {
+    assert.ok(pos('dispatch', i) >= 0 && pos('dispatch', i) < pos('evaluation', i), `evaluation ${i}: dispatched, then ended`);
+    const batchStart = Math.floor(i / q) * q;
+    for (let j = batchStart - q; j < batchStart; j++) if (j >= 0) assert.ok(pos('evaluation', j) < pos('dispatch', i), `${i} dispatched after ${j} ended`);
+  }
+}
+
+test('--parallel 2 (local jobs) journals every dispatch, is reproducible, and --executor local at q = 1 equals the in-process run', async () => {
+  resetCalls();
+  const inProcess = await optimize(opts());
+  const localQ1 = await optimize(opts({ executor: 'local' }));
+  assert.deepEqual(results(localQ1.journal), results(inProcess.journal), 'a job computes what the in-process evaluation computes');
+  assert.ok(lines(localQ1.journal).filter((r) => r.type === 'evaluation').every((r) => /^local:\d+$/.test(r.job ?? '')), 'each evaluation names its job');
+
+  const a = await optimize(opts({ parallel: 2 }));
+  const b = await optimize(opts({ parallel: 2 }));
+  assert.equal(a.history.length, 6);
+  assert.deepEqual(results(b.journal), results(a.journal), 'same seed and q: same proposals and results');
+  assertBatches(a.journal, 2, 6);
+  assert.deepEqual(results(a.journal).slice(0, 3), results(inProcess.journal).slice(0, 3), 'the initial design does not depend on q');
+  assert.notDeepEqual(results(a.journal).slice(3).map((r) => r.lambda), results(inProcess.journal).slice(3).map((r) => r.lambda), 'q = 2 proposes its BO points in pairs (kriging believer)');
+  assert.deepEqual(readdirSync(root).filter((f) => f.includes('.candidates-')), [], 'no scratch folder left');
+});
 
 function cliArgs(out: string, extra: string[] = []): string[] {
   return ['optimize', '--base', run.base, ...run.models.flatMap((m) => ['-m', m]), ...run.tasks.flatMap((t) => ['--task', t]),
@@ -142,6 +147,7 @@ test('a job past --evaluation-timeout is killed and journalled as failed with it
 test('--executor ray (Jobs REST API): the same journal and results as local jobs; resources sent; failed and timed-out jobs journalled with the reason', async () => {
   const ray = await startFakeRay();
   try {
+    resetCalls();
     const local = await optimize(opts({ parallel: 2, initPoints: 2, iterations: 2 }));
     const viaRay = await optimize(opts({ parallel: 2, initPoints: 2, iterations: 2, executor: 'ray', rayAddress: ray.address, jobCpus: 1, rayPollSeconds: 0.1, scratch: join(root, 'shared') }));
     assert.deepEqual(results(viaRay.journal), results(local.journal), 'Ray jobs compute what local jobs compute');
@@ -170,6 +176,12 @@ test('--executor ray (Jobs REST API): the same journal and results as local jobs
       assert.match(f.error!, /timed out after 1 s \(Ray job dfmerge-[0-9a-f]{12}-\d-0 stopped; it was RUNNING\)/);
       assert.equal(ray.jobs.get(f.job!)!.status, 'STOPPED');
     }
+    // a result the coordinator cannot see as a file is read from the job's logs (the worker prints it last)
+    const printed = JSON.stringify({ lambda: [0, 0], scores: { task0: 0.625, task1: 0.5 }, objective: 0.5625, failed: false, seconds: { fisher: 0, merge: 0, eval: 0, total: 0 } });
+    const fromLogs = opts({ parallel: 2, initPoints: 2, iterations: 0, executor: 'ray', rayAddress: ray.address, rayPollSeconds: 0.1, workerCommand: `echo 'dfmerge-candidate-result: ${printed}'; :` });
+    const logged = await optimize(fromLogs);
+    assert.deepEqual(logged.history.map((e) => e.scores), [{ task0: 0.625, task1: 0.5 }, { task0: 0.625, task1: 0.5 }]);
+    assert.deepEqual(logged.history.map((e) => e.lambda), results(local.journal).slice(0, 2).map((r) => r.lambda), 'the journalled λ is the dispatched one');
     // no head at the address: refused before any job, naming it
     await assert.rejects(optimize(opts({ parallel: 2, executor: 'ray', rayAddress: 'http://127.0.0.1:9' })), /Ray at http:\/\/127\.0\.0\.1:9: GET \/api\/version failed/);
   } finally {
