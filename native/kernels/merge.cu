@@ -290,7 +290,8 @@ __global__ void elem_kernel(const ElemKParams p) {
 }
 
 void merge_elements_cuda(const MergeJob& j, size_t chunk) {
-  const ElemPrepared prep = prepare_element_method(j);
+  MergeJob stats_job = j;  // the statistics passes re-point its inputs at staging buffers (merge_staging.h)
+  const ElemPrepared prep = prepare_element_method(stats_job);
   ElemKParams p{};
   p.method = static_cast<int>(j.method);
   p.ep = prep.p;
