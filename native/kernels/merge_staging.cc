@@ -127,15 +127,18 @@ void InputStage::read(size_t b, size_t e) {
   }
 }
 
+void throw_non_finite(const std::string& path, const std::string& tensor, uint64_t count, uint64_t first) {
+  throw DfError("NonFinite",
+                path + ": tensor \"" + tensor + "\" holds " + std::to_string(count) +
+                    " NaN or infinite value(s) (first at element " + std::to_string(first) +
+                    "); a model with them cannot be merged meaningfully",
+                tensor);
+}
+
 void InputStage::finish() const {
   for (const auto& s : staged_) {
     const uint64_t count = s->nonfinite.load();
-    if (count == 0) continue;
-    throw DfError("NonFinite",
-                  s->region.path + ": tensor \"" + tensor_ + "\" holds " + std::to_string(count) +
-                      " NaN or infinite value(s) (first at element " + std::to_string(s->first.load()) +
-                      "); a model with them cannot be merged meaningfully",
-                  tensor_);
+    if (count > 0) throw_non_finite(s->region.path, tensor_, count, s->first.load());
   }
 }
 

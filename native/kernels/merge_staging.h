@@ -57,6 +57,9 @@ class InputStage {
   bool check_finite_;
 };
 
+// Throws DfError("NonFinite") for a tensor of `path` holding `count` NaN/±Inf values, the first at element `first`.
+[[noreturn]] void throw_non_finite(const std::string& path, const std::string& tensor, uint64_t count, uint64_t first);
+
 // Staging on (default) or off (inputs read through their mappings, pages faulted
 // and released: the path before staging, kept for the benchmark's breakdown).
 void set_input_staging(bool on);
