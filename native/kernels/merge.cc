@@ -302,6 +302,10 @@ void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_
     gta_tile(p.elem.p, b, xs, i0, ds, out, tmp, m);
     return;
   }
+  if (j.method == MergeMethod::Lincomb && p.elem.p.seg_mode != static_cast<int>(Segments::Cols)) {
+    lincomb_tile(p.elem.p, b, xs, i0, out, m);  // the vectorised twin of lincomb_elem
+    return;
+  }
   switch (j.method) {
     case MergeMethod::Linear:
       linear_tile(xs, w, k, p.scale, out, m);

@@ -9,6 +9,7 @@
 //   (no staging pass; unaligned is fine).
 // Intermediate task vectors and the result are f32 spans. The CUDA twins are in merge.cu.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -347,6 +348,51 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
     if (norm) v = v / div;
     if (lam) v = v * lambda;
     out[i] = b[i] + v;
+  }
+}
+
+// lincomb_elem (merge_methods.h) over a tile, for whole-tensor and per-row
+// coefficients (the tile is cut where the row changes): the same operations in
+// the same order per element, model loop outside, element loop inside.
+// (Per-column coefficients stay with lincomb_elem.)
+template <class S>
+void lincomb_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* __restrict out, size_t n) {
+  const int k = p.k;
+  size_t i0 = 0;
+  while (i0 < n) {
+    const uint64_t seg = p.seg_mode == 0 ? 0 : (first + i0) / p.seg_len;
+    const size_t i1 = p.seg_mode == 0 ? n : static_cast<size_t>(std::min<uint64_t>(n, (seg + 1) * p.seg_len - first));
+    const float* c = p.coef + seg * static_cast<uint64_t>(k);
+    if (p.use_base) {
+      {
+        const S x0 = x[0];
+        const float c0 = c[0];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] = c0 * (x0[i] - b[i]);
+      }
+      for (int q = 1; q < k; ++q) {
+        const S xq = x[q];
+        const float cq = c[q];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] += cq * (xq[i] - b[i]);
+      }
+#pragma omp simd
+      for (size_t i = i0; i < i1; ++i) out[i] = b[i] + out[i];
+    } else {
+      {
+        const S x0 = x[0];
+        const float c0 = c[0];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] = c0 * x0[i];
+      }
+      for (int q = 1; q < k; ++q) {
+        const S xq = x[q];
+        const float cq = c[q];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] += cq * xq[i];
+      }
+    }
+    i0 = i1;
   }
 }
 
