@@ -11,7 +11,7 @@
  * and a PyTorch loop (benchmarks/merge/torch_merge.py, 5 methods) on the same files.
  *
  *   node dist/benchmarks/merge/bench.js [--size 256MB] [--models 2] [--methods a,b|all]
- *        [--modes warm,cold] [--no-torch] [--no-mergekit] [--dir DIR]
+ *        [--modes warm,cold] [--mergekit-modes warm] [--no-torch] [--no-mergekit] [--dir DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -53,6 +53,7 @@ function dropCaches(): boolean {
   }
 }
 const modes = (arg('modes') ?? (dropCaches() ? 'warm,cold' : 'warm')).split(',');
+const mergekitModes = (arg('mergekit-modes') ?? 'warm').split(',');  // mergekit takes minutes per mode
 if (modes.includes('cold') && !dropCaches()) throw new Error('cold runs need permission to write /proc/sys/vm/drop_caches (root)');
 
 function python(): string | undefined {
@@ -138,12 +139,19 @@ for (const mode of modes) {
   const rows: string[][] = [];
   for (const method of methods) {
     const run = () => child('run_one.js', [method, base, join(outDir, method), ...models]);
-    if (!cold) run(); // warm the page cache with the inputs
-    prepare();
-    const res = run();
+    let res: Timed;
+    try {
+      if (!cold) run(); // warm the page cache with the inputs
+      prepare();
+      res = run();
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      rows.push([method, 'failed']);
+      continue;
+    }
     rmSync(join(outDir, method), { recursive: true, force: true });
     let mk: { seconds: number; maxRssBytes: number } | undefined;
-    if (mergekit && py) {
+    if (mergekit && py && mergekitModes.includes(mode)) {
       prepare();  // (warm: the inputs are in the page cache from dfmerge's runs)
       mk = runMergekit(py, mergekit, method, base, models, join(outDir, `mk-${method}`), join(outDir, `mk-${method}.yaml`));
       rmSync(join(outDir, `mk-${method}`), { recursive: true, force: true });

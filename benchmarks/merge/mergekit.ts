@@ -13,7 +13,7 @@ export interface MergekitRun { seconds: number; maxRssBytes: number }
 /** benchmarks/merge/mergekit_run.py (mergekit-yaml's entry point) when `python` can import mergekit, else undefined. */
 export function findMergekit(python: string | undefined, runner: string): string | undefined {
   if (!python || !existsSync(runner)) return undefined;
-  return spawnSync(python, ['-c', 'import mergekit.scripts.run_yaml'], { encoding: 'utf8' }).status === 0 ? runner : undefined;
+  return spawnSync(python, ['-c', 'import mergekit.graph'], { encoding: 'utf8' }).status === 0 ? runner : undefined;
 }
 
 export function mergekitYaml(method: string, base: string, models: readonly string[]): string {
