@@ -8,8 +8,9 @@
 //    kernels in chunks, OpenMP-parallel (each thread a contiguous share of a chunk,
 //    in tiles), reading all-BF16 or all-F32 inputs in place and converting any
 //    other mix tile by tile into thread-local f32 scratch, writing the output (F32/F16/BF16,
-//    round to nearest even) into memory or pwrite()-ing it into a file slot, and
-//    dropping the input pages it has finished with, so resident memory stays at a
+//    round to nearest even) into memory or pwrite()-ing it into a file slot;
+//    inputs inside a live MappedFile are pread() chunk by chunk into reused
+//    buffers (merge_staging.h, docs/design.md §11), so resident memory stays at a
 //    few chunks whatever the tensor size.
 // merge.cu holds the CUDA twins of the tile kernels and the same driver for a GPU.
 #pragma once
