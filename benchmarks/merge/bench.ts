@@ -1,22 +1,30 @@
 /**
- * Merge benchmark (docs/design.md §4): synthetic bf16 Llama-shaped checkpoints, every
- * method timed through the full path (mmap -> kernel -> output file), reported as
- * GB/s of (inputs read once + output written once), as a ratio to the streaming
- * bandwidth measured in the same run, and as a ratio to a PyTorch implementation
- * of the same merge (when a Python with torch is available), plus peak RSS.
+ * Merge benchmark (docs/design.md §4, §11): synthetic bf16 Llama-shaped checkpoints,
+ * every method timed through the full path users run (runMerge: pread of the mapped
+ * inputs -> kernel -> pwrite into the output's slots -> fsync -> rename), each in
+ * its own process, page cache warm and (as root) cold. Each is reported as GB/s of
+ * (every input read once + the output written once) and as a ratio to baselines
+ * measured in the same run: the file-to-file streaming copy (copy_probe.ts: the
+ * same reads and writes without the arithmetic), the in-RAM threaded copy, and,
+ * cold, the disk's sequential read bandwidth (O_DIRECT). Also the merging process's
+ * peak RSS (VmHWM), and mergekit's own `mergekit-yaml` (when installed in .venv)
+ * and a PyTorch loop (benchmarks/merge/torch_merge.py, 5 methods) on the same files.
  *
- *   node dist/benchmarks/merge/bench.js [--size 1GB] [--models 2] [--methods a,b] [--cold] [--no-torch] [--dir DIR]
+ *   node dist/benchmarks/merge/bench.js [--size 256MB] [--models 2] [--methods a,b|all]
+ *        [--modes warm,cold] [--mergekit-modes warm] [--no-torch] [--no-mergekit] [--dir DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { streamCopy } from '../../src/merge/kernels.js';
 import { addon } from '../../src/native/addon.js';
 import { formatBytes, parseByteSize, table } from '../../src/util/format.js';
 import { makeSyntheticModels, shapeForBytes } from './synthetic.js';
+import { BENCH_METHODS } from './method_configs.js';
+import { findMergekit, runMergekit } from './mergekit.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -27,18 +35,13 @@ function arg(name: string, dflt?: string): string | undefined {
 }
 const flag = (name: string) => process.argv.includes(`--${name}`);
 
-const size = parseByteSize(arg('size', '1GB')!)!;
+const TORCH_METHODS = new Set(['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties']);
+const size = parseByteSize(arg('size', '256MB')!)!;
 const m = Number(arg('models', '2'));
-const methods = (arg('methods', 'linear,task_arithmetic,ties,dare_linear,dare_ties')!).split(',');
+const methodArg = arg('methods', 'all')!;
+const methods = methodArg === 'all' ? [...BENCH_METHODS.keys()] : methodArg.split(',');
+for (const x of methods) if (!BENCH_METHODS.has(x)) throw new Error(`unknown method ${x} (known: ${[...BENCH_METHODS.keys()].join(', ')})`);
 const dataDir = arg('dir', join(root, 'benchmarks', '.data'))!;
-const cold = flag('cold');
-
-function python(): string | undefined {
-  for (const p of [process.env.DFMERGE_PYTHON, join(root, '.venv', 'bin', 'python')]) {
-    if (p && existsSync(p) && spawnSync(p, ['-c', 'import torch, safetensors'], { encoding: 'utf8' }).status === 0) return p;
-  }
-  return undefined;
-}
 
 function dropCaches(): boolean {
   spawnSync('sync');
@@ -49,9 +52,19 @@ function dropCaches(): boolean {
     return false;
   }
 }
+const modes = (arg('modes') ?? (dropCaches() ? 'warm,cold' : 'warm')).split(',');
+const mergekitModes = (arg('mergekit-modes') ?? 'warm').split(',');  // mergekit takes minutes per mode
+if (modes.includes('cold') && !dropCaches()) throw new Error('cold runs need permission to write /proc/sys/vm/drop_caches (root)');
 
-/** Streaming bandwidth: bytes read + written per second by a threaded copy of a buffer far larger than the caches. */
-function streamBandwidth(): number {
+function python(): string | undefined {
+  for (const p of [process.env.DFMERGE_PYTHON, join(root, '.venv', 'bin', 'python')]) {
+    if (p && existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** In-RAM streaming bandwidth: bytes read + written per second by a threaded copy of a buffer far larger than the caches. */
+function memoryBandwidth(): number {
   const n = 512 * 1024 * 1024;
   const src = new Uint8Array(n).fill(1);
   const dst = new Uint8Array(n).fill(2);
@@ -64,6 +77,21 @@ function streamBandwidth(): number {
   }
   return best;
 }
+
+/** The disk's sequential read bandwidth: `dd iflag=direct` of a file (bypasses the page cache). */
+function diskReadBandwidth(file: string): number | undefined {
+  const r = spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=8M', 'iflag=direct'], { encoding: 'utf8' });
+  const mt = /(\d+) bytes .* copied, ([\d.]+) s/.exec(r.stderr);
+  return mt ? Number(mt[1]) / Number(mt[2]) : undefined;
+}
+
+interface Timed { seconds: number; inputBytes: number; outputBytes: number; maxRssBytes: number }
+function child(script: string, args: string[]): Timed {
+  const r = spawnSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${script} ${args[0]} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Timed;
+}
+const rate = (t: Timed) => (t.inputBytes + t.outputBytes) / t.seconds;
 
 const shape = shapeForBytes(size, 'BF16');
 const tag = `bf16-L${shape.layers}-H${shape.hidden}-V${shape.vocab}-M${m}`;
@@ -78,46 +106,77 @@ if (!existsSync(join(modelRoot, 'done'))) {
 const base = join(modelRoot, 'base');
 const models = Array.from({ length: m }, (_, k) => join(modelRoot, `model${k}`));
 const outDir = join(dataDir, 'out');
-
-const bw = streamBandwidth();
-const py = flag('no-torch') ? undefined : python();
-const info = addon().buildInfo();
-process.stderr.write(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${formatBytes(totalmem())} RAM, ${info.threads} threads\n`);
-process.stderr.write(`stream bandwidth (threaded copy, read+write): ${formatBytes(bw)}/s\n`);
-
-interface Row { method: string; seconds: number; gbps: number; ofBw: number; rss: number; torchSeconds?: number }
-const rows: Row[] = [];
-for (const method of methods) {
-  const runOnce = () => {
-    if (cold && !dropCaches()) throw new Error('--cold needs permission to write /proc/sys/vm/drop_caches');
-    const r = spawnSync(process.execPath, [join(here, 'run_one.js'), method, base, join(outDir, method), ...models], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`${method} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as { seconds: number; inputBytes: number; outputBytes: number; maxRssBytes: number };
-  };
-  if (!cold) runOnce(); // warm the page cache with the inputs
-  spawnSync('sync'); // no writeback of earlier outputs (or of the synthetic inputs) during the timed run
-  const res = runOnce();
-  const bytes = res.inputBytes + res.outputBytes;
-  const row: Row = { method, seconds: res.seconds, gbps: bytes / res.seconds, ofBw: bytes / res.seconds / bw, rss: res.maxRssBytes };
-  if (py) {
-    if (cold) dropCaches();
-    const t = spawnSync(py, [join(root, 'benchmarks', 'merge', 'torch_merge.py'), method, base, join(outDir, `torch-${method}`), ...models], { encoding: 'utf8' });
-    if (t.status === 0) row.torchSeconds = (JSON.parse(t.stdout.trim().split('\n').pop()!) as { seconds: number }).seconds;
-    else process.stderr.write(`torch ${method} failed: ${t.stderr.slice(-500)}\n`);
-  }
-  rows.push(row);
-  process.stderr.write(`${method}: ${res.seconds.toFixed(2)} s\n`);
-  rmSync(join(outDir, method), { recursive: true, force: true });
-  rmSync(join(outDir, `torch-${method}`), { recursive: true, force: true });
-}
-
+mkdirSync(outDir, { recursive: true });
 const ck = Checkpoint.open(base);
 const modelBytes = ck.totalBytes;
+const baseFile = ck.files[0]!.path;
 ck.close();
-console.log(`\nmerge benchmark: base + ${m} models, ${formatBytes(modelBytes)} each (bf16), page cache ${cold ? 'cold' : 'warm'}`);
-console.log(`stream bandwidth measured in this run: ${formatBytes(bw)}/s (read + write)\n`);
-console.log(table([
-  ['method', 'dfmerge s', 'GB/s (in+out)', '% of stream bw', 'peak RSS', 'PyTorch s', 'speed-up vs PyTorch'],
-  ...rows.map((r) => [r.method, r.seconds.toFixed(2), (r.gbps / 1e9).toFixed(2), `${(100 * r.ofBw).toFixed(0)}%`, formatBytes(r.rss),
-    r.torchSeconds !== undefined ? r.torchSeconds.toFixed(2) : 'n/a', r.torchSeconds !== undefined ? `${(r.torchSeconds / r.seconds).toFixed(1)}x` : 'n/a']),
-], new Set([1, 2, 3, 4, 5, 6])));
+
+const py = python();
+const torchOk = !flag('no-torch') && py !== undefined && spawnSync(py, ['-c', 'import torch, safetensors'], { encoding: 'utf8' }).status === 0;
+const mergekit = flag('no-mergekit') ? undefined : findMergekit(py, join(root, 'benchmarks', 'merge', 'mergekit_run.py'));
+const memBw = memoryBandwidth();
+const info = addon().buildInfo();
+console.log(`merge benchmark: base + ${m} models, ${formatBytes(modelBytes)} each (bf16); ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${formatBytes(totalmem())} RAM, ${info.threads} threads`);
+console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(`in-RAM threaded copy (read + write): ${formatBytes(memBw)}/s; mergekit: ${mergekit ? 'installed' : 'not installed'}; PyTorch loop: ${torchOk ? 'yes' : 'no'}`);
+
+for (const mode of modes) {
+  const cold = mode === 'cold';
+  const prepare = () => {
+    if (cold) dropCaches();
+    else spawnSync('sync'); // no writeback of earlier outputs during the timed run
+  };
+  const disk = cold ? (dropCaches(), diskReadBandwidth(baseFile)) : undefined;
+  // The file-to-file baseline: best of two, each after the same preparation as a merge.
+  const copyRuns: Timed[] = [];
+  for (let i = 0; i < 2; i++) {
+    if (!cold) child('copy_probe.js', [join(outDir, 'copy'), base, ...models]);  // warm the page cache
+    prepare();
+    copyRuns.push(child('copy_probe.js', [join(outDir, 'copy'), base, ...models]));
+  }
+  const copy = copyRuns.reduce((a, b) => (rate(b) > rate(a) ? b : a));
+  const rows: string[][] = [];
+  for (const method of methods) {
+    const run = () => child('run_one.js', [method, base, join(outDir, method), ...models]);
+    let res: Timed;
+    try {
+      if (!cold) run(); // warm the page cache with the inputs
+      prepare();
+      res = run();
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      rows.push([method, 'failed']);
+      continue;
+    }
+    rmSync(join(outDir, method), { recursive: true, force: true });
+    let mk: { seconds: number; maxRssBytes: number } | undefined;
+    if (mergekit && py && mergekitModes.includes(mode)) {
+      prepare();  // (warm: the inputs are in the page cache from dfmerge's runs)
+      mk = runMergekit(py, mergekit, method, base, models, join(outDir, `mk-${method}`), join(outDir, `mk-${method}.yaml`));
+      rmSync(join(outDir, `mk-${method}`), { recursive: true, force: true });
+    }
+    let torchSeconds: number | undefined;
+    if (torchOk && TORCH_METHODS.has(method)) {
+      prepare();
+      const t = spawnSync(py!, [join(root, 'benchmarks', 'merge', 'torch_merge.py'), method, base, join(outDir, `torch-${method}`), ...models], { encoding: 'utf8' });
+      if (t.status === 0) torchSeconds = (JSON.parse(t.stdout.trim().split('\n').pop()!) as { seconds: number }).seconds;
+      rmSync(join(outDir, `torch-${method}`), { recursive: true, force: true });
+    }
+    const r = rate(res);
+    rows.push([method, res.seconds.toFixed(2), (r / 1e9).toFixed(2), `${(100 * r / rate(copy)).toFixed(0)}%`,
+      `${(100 * r / memBw).toFixed(0)}%`, ...(cold ? [disk ? `${(100 * res.inputBytes / res.seconds / disk).toFixed(0)}%` : 'n/a'] : []),
+      formatBytes(res.maxRssBytes),
+      mk ? mk.seconds.toFixed(2) : 'n/a', mk ? `${(mk.seconds / res.seconds).toFixed(1)}x` : 'n/a', mk ? formatBytes(mk.maxRssBytes) : 'n/a',
+      torchSeconds !== undefined ? `${(torchSeconds / res.seconds).toFixed(1)}x` : 'n/a']);
+    process.stderr.write(`${mode} ${method}: ${res.seconds.toFixed(2)} s\n`);
+  }
+  console.log(`\npage cache ${mode}: file-to-file streaming copy (same reads and writes, no arithmetic) ${formatBytes(rate(copy))}/s in ${copy.seconds.toFixed(2)} s` +
+    ` (runs: ${copyRuns.map((c) => formatBytes(rate(c)) + '/s').join(', ')}), peak RSS ${formatBytes(copy.maxRssBytes)}` +
+    (cold ? `; disk sequential read (O_DIRECT) ${disk ? formatBytes(disk) + '/s' : 'n/a'}` : '') + `; load average ${loadavg()[0]!.toFixed(2)}`);
+  console.log(table([
+    ['method', 'dfmerge s', 'GB/s (in+out)', '% of file copy', '% of RAM copy', ...(cold ? ['input read % of disk'] : []), 'peak RSS',
+      'mergekit s', 'speed-up vs mergekit', 'mergekit peak RSS', 'speed-up vs PyTorch'],
+    ...rows,
+  ], new Set(Array.from({ length: 11 }, (_, i) => i + 1))));
+}

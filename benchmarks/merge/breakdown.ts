@@ -15,8 +15,11 @@ import { mergeTensor, streamCopy, type TensorInput } from '../../src/merge/kerne
 import { runMerge } from '../../src/merge/run.js';
 import { validateConfig } from '../../src/merge/config.js';
 import { isComputeDtype } from '../../src/io/dtypes.js';
+import { addon } from '../../src/native/addon.js';
 
 const dir = process.argv[2];
+const threadsArg = process.argv.indexOf('--threads');
+if (threadsArg > 0) addon().setThreads(Number(process.argv[threadsArg + 1]));
 if (!dir) throw new Error('usage: breakdown.js DATA_DIR (a folder with base/, model0/, model1/)');
 const cks = ['base', 'model0', 'model1'].map((m) => Checkpoint.open(join(dir, m)));
 const names = cks[0]!.names;
@@ -50,8 +53,13 @@ const ta = async (inputs: TensorInput[], n: string, release: boolean) => {
     out: { kind: 'memory', data: out.subarray(0, bytesOf(n)), dtype: b.dtype }, releaseInputs: release });
 };
 await time('inputs in RAM -> RAM (the kernel alone)', async () => { for (const [i, n] of names.entries()) await ta(inMemory[i]!, n, false); });
+addon().setInputStaging(false);
 await time("mmap'd inputs, pages kept mapped -> RAM", async () => { for (const n of names) await ta(cks.map((ck) => input(ck, n)), n, false); });
 await time("mmap'd inputs released per chunk (bounded RSS) -> RAM", async () => { for (const n of names) await ta(cks.map((ck) => input(ck, n)), n, true); });
+addon().setInputStaging(true);
+await time('inputs pread into reused buffers (bounded RSS) -> RAM', async () => { for (const n of names) await ta(cks.map((ck) => input(ck, n)), n, true); });
+const finite = async () => { for (const n of names) for (const ck of cks) ck.locate(n).file.assertFinite(n); };
+await time('(cost) NaN/Inf scan of the mapped inputs, as run.ts did', finite, names.reduce((a, n) => a + 3 * bytesOf(n), 0));
 const tmp = mkdtempSync(join(tmpdir(), 'dfm-breakdown-'));
 const config = validateConfig({ method: 'task_arithmetic', base: join(dir, 'base'), models: [0, 1].map((k) => ({ path: join(dir, `model${k}`), parameters: { weight: 0.5 } })), parameters: {}, seed: 0 });
 await time('full path: runMerge into a new output file', async () => { await runMerge(config, { out: join(tmp, 'out'), force: true, quiet: true }); });

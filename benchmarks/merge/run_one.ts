@@ -1,19 +1,23 @@
 /**
  * One timed merge in its own process (so its peak RSS is its own):
  *   node dist/benchmarks/merge/run_one.js METHOD BASE OUT MODEL...
- * prints {seconds, inputBytes, outputBytes, maxRssBytes} as JSON.
+ * runs METHOD with its benchmark configuration (method_configs.ts) and prints
+ * {seconds, inputBytes, outputBytes, maxRssBytes} as JSON.
  */
 import { runMerge } from '../../src/merge/run.js';
 import { peakRssBytes } from '../../src/util/memory.js';
 import { validateConfig, type MethodName } from '../../src/merge/config.js';
+import { BENCH_METHODS } from './method_configs.js';
 
-const [method, base, out, ...models] = process.argv.slice(2);
-const params: Record<string, number> = method === 'ties' || method?.startsWith('dare') ? { density: 0.5 } : {};
+const [method, base, out, ...all] = process.argv.slice(2);
+const spec = BENCH_METHODS.get(method!);
+if (!spec) throw new Error(`no benchmark configuration for method ${method}`);
+const models = all.slice(0, spec.models(all.length));
 const config = validateConfig({
   method: method as MethodName,
-  base: base!,
-  models: models.map((m) => ({ path: m, parameters: { weight: 1 / models.length } })),
-  parameters: params,
+  ...(spec.base ? { base: base! } : {}),
+  models: models.map((m) => ({ path: m, parameters: spec.perModel(models.length) })),
+  parameters: spec.global,
   seed: 0,
 });
 const t0 = performance.now();

@@ -4,6 +4,7 @@
 
 #include "bindings/bindings.h"
 #include "bindings/napi_util.h"
+#include "io/file_read.h"
 #include "io/finite_scan.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
@@ -154,11 +155,33 @@ Napi::Value ScanNonFinite(const Napi::CallbackInfo& info) {
   });
 }
 
+// copyToFile(bytes, fd, offset, tensor): writes a tensor's bytes into an output
+// file slot, reading a mapped input with pread (a truncated input is an error
+// naming it, never SIGBUS). Synchronous: used for the few tensors copied unchanged.
+Napi::Value CopyToFile(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const ByteSpan src = bytes_arg(info, 0, "bytes");
+    if (!info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsString()) {
+      throw_type(env, "copyToFile(bytes, fd, offset, tensor)");
+    }
+    const double fd = info[1].As<Napi::Number>().DoubleValue();
+    const double off = info[2].As<Napi::Number>().DoubleValue();
+    if (!(fd >= 0 && fd < 2147483647.0 && fd == static_cast<double>(static_cast<int>(fd)))) throw_type(env, "fd must be a file descriptor");
+    if (!(off >= 0 && off <= 9007199254740991.0 && off == static_cast<double>(static_cast<uint64_t>(off)))) {
+      throw_type(env, "offset must be a non-negative integer");
+    }
+    copy_to_file(src.data, src.size, static_cast<int>(fd), static_cast<uint64_t>(off), info[3].As<Napi::String>().Utf8Value());
+    return env.Undefined();
+  });
+}
+
 }  // namespace
 
 void register_io(Napi::Env env, Napi::Object exports) {
   exports.Set("SafetensorsFile", SafetensorsFileWrap::Init(env));
   exports.Set("scanNonFinite", Napi::Function::New(env, ScanNonFinite, "scanNonFinite"));
+  exports.Set("copyToFile", Napi::Function::New(env, CopyToFile, "copyToFile"));
 }
 
 }  // namespace dfm

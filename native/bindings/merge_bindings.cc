@@ -13,6 +13,7 @@
 #include "bindings/napi_util.h"
 #include "kernels/merge.h"
 #include "kernels/merge_cuda.h"
+#include "kernels/merge_staging.h"
 #include "util/threads.h"
 
 namespace dfm {
@@ -418,6 +419,35 @@ Napi::Value StreamCopy(const Napi::CallbackInfo& info) {
   });
 }
 
+// fileCopyProbe({inputs, n, fd, offset}): Promise<void> (kernels/merge.h, stream_file_copy).
+Napi::Value FileCopyProbe(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_type(env, "fileCopyProbe takes a request object");
+    Napi::Object r = info[0].As<Napi::Object>();
+    const uint64_t n = count_field(env, r, "n");
+    const std::vector<TensorIn> inputs = tensor_list(env, r, "inputs", n);
+    const uint64_t fd = count_field(env, r, "fd");
+    if (fd > static_cast<uint64_t>(std::numeric_limits<int>::max())) throw_type(env, "fd is not a file descriptor");
+    const uint64_t off = count_field(env, r, "offset");
+    const int threads = threads_field(env, r);
+    auto* w = new TaskWorker(env, r, [inputs, n, fd, off, threads]() { stream_file_copy(inputs, n, static_cast<int>(fd), off, threads); }, nullptr);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
+}
+
+// setInputStaging(on): read mapped inputs with pread into reused buffers (default)
+// or through their mappings (the earlier path, for the benchmark's breakdown).
+Napi::Value SetInputStaging(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsBoolean()) throw_type(info.Env(), "setInputStaging takes a boolean");
+    set_input_staging(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 void register_merge(Napi::Env env, Napi::Object exports) {
@@ -426,6 +456,8 @@ void register_merge(Napi::Env env, Napi::Object exports) {
   exports.Set("accumulateFisher", Napi::Function::New(env, AccumulateFisher, "accumulateFisher"));
   exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares, "sumOfSquares"));
   exports.Set("streamCopy", Napi::Function::New(env, StreamCopy, "streamCopy"));
+  exports.Set("fileCopyProbe", Napi::Function::New(env, FileCopyProbe, "fileCopyProbe"));
+  exports.Set("setInputStaging", Napi::Function::New(env, SetInputStaging, "setInputStaging"));
 }
 
 }  // namespace dfm

@@ -10,13 +10,29 @@ namespace dfm {
 namespace {
 template <typename Word>
 NonFinite scan(const uint8_t* p, size_t n, Word exponent_mask) {
+  // A branch-free count first (vectorised: 32-bit counts per block of 2^16), the
+  // position only when there is one.
   NonFinite r;
+  uint64_t count = 0;
+  for (size_t b0 = 0; b0 < n; b0 += 65536) {
+    const size_t b1 = std::min(n, b0 + 65536);
+    uint32_t c = 0;
+#pragma omp simd reduction(+ : c)
+    for (size_t i = b0; i < b1; ++i) {
+      Word w;
+      std::memcpy(&w, p + i * sizeof(Word), sizeof(Word));
+      c += static_cast<uint32_t>((w & exponent_mask) == exponent_mask);
+    }
+    count += c;
+  }
+  r.count = count;
+  if (count == 0) return r;
   for (size_t i = 0; i < n; ++i) {
     Word w;
     std::memcpy(&w, p + i * sizeof(Word), sizeof(Word));
     if ((w & exponent_mask) == exponent_mask) {
-      if (r.count == 0) r.first = i;
-      ++r.count;
+      r.first = i;
+      break;
     }
   }
   return r;
@@ -33,6 +49,8 @@ NonFinite scan_chunk(const uint8_t* p, size_t n, Dtype d) {
   return {};
 }
 }  // namespace
+
+NonFinite scan_non_finite_span(const uint8_t* p, size_t n, Dtype d) { return scan_chunk(p, n, d); }
 
 NonFinite scan_non_finite(const uint8_t* p, size_t n, Dtype d) {
   // In chunks, dropping each chunk's mapped pages afterwards, so that scanning a

@@ -15,6 +15,9 @@ struct NonFinite {
 };
 
 // n elements of dtype d at p (no alignment required).
+// (Drops the pages of file-mapped memory behind the scan.)
 NonFinite scan_non_finite(const uint8_t* p, size_t n, Dtype d);
+// The same over memory as it is (no page release), for staged buffers.
+NonFinite scan_non_finite_span(const uint8_t* p, size_t n, Dtype d);
 
 }  // namespace dfm

@@ -25,10 +25,15 @@ bool page_range(size_t size, size_t offset, size_t len, size_t* begin, size_t* l
   *length = offset + len - *begin;
   return true;
 }
-// Live mappings, begin -> end, for release_if_mapped().
+// Live mappings, begin -> {end, descriptor, path}, for release_if_mapped() and mapped_region().
+struct Live {
+  uintptr_t end;
+  int fd;
+  const std::string* path;
+};
 std::mutex g_registry_mutex;
-std::map<uintptr_t, uintptr_t>& registry() {
-  static std::map<uintptr_t, uintptr_t> r;
+std::map<uintptr_t, Live>& registry() {
+  static std::map<uintptr_t, Live> r;
   return r;
 }
 }  // namespace
@@ -43,8 +48,24 @@ void release_if_mapped(const void* p, size_t len) {
   auto it = registry().upper_bound(b);
   if (it == registry().begin()) return;
   --it;
-  if (b < it->first || b + len > it->second) return;  // not (entirely) inside one mapping
+  if (b < it->first || b + len > it->second.end) return;  // not (entirely) inside one mapping
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+bool mapped_region(const void* p, size_t len, FileRegion* out) {
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p);
+  if (p == nullptr) return false;
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  auto it = registry().upper_bound(b);
+  if (it == registry().begin()) return false;
+  --it;
+  if (b < it->first || b >= it->second.end || len > it->second.end - b) return false;
+  // (A stray write through a JS view lands in a private page the file never sees;
+  // inputs are read-only by contract, so the file's bytes are the tensor's.)
+  out->fd = it->second.fd;
+  out->offset = static_cast<uint64_t>(b - it->first);
+  out->path = *it->second.path;
+  return true;
 }
 
 namespace {
@@ -93,9 +114,9 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<uint8_t*>(p);
     guard_slot_ = sigbus_register(data_, size_, path_.c_str());
     std::lock_guard<std::mutex> lock(g_registry_mutex);
-    registry()[reinterpret_cast<uintptr_t>(data_)] = reinterpret_cast<uintptr_t>(data_) + size_;
+    registry()[reinterpret_cast<uintptr_t>(data_)] = Live{reinterpret_cast<uintptr_t>(data_) + size_, fd, &path_};
   }
-  fd_ = fd;  // kept open for identity_now()
+  fd_ = fd;  // kept open for identity_now() and for pread (mapped_region)
 }
 
 FileIdentity MappedFile::identity_now() const {

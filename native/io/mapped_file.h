@@ -15,6 +15,17 @@ namespace dfm {
 // MADV_DONTNEED would discard data. Safe to call from any thread.
 void release_if_mapped(const void* p, size_t len);
 
+// Where [p, p+len) lies when it is inside a live MappedFile: the file's open
+// descriptor (valid while the mapping lives), the byte offset of p in the file and
+// the file's path. Readers use it to pread() a mapped tensor instead of faulting
+// its pages (no SIGBUS on a truncated file, no page-table work, bounded RSS).
+struct FileRegion {
+  int fd = -1;
+  uint64_t offset = 0;
+  std::string path;
+};
+bool mapped_region(const void* p, size_t len, FileRegion* out);
+
 // What a file is at a moment: which inode, how large, when last modified. Compared
 // before and after a read to detect an input changed or replaced meanwhile.
 struct FileIdentity {

@@ -22,6 +22,7 @@
 
 #include "io/mapped_file.h"
 #include "kernels/merge_rng.h"
+#include "kernels/merge_staging.h"
 #include "kernels/merge_tiles.h"
 #include "util/error.h"
 
@@ -34,6 +35,7 @@ namespace {
 
 constexpr size_t kTile = 1024;   // elements per tile: a kernel's buffers stay in L1
 constexpr size_t kAlign = 256;   // threads' shares of a chunk start at multiples of this
+constexpr size_t kStagePiece = 32768;  // elements read and merged at a time from staged inputs (L2 sized)
 
 void load_tile(const TensorIn& in, size_t first, float* __restrict dst, size_t n) {
   switch (in.dtype) {
@@ -126,15 +128,19 @@ class Failure {
 
 // Streams [0, n) in chunks. In each chunk every thread gets one contiguous share
 // [b, e) and calls work(state, b, e) on it; after the chunk, the finished input
-// pages are released. `make_state(max_share)` builds each thread's scratch;
-// finish(state) runs once per thread at the end (e.g. to fold partial results).
+// pages are released. With an active InputStage, each chunk's inputs are first
+// pointed at the stage's buffers (one thread, between barriers) and every thread
+// pread()s its own share of them before working on it (merge_staging.h).
+// `make_state(max_share)` builds each thread's scratch; finish(state) runs once
+// per thread at the end (e.g. to fold partial results).
 template <class MakeState, class Work, class Finish>
-void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, MakeState&& make_state, Work&& work,
-                 Finish&& finish) {
+void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, InputStage* stage, MakeState&& make_state,
+                 Work&& work, Finish&& finish) {
   if (n == 0) return;
   chunk = std::max<size_t>(chunk, kAlign);
   threads = std::max(1, threads);
   if (n < 2 * kAlign * static_cast<size_t>(threads)) threads = 1;  // tiny tensors: no team
+  const bool staged = stage != nullptr && stage->active();
   Failure failure;
 #pragma omp parallel num_threads(threads)
   {
@@ -150,16 +156,29 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
         const size_t share = ((c1 - c0 + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
         const size_t b = std::min(c1, c0 + tid * share);
         const size_t e = std::min(c1, b + share);
+        if (staged) {
+          if (tid == 0) stage->begin_chunk(c0, c1);
+#pragma omp barrier
+        }
         if (b < e && !failure.failed()) {
           try {
-            releaser.populate(b, e);
-            work(state, b, e);
+            if (staged) {
+              // Read and work in pieces that stay in this core's L2 (read, then used at once).
+              for (size_t p0 = b; p0 < e; p0 += kStagePiece) {
+                const size_t p1 = std::min(e, p0 + kStagePiece);
+                stage->read(p0, p1);
+                work(state, p0, p1);
+              }
+            } else {
+              releaser.populate(b, e);
+              work(state, b, e);
+            }
           } catch (...) {
             failure.capture();
           }
         }
 #pragma omp barrier
-        if (tid == 0 && !failure.failed()) releaser.upto(c1);
+        if (tid == 0 && !failure.failed() && !staged) releaser.upto(c1);
       }
       if (!failure.failed()) finish(state);
     } catch (...) {
@@ -168,6 +187,10 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
         // make_state failed (out of memory): this thread takes no share, but still
         // meets the others at every barrier, so nobody deadlocks.
         for (size_t c0 = 0; c0 < n; c0 += chunk) {
+          if (staged) {
+            if (tid == 0) stage->begin_chunk(c0, std::min(n, c0 + chunk));
+#pragma omp barrier
+          }
 #pragma omp barrier
         }
       }
@@ -178,7 +201,13 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, Ma
 
 template <class MakeState, class Work>
 void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, MakeState&& make_state, Work&& work) {
-  run_chunked(n, chunk, threads, releaser, make_state, work, [](auto&) {});
+  run_chunked(n, chunk, threads, releaser, nullptr, make_state, work, [](auto&) {});
+}
+
+template <class MakeState, class Work>
+void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, InputStage* stage, MakeState&& make_state,
+                 Work&& work) {
+  run_chunked(n, chunk, threads, releaser, stage, make_state, work, [](auto&) {});
 }
 
 // Per-thread f32 scratch.
@@ -211,7 +240,13 @@ bool method_uses_base(MergeMethod m) {
 
 bool uses_base(const MergeJob& j) { return j.method == MergeMethod::Lincomb ? j.use_base : method_uses_base(j.method); }
 
-Prepared prepare(const MergeJob& j) {
+std::vector<TensorIn> values_of(const std::vector<TensorIn*>& live) {
+  std::vector<TensorIn> v;
+  for (const TensorIn* t : live) v.push_back(*t);
+  return v;
+}
+
+Prepared prepare(MergeJob& j) {
   Prepared p;
   static_cast<MergeConstants&>(p) = merge_constants(j);
   if (j.method == MergeMethod::Ties) p.thresholds = ties_thresholds(j);
@@ -263,6 +298,14 @@ void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_
     ds[q] = s + kTile * (1 + k + q);
   }
   float* tmp = s + kTile * (1 + 2 * k);
+  if (j.method == MergeMethod::Gta) {  // the vectorised twin of gta_elem
+    gta_tile(p.elem.p, b, xs, i0, ds, out, tmp, m);
+    return;
+  }
+  if (j.method == MergeMethod::Lincomb && p.elem.p.seg_mode != static_cast<int>(Segments::Cols)) {
+    lincomb_tile(p.elem.p, b, xs, i0, out, m);  // the vectorised twin of lincomb_elem
+    return;
+  }
   switch (j.method) {
     case MergeMethod::Linear:
       linear_tile(xs, w, k, p.scale, out, m);
@@ -488,8 +531,8 @@ uint32_t ties_select_low(const uint64_t* hist, uint64_t remaining) {
 }
 
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
-                                       const std::vector<TensorIn>& inputs, size_t chunk, int threads,
-                                       bool release_inputs) {
+                                       const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
+                                       int threads, bool release_inputs) {
   const size_t k = kk.size();
   std::vector<uint32_t> thr(k, 0);
   std::vector<size_t> active;
@@ -540,9 +583,10 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
   std::vector<uint64_t> remaining(na, 0);
   for (int pass = 0; pass < 2; ++pass) {
     std::fill(total.begin(), total.end(), 0);
-    PageReleaser releaser(release_inputs, inputs);
+    InputStage stage(inputs, n, std::max<size_t>(chunk, kAlign), tensor, false);
+    PageReleaser releaser(release_inputs && !stage.active(), values_of(inputs));
     run_chunked(
-        n, chunk, threads, releaser,
+        n, chunk, threads, releaser, &stage,
         [&](size_t) {
           return HistState{std::vector<float>(kSelectScratch), std::vector<uint32_t>(kTile),
                            std::vector<uint32_t>(na * kSub * 65536, 0u)};
@@ -600,13 +644,14 @@ KeyFn tau_keys(const std::vector<TensorIn>& models, const TensorIn& base) {
 
 }  // namespace
 
-std::vector<uint32_t> ties_thresholds(const MergeJob& j) {
+std::vector<uint32_t> ties_thresholds(MergeJob& j) {
   const size_t k = j.models.size();
   const uint64_t kk = static_cast<uint64_t>(std::llround(j.density * static_cast<double>(j.n)));
-  std::vector<TensorIn> inputs = j.models;
-  inputs.push_back(j.base);
-  return kth_largest_keys(j.n, std::vector<uint64_t>(k, kk), tau_keys(j.models, j.base), inputs, j.chunk, j.threads,
-                          j.release_inputs);
+  std::vector<TensorIn*> inputs;
+  for (TensorIn& m : j.models) inputs.push_back(&m);
+  inputs.push_back(&j.base);
+  return kth_largest_keys(j.n, std::vector<uint64_t>(k, kk), tau_keys(j.models, j.base), inputs, j.tensor, j.chunk,
+                          j.threads, j.release_inputs);
 }
 
 // ===========================================================================
@@ -620,17 +665,20 @@ constexpr size_t kReduceBlock = 16384;  // elements per f64 partial sum (fixed: 
 // [first, first + m) into acc (zeroed); the block partials are added in block order.
 using BlockFn = std::function<void(size_t, size_t, double*, float*)>;
 std::vector<double> block_reduce(size_t n, size_t nacc, size_t scratch_floats, const BlockFn& fn,
-                                 const std::vector<TensorIn>& inputs, int threads, bool release) {
+                                 const std::vector<TensorIn*>& inputs, const std::string& tensor, int threads,
+                                 bool release) {
   std::vector<double> total(nacc, 0.0);
   if (n == 0) return total;
   constexpr size_t kBlocksPerChunk = 64;
   std::vector<double> part(kBlocksPerChunk * nacc);
-  PageReleaser releaser(release, inputs);
+  InputStage stage(inputs, n, kBlocksPerChunk * kReduceBlock, tensor, false);
+  PageReleaser releaser(release && !stage.active(), values_of(inputs));
   Failure failure;
   for (size_t c0 = 0; c0 < n; c0 += kBlocksPerChunk * kReduceBlock) {
     const size_t c1 = std::min(n, c0 + kBlocksPerChunk * kReduceBlock);
     const long nb = static_cast<long>((c1 - c0 + kReduceBlock - 1) / kReduceBlock);
     std::fill(part.begin(), part.end(), 0.0);
+    stage.begin_chunk(c0, c1);
 #pragma omp parallel num_threads(std::max(1, std::min<int>(threads, static_cast<int>(nb))))
     {
       std::vector<float> scratch;
@@ -644,6 +692,7 @@ std::vector<double> block_reduce(size_t n, size_t nacc, size_t scratch_floats, c
         if (failure.failed()) continue;
         try {
           const size_t first = c0 + static_cast<size_t>(b) * kReduceBlock;
+          stage.read(first, std::min(c1, first + kReduceBlock));
           fn(first, std::min(kReduceBlock, c1 - first), part.data() + static_cast<size_t>(b) * nacc, scratch.data());
         } catch (...) {
           failure.capture();
@@ -695,30 +744,33 @@ void symmetrize(double* g, size_t k) {
 // entries ranked by |τ| (ascending, ties by position: rank r = 1..C) are kept with
 // probability p = (d − ε) + 2ε (r − 1)/(C − 1) (C = 1: d − ε), drawn from
 // dare_u24(key, i) < p · 2^24. One bit per element and model.
-std::vector<uint8_t> della_mask(const MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride) {
+std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride) {
   const size_t k = j.models.size();
   const size_t row = j.row_len == 0 ? j.n : j.row_len;
   const size_t rows = j.n / row;
   *stride = (j.n + 7) / 8;
   std::vector<uint8_t> mask(k * *stride, 0);
-  std::vector<TensorIn> inputs = j.models;
-  inputs.push_back(j.base);
   Failure failure;
   const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / row);
   for (size_t q = 0; q < k; ++q) {
-    PageReleaser releaser(j.release_inputs, inputs);
+    const std::vector<TensorIn*> inputs{&j.models[q], &j.base};
+    InputStage stage(inputs, j.n, rows_per_chunk * row, j.tensor, false);
+    PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
     const double d = j.densities[q], eps = j.epsilons[q];
     for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
       const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
+      stage.begin_chunk(r0 * row, static_cast<size_t>(r1) * row);
 #pragma omp parallel num_threads(std::max(1, j.threads))
       {
         std::vector<float> b, x;
         std::vector<uint32_t> u;
         std::vector<uint32_t> order;
+        std::vector<uint64_t> kv;
         try {
           b.resize(row);
           x.resize(row);
-          u.resize(row);
+          if (row > 0xffffffffu) u.resize(row);
+          else kv.resize(row);
           order.resize(row);
         } catch (...) {
           failure.capture();
@@ -727,13 +779,22 @@ std::vector<uint8_t> della_mask(const MergeJob& j, const std::vector<uint64_t>& 
         for (long r = static_cast<long>(r0); r < r1; ++r) {
           if (failure.failed()) continue;
           const size_t first = static_cast<size_t>(r) * row;
+          stage.read(first, first + row);
           load_tile(j.base, first, b.data(), row);
           load_tile(j.models[q], first, x.data(), row);
-          for (size_t i = 0; i < row; ++i) {
-            u[i] = abs_bits(x[i] - b[i]);
-            order[i] = static_cast<uint32_t>(i);
+          if (row <= 0xffffffffu) {
+            // Ranks by (|τ| bits, position) packed in one integer: a plain sort of
+            // distinct keys gives the stable order, several times faster.
+            for (size_t i = 0; i < row; ++i) kv[i] = (static_cast<uint64_t>(abs_bits(x[i] - b[i])) << 32) | i;
+            std::sort(kv.begin(), kv.end());
+            for (size_t i = 0; i < row; ++i) order[i] = static_cast<uint32_t>(kv[i]);
+          } else {
+            for (size_t i = 0; i < row; ++i) {
+              u[i] = abs_bits(x[i] - b[i]);
+              order[i] = static_cast<uint32_t>(i);
+            }
+            std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return u[a] < u[c]; });
           }
-          std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return u[a] < u[c]; });
           uint8_t* mq = mask.data() + q * *stride;
           for (size_t pos = 0; pos < row; ++pos) {
             const size_t i = order[pos];
@@ -807,7 +868,7 @@ void validate_element_job(const MergeJob& j, const std::function<void(const std:
   }
 }
 
-ElemPrepared prepare_element_method(const MergeJob& j) {
+ElemPrepared prepare_element_method(MergeJob& j) {
   ElemPrepared ep;
   ElemParams& p = ep.p;
   const size_t k = j.models.size();
@@ -817,8 +878,9 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
     p.rs[q] = 1.0f;
     p.thr_hi[q] = 0xffffffffu;
   }
-  std::vector<TensorIn> inputs = j.models;
-  if (j.base.data) inputs.push_back(j.base);
+  std::vector<TensorIn*> inputs;
+  for (TensorIn& m : j.models) inputs.push_back(&m);
+  if (j.base.data) inputs.push_back(&j.base);
   switch (j.method) {
     case MergeMethod::Lincomb:
       p.use_base = j.use_base ? 1 : 0;
@@ -844,10 +906,10 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
           hi[q] = drop;
         }
         const KeyFn keys = tau_keys(j.models, j.base);
-        const std::vector<uint32_t> tl = kth_largest_keys(j.n, lo, keys, inputs, j.chunk, j.threads, j.release_inputs);
+        const std::vector<uint32_t> tl = kth_largest_keys(j.n, lo, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
         std::vector<uint32_t> th(k, 0xffffffffu);
         if (std::any_of(hi.begin(), hi.end(), [](uint64_t h) { return h > 0; })) {
-          th = kth_largest_keys(j.n, hi, keys, inputs, j.chunk, j.threads, j.release_inputs);
+          th = kth_largest_keys(j.n, hi, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
           for (size_t q = 0; q < k; ++q) {
             if (hi[q] == 0) th[q] = 0xffffffffu;  // nothing dropped from the top
           }
@@ -896,7 +958,7 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
                 }
               }
             },
-            inputs, j.threads, j.release_inputs);
+            inputs, j.tensor, j.threads, j.release_inputs);
         for (size_t q = 0; q < k; ++q) {
           const double before = l1[2 * q], after = l1[2 * q + 1];
           p.rs[q] = before < 1e-7 || after < 1e-7 ? 1.0f : static_cast<float>(before / after);
@@ -922,7 +984,7 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
                 for (size_t i = 0; i < mm; ++i) acc[0] += variance_at(scratch, i, tau) != 0.0f ? 1.0 : 0.0;
               }
             },
-            inputs, j.threads, j.release_inputs);
+            inputs, j.tensor, j.threads, j.release_inputs);
         const uint64_t kk = static_cast<uint64_t>(std::floor(nnz[0] * j.select_topk));
         if (kk == 0) {
           p.var_thr = 0xffffffffu;
@@ -934,7 +996,7 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
             float* tau = s.data() + (k + 1) * kTile;
             for (size_t i = 0; i < m; ++i) out[i] = abs_bits(variance_at(s.data(), i, tau));
           };
-          p.var_thr = kth_largest_keys(j.n, {kk}, keys, inputs, j.chunk, j.threads, j.release_inputs)[0];
+          p.var_thr = kth_largest_keys(j.n, {kk}, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs)[0];
         }
       }
       // w_k = mean(d_k²) / Σ_k mean(d_k²) (1/k each when that sum is < 1e-6)
@@ -953,7 +1015,7 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
               }
             }
           },
-          inputs, j.threads, j.release_inputs);
+          inputs, j.tensor, j.threads, j.release_inputs);
       double total = 0;
       for (size_t q = 0; q < k; ++q) total += sq[q] / static_cast<double>(j.n);
       for (size_t q = 0; q < k; ++q) {
@@ -968,13 +1030,15 @@ ElemPrepared prepare_element_method(const MergeJob& j) {
   return ep;
 }
 
-std::vector<double> tensor_gram_cpu(const GramJob& j) {
+std::vector<double> tensor_gram_cpu(const GramJob& job) {
+  GramJob j = job;  // its inputs are re-pointed at staging buffers chunk by chunk
   const size_t k = j.models.size();
   if (k == 0 || k > static_cast<size_t>(kMaxMergeModels)) {
     throw DfError("InvalidArgument", "gram of " + j.tensor + ": 1 to 64 vectors are needed", j.tensor);
   }
-  std::vector<TensorIn> inputs = j.models;
-  if (j.base.data) inputs.push_back(j.base);
+  std::vector<TensorIn*> inputs;
+  for (TensorIn& m : j.models) inputs.push_back(&m);
+  if (j.base.data) inputs.push_back(&j.base);
   if (j.segments == Segments::Whole) {
     std::vector<double> g = block_reduce(
         j.n, k * k, (k + 1) * kTile,
@@ -985,7 +1049,7 @@ std::vector<double> tensor_gram_cpu(const GramJob& j) {
             add_gram(scratch + kTile, k, mm, acc);
           }
         },
-        inputs, j.threads, j.release_inputs);
+        inputs, j.tensor, j.threads, j.release_inputs);
     symmetrize(g.data(), k);
     return g;
   }
@@ -996,11 +1060,14 @@ std::vector<double> tensor_gram_cpu(const GramJob& j) {
   const size_t rows = j.n / len;
   const size_t segs = j.segments == Segments::Rows ? rows : len;
   std::vector<double> g(segs * k * k, 0.0);
-  PageReleaser releaser(j.release_inputs, inputs);
   Failure failure;
   const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / len);
+  InputStage stage(inputs, j.n, rows_per_chunk * len, j.tensor, false);
+  PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
   for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
     const size_t r1 = std::min(rows, r0 + rows_per_chunk);
+    stage.begin_chunk(r0 * len, r1 * len);
+    stage.read(r0 * len, r1 * len);  // columns cross the threads' rows: the chunk is read whole first
     // Rows: one row per iteration; Cols: one block of kTile columns over this chunk's rows, in row order.
     const long units = static_cast<long>(j.segments == Segments::Rows ? r1 - r0 : (len + kTile - 1) / kTile);
 #pragma omp parallel num_threads(std::max(1, j.threads))
@@ -1049,19 +1116,27 @@ std::vector<double> tensor_gram_cpu(const GramJob& j) {
   return g;
 }
 
-void merge_tensor_cpu(const MergeJob& j) {
-  validate_merge_job(j);
+std::vector<TensorIn*> used_inputs(MergeJob& j) {
+  std::vector<TensorIn*> v;
+  for (TensorIn& m : j.models) v.push_back(&m);
+  if (uses_base(j)) v.push_back(&j.base);
+  for (TensorIn& f : j.fishers) v.push_back(&f);
+  return v;
+}
+
+void merge_tensor_cpu(const MergeJob& job) {
+  validate_merge_job(job);
+  MergeJob j = job;  // its inputs are re-pointed at staging buffers chunk by chunk (merge_staging.h)
   const Prepared p = prepare(j);
   const int k = p.k;
   const size_t osz = dtype_size(j.out_dtype);
-  std::vector<TensorIn> inputs = j.models;
-  if (uses_base(j)) inputs.push_back(j.base);
-  for (const TensorIn& f : j.fishers) inputs.push_back(f);
-  PageReleaser releaser(j.release_inputs, inputs);
+  const std::vector<TensorIn*> inputs = used_inputs(j);
+  InputStage stage(inputs, j.n, std::max<size_t>(j.chunk, kAlign), j.tensor, true);
+  PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
   const MergeTileFn tile = merge_tile_for(j);
   const size_t scratch_floats = kTile * (1 + 2 * static_cast<size_t>(k) + 3);
   run_chunked(
-      j.n, j.chunk, j.threads, releaser,
+      j.n, j.chunk, j.threads, releaser, &stage,
       [&](size_t share_max) {
         Scratch s;
         s.buf.resize(scratch_floats);
@@ -1078,6 +1153,7 @@ void merge_tensor_cpu(const MergeJob& j) {
         }
         if (j.fd >= 0) pwrite_all(j.fd, s.stage.data(), (e0 - b0) * osz, j.fd_offset + b0 * osz);
       });
+  stage.finish();
 }
 
 void df_accumulate_cpu(const AccumulateJob& j) {
@@ -1139,6 +1215,24 @@ void stream_copy(const uint8_t* src, uint8_t* dst, size_t n, int threads) {
       [&](int, size_t b0, size_t e0) {
         constexpr size_t kPiece = 16384;
         for (size_t p = b0; p < e0; p += kPiece) std::memcpy(dst + p, src + p, std::min(kPiece, e0 - p));
+      });
+}
+
+void stream_file_copy(const std::vector<TensorIn>& inputs, size_t n, int fd, uint64_t off, int threads) {
+  if (inputs.empty()) throw DfError("InvalidArgument", "file copy probe: at least one input is needed");
+  std::vector<TensorIn> live = inputs;
+  std::vector<TensorIn*> targets;
+  for (TensorIn& t : live) targets.push_back(&t);
+  const size_t es = dtype_size(live[0].dtype);
+  const size_t chunk = size_t(1) << 20;
+  InputStage stage(targets, n, chunk, "", false);
+  PageReleaser releaser(!stage.active(), inputs);
+  run_chunked(
+      n, chunk, threads, releaser, &stage, [&](size_t share_max) { return std::vector<uint8_t>(share_max * es); },
+      [&](std::vector<uint8_t>& buf, size_t b0, size_t e0) {
+        // What a merge does minus the arithmetic: every input read (staged), one output written.
+        std::memcpy(buf.data(), live[0].data + b0 * es, (e0 - b0) * es);
+        pwrite_all(fd, buf.data(), (e0 - b0) * es, off + b0 * es);
       });
 }
 

@@ -5,9 +5,11 @@
 // bit-identical to the CPU's. This file is compiled with --ftz=false
 // --prec-div=true --fmad=false (CMakeLists.txt) so the f32 arithmetic is plain IEEE.
 //
-// The driver streams from host memory: each chunk's inputs are copied to the
-// device in their storage dtype, merged there, and the output copied back (to
-// memory or pwrite() into the file slot), so host memory stays at a chunk.
+// The driver streams from host memory: each chunk's inputs are read into pinned
+// buffers (pread for mapped files), copied to the device in their storage dtype
+// on one of two streams, merged there, and the output copied back (to memory or
+// pwrite() into the file slot) while the next chunk is read (ChunkStreamer), so
+// host memory stays at two chunks.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -19,8 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "io/file_read.h"
+#include "io/finite_scan.h"
 #include "io/mapped_file.h"
 #include "kernels/merge.h"
+#include "kernels/merge_staging.h"
 #include "io/file_write.h"
 #include "kernels/merge_cuda.h"
 #include "kernels/merge_rng.h"
@@ -196,6 +201,10 @@ struct DevBuf {
   DevBuf(const DevBuf&) = delete;
   DevBuf& operator=(const DevBuf&) = delete;
   DevBuf(DevBuf&& o) noexcept : p(o.p) { o.p = nullptr; }
+  DevBuf& operator=(DevBuf&& o) noexcept {
+    std::swap(p, o.p);
+    return *this;
+  }
   ~DevBuf() {
     if (p) cudaFree(p);
   }
@@ -203,6 +212,134 @@ struct DevBuf {
 };
 
 int grid_for(size_t n) { return static_cast<int>(std::min<size_t>((n + 255) / 256, 65535)); }
+
+// Page-locked host memory (cudaHostAlloc): copies from it run asynchronously at
+// full link speed, where pageable memory is staged by the driver first.
+struct PinnedBuf {
+  void* p = nullptr;
+  PinnedBuf() = default;
+  explicit PinnedBuf(size_t bytes) { check(cudaHostAlloc(&p, std::max<size_t>(bytes, 16), cudaHostAllocDefault), "cudaHostAlloc"); }
+  PinnedBuf(const PinnedBuf&) = delete;
+  PinnedBuf& operator=(const PinnedBuf&) = delete;
+  PinnedBuf(PinnedBuf&& o) noexcept : p(o.p) { o.p = nullptr; }
+  PinnedBuf& operator=(PinnedBuf&& o) noexcept {
+    std::swap(p, o.p);
+    return *this;
+  }
+  ~PinnedBuf() {
+    if (p) cudaFreeHost(p);
+  }
+  uint8_t* u8() const { return static_cast<uint8_t*>(p); }
+};
+
+// Double-buffered host <-> device streaming of a tensor's chunks (docs/design.md
+// §11). Two slots, each with pinned host buffers for every input and the output,
+// device buffers and its own stream. The host reads chunk c's inputs into slot
+// c mod 2 (pread of mapped files straight into pinned memory, else a memcpy) and
+// enqueues the upload, the kernel and the download on that slot's stream; the
+// slot's previous chunk is finished (waited for and its output pwrite()n or
+// copied out) just before, so reading chunk c + 1 and writing chunk c − 1 overlap
+// the GPU's work on chunk c.
+class ChunkStreamer {
+ public:
+  ChunkStreamer(const std::vector<const TensorIn*>& inputs, size_t chunk, const MergeJob& j)
+      : inputs_(inputs), job_(j), osz_(dtype_size(j.out_dtype)) {
+    for (const TensorIn* in : inputs_) {
+      FileRegion r;
+      const bool mapped = input_staging() && in->data != nullptr && mapped_region(in->data, j.n * dtype_size(in->dtype), &r);
+      regions_.push_back(mapped ? r : FileRegion{});
+      mapped_.push_back(mapped);
+      nonfinite_.push_back({0, UINT64_MAX});
+    }
+    for (int s = 0; s < 2; ++s) {
+      check(cudaStreamCreateWithFlags(&slot_[s].stream, cudaStreamNonBlocking), "cudaStreamCreate");
+      for (const TensorIn* in : inputs_) {
+        slot_[s].host_in.emplace_back(chunk * dtype_size(in->dtype));
+        slot_[s].dev_in.emplace_back(chunk * dtype_size(in->dtype));
+      }
+      slot_[s].host_out = PinnedBuf(chunk * osz_);
+      slot_[s].dev_out = DevBuf(chunk * osz_);
+    }
+  }
+  ~ChunkStreamer() {
+    for (Slot& sl : slot_) {
+      if (sl.stream) {
+        cudaStreamSynchronize(sl.stream);
+        cudaStreamDestroy(sl.stream);
+      }
+    }
+    cudaGetLastError();
+  }
+  ChunkStreamer(const ChunkStreamer&) = delete;
+  ChunkStreamer& operator=(const ChunkStreamer&) = delete;
+
+  // Reads [c0, c0 + m) of every input into slot s and enqueues the uploads; the
+  // device views of the inputs go to views[i].
+  void load(int s, size_t c0, size_t m, DevIn* views) {
+    Slot& sl = slot_[s];
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      const TensorIn& in = *inputs_[i];
+      const size_t es = dtype_size(in.dtype);
+      uint8_t* host = sl.host_in[i].u8();
+      if (mapped_[i]) {
+        pread_all(regions_[i].fd, host, m * es, regions_[i].offset + c0 * es, regions_[i].path, job_.tensor);
+        const NonFinite nf = scan_non_finite_span(host, m, in.dtype);
+        if (nf.count > 0) {
+          nonfinite_[i].first = std::min(nonfinite_[i].first, static_cast<uint64_t>(c0 + nf.first));
+          nonfinite_[i].count += nf.count;
+        }
+        if (c0 + m < job_.n) readahead_hint(regions_[i].fd, regions_[i].offset + (c0 + m) * es, m * es);
+      } else {
+        std::memcpy(host, in.data + c0 * es, m * es);
+      }
+      check(cudaMemcpyAsync(sl.dev_in[i].p, host, m * es, cudaMemcpyHostToDevice, sl.stream), "cudaMemcpyAsync to device");
+      views[i] = DevIn{sl.dev_in[i].u8(), static_cast<int>(in.dtype)};
+    }
+  }
+  uint8_t* dev_out(int s) const { return slot_[s].dev_out.u8(); }
+  cudaStream_t stream(int s) const { return slot_[s].stream; }
+  // Enqueues the download of slot s's output (elements [c0, c0 + m)).
+  void store(int s, size_t c0, size_t m) {
+    Slot& sl = slot_[s];
+    check(cudaMemcpyAsync(sl.host_out.p, sl.dev_out.p, m * osz_, cudaMemcpyDeviceToHost, sl.stream), "cudaMemcpyAsync to host");
+    sl.c0 = c0;
+    sl.m = m;
+    sl.pending = true;
+  }
+  // Waits for slot s and delivers its output.
+  void finish(int s) {
+    Slot& sl = slot_[s];
+    if (!sl.pending) return;
+    check(cudaStreamSynchronize(sl.stream), "merge on the device");
+    sl.pending = false;
+    if (job_.fd >= 0) pwrite_all(job_.fd, sl.host_out.u8(), sl.m * osz_, job_.fd_offset + sl.c0 * osz_);
+    else std::memcpy(job_.out + sl.c0 * osz_, sl.host_out.u8(), sl.m * osz_);
+  }
+  // After both slots are finished: NaN/±Inf of a mapped input is an error (as merge_tensor_cpu).
+  void check_finite() const {
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      if (nonfinite_[i].count > 0) throw_non_finite(regions_[i].path, job_.tensor, nonfinite_[i].count, nonfinite_[i].first);
+    }
+  }
+
+ private:
+  struct Slot {
+    cudaStream_t stream = nullptr;
+    std::vector<PinnedBuf> host_in;
+    std::vector<DevBuf> dev_in;
+    PinnedBuf host_out;
+    DevBuf dev_out;
+    size_t c0 = 0, m = 0;
+    bool pending = false;
+  };
+  std::vector<const TensorIn*> inputs_;
+  const MergeJob& job_;
+  size_t osz_;
+  std::vector<FileRegion> regions_;
+  std::vector<bool> mapped_;
+  std::vector<NonFinite> nonfinite_;
+  Slot slot_[2];
+};
 
 // Copies [c0, c0 + m) of `in` to the device buffer and returns its device view.
 DevIn upload(const TensorIn& in, const DevBuf& buf, size_t c0, size_t m) {
@@ -290,7 +427,8 @@ __global__ void elem_kernel(const ElemKParams p) {
 }
 
 void merge_elements_cuda(const MergeJob& j, size_t chunk) {
-  const ElemPrepared prep = prepare_element_method(j);
+  MergeJob stats_job = j;  // the statistics passes re-point its inputs at staging buffers (merge_staging.h)
+  const ElemPrepared prep = prepare_element_method(stats_job);
   ElemKParams p{};
   p.method = static_cast<int>(j.method);
   p.ep = prep.p;
@@ -306,29 +444,28 @@ void merge_elements_cuda(const MergeJob& j, size_t chunk) {
   }
   const bool base = merge_uses_base(j);
   const int k = static_cast<int>(j.models.size());
-  DevBuf dbase(base ? chunk * 4 : 0);
-  std::vector<DevBuf> dx;
-  for (int q = 0; q < k; ++q) dx.emplace_back(chunk * 4);
-  const size_t osz = dtype_size(j.out_dtype);
-  DevBuf dout(chunk * osz);
-  std::vector<uint8_t> stage(j.fd >= 0 ? chunk * osz : 0);
-  std::vector<TensorIn> inputs = j.models;
-  if (base) inputs.push_back(j.base);
-  PageReleaser releaser(j.release_inputs, inputs);
-  for (size_t c0 = 0; c0 < j.n; c0 += chunk) {
+  std::vector<const TensorIn*> inputs;
+  for (const TensorIn& x : j.models) inputs.push_back(&x);
+  if (base) inputs.push_back(&j.base);
+  ChunkStreamer cs(inputs, chunk, j);
+  DevIn views[kMaxK + 1];
+  for (size_t c0 = 0, c = 0; c0 < j.n; c0 += chunk, ++c) {
+    const int s = static_cast<int>(c % 2);
     const size_t m = std::min(chunk, j.n - c0);
+    cs.finish(s);
+    cs.load(s, c0, m, views);
     p.n = m;
     p.first = c0;
-    if (base) p.in.base = upload(j.base, dbase, c0, m);
-    for (int q = 0; q < k; ++q) p.in.xs[q] = upload(j.models[q], dx[q], c0, m);
-    p.out = dout.u8();
-    elem_kernel<<<grid_for(m), 256>>>(p);
+    for (int q = 0; q < k; ++q) p.in.xs[q] = views[q];
+    if (base) p.in.base = views[k];
+    p.out = cs.dev_out(s);
+    elem_kernel<<<grid_for(m), 256, 0, cs.stream(s)>>>(p);
     check(cudaGetLastError(), "merge kernel");
-    uint8_t* host = j.fd >= 0 ? stage.data() : j.out + c0 * osz;
-    check(cudaMemcpy(host, dout.p, m * osz, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
-    if (j.fd >= 0) pwrite_all(j.fd, stage.data(), m * osz, j.fd_offset + c0 * osz);
-    releaser.upto(c0 + m);
+    cs.store(s, c0, m);
   }
+  cs.finish(0);
+  cs.finish(1);
+  cs.check_finite();
 }
 
 }  // namespace
@@ -372,33 +509,31 @@ void merge_tensor_cuda(const MergeJob& j) {
     return;
   }
   const bool base = merge_uses_base(j);
-  DevBuf dbase(base ? chunk * 4 : 0);
-  std::vector<DevBuf> dx, df;
-  for (int q = 0; q < k; ++q) dx.emplace_back(chunk * 4);
-  for (size_t q = 0; q < j.fishers.size(); ++q) df.emplace_back(chunk * 4);
-  const size_t osz = dtype_size(j.out_dtype);
-  DevBuf dout(chunk * osz);
-  std::vector<uint8_t> stage(j.fd >= 0 ? chunk * osz : 0);
-  std::vector<TensorIn> inputs = j.models;
-  if (base) inputs.push_back(j.base);
-  for (const TensorIn& f : j.fishers) inputs.push_back(f);
-  PageReleaser releaser(j.release_inputs, inputs);
-
-  for (size_t c0 = 0; c0 < j.n; c0 += chunk) {
+  const size_t nf = j.fishers.size();
+  std::vector<const TensorIn*> inputs;
+  for (const TensorIn& x : j.models) inputs.push_back(&x);
+  for (const TensorIn& f : j.fishers) inputs.push_back(&f);
+  if (base) inputs.push_back(&j.base);
+  ChunkStreamer cs(inputs, chunk, j);
+  std::vector<DevIn> views(inputs.size());
+  for (size_t c0 = 0, c = 0; c0 < j.n; c0 += chunk, ++c) {
+    const int s = static_cast<int>(c % 2);
     const size_t m = std::min(chunk, j.n - c0);
+    cs.finish(s);  // slot s's previous chunk: wait, write its output
+    cs.load(s, c0, m, views.data());
     p.n = m;
     p.first = c0;
-    if (base) p.base = upload(j.base, dbase, c0, m);
-    for (int q = 0; q < k; ++q) p.x[q] = upload(j.models[q], dx[q], c0, m);
-    for (size_t q = 0; q < j.fishers.size(); ++q) p.f[q] = upload(j.fishers[q], df[q], c0, m);
-    p.out = dout.u8();
-    merge_kernel<<<grid_for(m), 256>>>(p);
+    for (int q = 0; q < k; ++q) p.x[q] = views[q];
+    for (size_t q = 0; q < nf; ++q) p.f[q] = views[k + q];
+    if (base) p.base = views[k + nf];
+    p.out = cs.dev_out(s);
+    merge_kernel<<<grid_for(m), 256, 0, cs.stream(s)>>>(p);
     check(cudaGetLastError(), "merge kernel");
-    uint8_t* host = j.fd >= 0 ? stage.data() : j.out + c0 * osz;
-    check(cudaMemcpy(host, dout.p, m * osz, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
-    if (j.fd >= 0) pwrite_all(j.fd, stage.data(), m * osz, j.fd_offset + c0 * osz);
-    releaser.upto(c0 + m);
+    cs.store(s, c0, m);
   }
+  cs.finish(0);
+  cs.finish(1);
+  cs.check_finite();
 }
 
 }  // namespace dfm

@@ -8,8 +8,9 @@
 //    kernels in chunks, OpenMP-parallel (each thread a contiguous share of a chunk,
 //    in tiles), reading all-BF16 or all-F32 inputs in place and converting any
 //    other mix tile by tile into thread-local f32 scratch, writing the output (F32/F16/BF16,
-//    round to nearest even) into memory or pwrite()-ing it into a file slot, and
-//    dropping the input pages it has finished with, so resident memory stays at a
+//    round to nearest even) into memory or pwrite()-ing it into a file slot;
+//    inputs inside a live MappedFile are pread() chunk by chunk into reused
+//    buffers (merge_staging.h, docs/design.md §11), so resident memory stays at a
 //    few chunks whatever the tensor size.
 // merge.cu holds the CUDA twins of the tile kernels and the same driver for a GPU.
 #pragma once
@@ -133,7 +134,7 @@ struct ElemPrepared {
   ElemParams p;
   std::vector<uint8_t> mask;  // p.mask points here (CPU)
 };
-ElemPrepared prepare_element_method(const MergeJob& job);
+ElemPrepared prepare_element_method(MergeJob& job);  // re-points job's inputs while it reads (restored)
 
 // For each of `groups` streams of non-negative f32 keys over n elements, the bit
 // pattern of the kk[g]-th largest key, by an exact two-pass radix selection;
@@ -141,9 +142,10 @@ ElemPrepared prepare_element_method(const MergeJob& job);
 // the keys of elements [first, first + m) (scratch: kSelectScratch floats).
 constexpr size_t kSelectScratch = 4096;
 using KeyFn = std::function<void(size_t, size_t, size_t, uint32_t*, float*)>;
+// `inputs` are the live fields keys() reads (staged: merge_staging.h).
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
-                                       const std::vector<TensorIn>& inputs, size_t chunk, int threads,
-                                       bool release_inputs);
+                                       const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
+                                       int threads, bool release_inputs);
 
 // Gram matrices of the k vectors v_q = x_q − b (base.data set) or x_q, per
 // segment (Segments): G[s][q][r] = Σ_{i ∈ s} v_q[i] v_r[i] in f64 (products of
@@ -165,7 +167,7 @@ std::vector<double> tensor_gram_cpu(const GramJob& job);
 // whole tensor, kk = round(density · n), by an exact two-pass radix selection
 // (16 high bits, then 16 low bits inside the chosen bin). Entries with
 // bits(|τ|) ≥ threshold are kept; kk = 0 gives 0xffffffff (keeps nothing).
-std::vector<uint32_t> ties_thresholds(const MergeJob& job);
+std::vector<uint32_t> ties_thresholds(MergeJob& job);
 
 // Picks the threshold from the two histograms (shared with the CUDA driver).
 uint32_t ties_select_high(const uint64_t* hist_hi, uint64_t kk, uint64_t* remaining);
@@ -191,5 +193,11 @@ double sum_of_squares_cpu(TensorIn x, size_t n, int threads, bool release_inputs
 // Bandwidth probe: copies n bytes with the merge driver's threading (each thread
 // a contiguous share, in tiles), for the benchmark's baseline.
 void stream_copy(const uint8_t* src, uint8_t* dst, size_t n, int threads);
+
+// Bandwidth probe for file-to-file merges (the benchmark's baseline): n elements
+// of every input read the way a merge reads them (pread into staging buffers for
+// mapped inputs) and input 0 written to fd at byte off the way a merge writes its
+// output, with the same chunks and threads, and no arithmetic.
+void stream_file_copy(const std::vector<TensorIn>& inputs, size_t n, int fd, uint64_t off, int threads);
 
 }  // namespace dfm

@@ -9,11 +9,13 @@
 //   (no staging pass; unaligned is fine).
 // Intermediate task vectors and the result are f32 spans. The CUDA twins are in merge.cu.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "kernels/convert.h"
+#include "kernels/merge_methods.h"
 #include "kernels/merge_rng.h"
 
 namespace dfm {
@@ -227,6 +229,170 @@ inline void df_accumulate_tile(const float* __restrict f, const float* __restric
   for (size_t i = 0; i < n; ++i) {
     s[i] += f[i];
     w[i] += f[i] * (lam * d[i]);
+  }
+}
+
+// gta_elem (merge_methods.h) over a tile, with the model loop outside and the
+// element loop inside so that each loop is a straight SIMD stream: the same
+// operations in the same order per element, so the result is gta_elem's.
+// Sparsification: band (TIES magnitude, breadcrumbs), random (DARE: the hash of
+// dare_u24 inlined as in dare_drop_tile), mask (DELLA's precomputed bits).
+// `d` holds k tiles of kTile floats (stride ld), `tmp` 2n floats.
+template <class S>
+void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const* d, float* __restrict out,
+              float* __restrict tmp, size_t n) {
+  const int k = p.k;
+  const uint32_t hi = static_cast<uint32_t>(first >> 32);
+  const bool one_block = n == 0 || hi == static_cast<uint32_t>((first + n - 1) >> 32);
+  for (int q = 0; q < k; ++q) {
+    const S xq = x[q];
+    float* __restrict dq = d[q];
+    const float rs = p.rs[q];
+    if (p.sparsify == 0) {
+      const uint32_t lo = p.thr_lo[q], top = p.thr_hi[q];
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        const float tau = xq[i] - b[i];
+        uint32_t u;
+        std::memcpy(&u, &tau, 4);
+        u &= 0x7fffffffu;
+        dq[i] = u >= lo && u < top ? tau * rs : 0.0f;
+      }
+    } else if (p.sparsify == 1 && one_block) {
+      const uint32_t lo0 = static_cast<uint32_t>(first);
+      const uint32_t k0 = static_cast<uint32_t>(p.key[q]);
+      const uint32_t k1 = hi + static_cast<uint32_t>(p.key[q] >> 32);
+      const uint32_t thr = p.keep_thr[q];
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        const uint32_t u = mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8;  // = dare_u24(key, first+i)
+        const float tau = xq[i] - b[i];
+        dq[i] = u >= thr ? tau * rs : 0.0f;
+      }
+    } else if (p.sparsify == 1) {  // the tile straddles a 2^32 element boundary
+      for (size_t i = 0; i < n; ++i) {
+        const float tau = xq[i] - b[i];
+        dq[i] = dare_u24(p.key[q], first + i) >= p.keep_thr[q] ? tau * rs : 0.0f;
+      }
+    } else {
+      const uint8_t* mq = p.mask + static_cast<uint64_t>(q) * p.mask_stride;
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        const uint64_t g = first + i;
+        const float tau = xq[i] - b[i];
+        dq[i] = ((mq[g >> 3] >> (g & 7)) & 1u) != 0 ? tau * rs : 0.0f;
+      }
+    }
+  }
+  float* __restrict mixed = out;
+  if (p.consensus) {
+    float* __restrict sgn = tmp;
+    float* __restrict div = tmp + n;
+    {
+      const float* __restrict d0 = d[0];
+      const float w0 = p.w[0];
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) sgn[i] = w0 * d0[i];
+    }
+    for (int q = 1; q < k; ++q) {
+      const float* __restrict dq = d[q];
+      const float wq = p.w[q];
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) sgn[i] += wq * dq[i];
+    }
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      sgn[i] = sgn[i] >= 0.0f ? 1.0f : -1.0f;
+      mixed[i] = 0.0f;
+      div[i] = 0.0f;
+    }
+    for (int q = 0; q < k; ++q) {
+      const float* __restrict dq = d[q];
+      const float wq = p.w[q];
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        const float wd = wq * dq[i];
+        const bool agree = wd * sgn[i] > 0.0f;
+        mixed[i] += agree ? wd : 0.0f;
+        div[i] += agree ? wq : 0.0f;
+      }
+    }
+    const bool norm = p.normalize != 0, lam = p.lambda != 1.0f;
+    const float lambda = p.lambda;
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      float v = mixed[i];
+      if (norm) v = v / (div[i] == 0.0f ? 1.0f : div[i]);
+      if (lam) v = v * lambda;
+      out[i] = b[i] + v;
+    }
+    return;
+  }
+  {
+    const float* __restrict d0 = d[0];
+    const float w0 = p.w[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) mixed[i] = w0 * d0[i];
+  }
+  for (int q = 1; q < k; ++q) {
+    const float* __restrict dq = d[q];
+    const float wq = p.w[q];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) mixed[i] += wq * dq[i];
+  }
+  const bool norm = p.normalize != 0, lam = p.lambda != 1.0f;
+  const float div = p.div_const, lambda = p.lambda;
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    float v = mixed[i];
+    if (norm) v = v / div;
+    if (lam) v = v * lambda;
+    out[i] = b[i] + v;
+  }
+}
+
+// lincomb_elem (merge_methods.h) over a tile, for whole-tensor and per-row
+// coefficients (the tile is cut where the row changes): the same operations in
+// the same order per element, model loop outside, element loop inside.
+// (Per-column coefficients stay with lincomb_elem.)
+template <class S>
+void lincomb_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* __restrict out, size_t n) {
+  const int k = p.k;
+  size_t i0 = 0;
+  while (i0 < n) {
+    const uint64_t seg = p.seg_mode == 0 ? 0 : (first + i0) / p.seg_len;
+    const size_t i1 = p.seg_mode == 0 ? n : static_cast<size_t>(std::min<uint64_t>(n, (seg + 1) * p.seg_len - first));
+    const float* c = p.coef + seg * static_cast<uint64_t>(k);
+    if (p.use_base) {
+      {
+        const S x0 = x[0];
+        const float c0 = c[0];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] = c0 * (x0[i] - b[i]);
+      }
+      for (int q = 1; q < k; ++q) {
+        const S xq = x[q];
+        const float cq = c[q];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] += cq * (xq[i] - b[i]);
+      }
+#pragma omp simd
+      for (size_t i = i0; i < i1; ++i) out[i] = b[i] + out[i];
+    } else {
+      {
+        const S x0 = x[0];
+        const float c0 = c[0];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] = c0 * x0[i];
+      }
+      for (int q = 1; q < k; ++q) {
+        const S xq = x[q];
+        const float cq = c[q];
+#pragma omp simd
+        for (size_t i = i0; i < i1; ++i) out[i] += cq * xq[i];
+      }
+    }
+    i0 = i1;
   }
 }
 

@@ -7,7 +7,8 @@
  */
 import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { UsageError, WriteError } from '../errors.js';
+import { MergeError, UsageError, WriteError, nativeErrorFields } from '../errors.js';
+import { addon } from '../native/addon.js';
 import { DTYPE_BITS, byteSize } from './dtypes.js';
 import { INDEX_FILE, SINGLE_FILE } from './checkpoint.js';
 import { removeOnAbnormalExit } from './cleanup.js';
@@ -150,6 +151,26 @@ export class SafetensorsWriter {
       }
     } catch (e) {
       throw new WriteError(this.path, `write of tensor "${name}" failed (${e instanceof Error ? e.message : String(e)})`);
+    }
+    this.markWritten(name, data.byteLength);
+  }
+
+  /**
+   * Writes a whole tensor's slot from `data`, which may be a view of a mapped input:
+   * the native side then reads the file with pread, so an input truncated meanwhile
+   * is an error naming it and the tensor, never SIGBUS (docs/design.md §11).
+   */
+  copyFrom(name: string, data: ArrayBufferView): void {
+    const s = this.slot(name);
+    if (data.byteLength !== s.byteLength) {
+      throw new UsageError(`${this.path}: tensor "${name}" takes ${s.byteLength} bytes, got ${data.byteLength}`);
+    }
+    try {
+      addon().copyToFile(data, this.fd, s.fileOffset, name);
+    } catch (e) {
+      const f = nativeErrorFields(e);
+      if (f.code === 'WriteFailed') throw new WriteError(this.path, `write of tensor "${name}" failed (${f.message})`);
+      throw new MergeError(f.code, f.message, name);
     }
     this.markWritten(name, data.byteLength);
   }

@@ -5,8 +5,10 @@
  * turns native failures into MergeError.
  *
  * Inputs are {data, dtype} views (F32, F16 or BF16, any mix), ideally the zero-copy
- * mmap views of SafetensorsFile.bytes(name): the native driver then drops the pages
- * it has finished with, so memory stays bounded whatever the tensor size.
+ * mmap views of SafetensorsFile.bytes(name): the native driver then reads them with
+ * pread into reused buffers (never faulting the mapping), so memory stays bounded
+ * whatever the tensor size, a truncated file is an InputTruncated error naming it,
+ * and NaN/±Inf in them is refused (NonFinite) in the same pass (docs/design.md §11).
  *
  * Each call uses every thread (setThreads()); await one tensor before starting the
  * next — concurrent calls only oversubscribe the cores. device 'cuda' streams each

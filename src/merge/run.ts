@@ -61,11 +61,16 @@ export function prepareOutputDir(out: string, force: boolean, inputs: readonly s
   return dir;
 }
 
-/** A float tensor of an input, refused (naming file and tensor) when it holds NaN or ±Inf. */
-export function tensorInput(ck: Checkpoint, name: string): TensorInput {
+/**
+ * A float tensor of an input, as a zero-copy view of its mapping. The merge kernels
+ * read it with pread and refuse it (naming file and tensor) when it holds NaN or
+ * ±Inf, in the same pass as the merge (docs/design.md §11); `checkFinite` scans it
+ * here first, for the other uses.
+ */
+export function tensorInput(ck: Checkpoint, name: string, checkFinite = false): TensorInput {
   const { file, info } = ck.locate(name);
   if (!isComputeDtype(info.dtype)) throw new Error(`internal: ${name} is not a float tensor`);
-  file.assertFinite(name);
+  if (checkFinite) file.assertFinite(name);
   return { data: file.bytes(name), dtype: info.dtype };
 }
 
@@ -78,7 +83,7 @@ async function fisherScales(plan: MergePlan): Promise<number[]> {
     let ss = 0;
     for (const t of plan.tensors) {
       if (t.kind !== 'merge') continue;
-      ss += await sumOfSquares(tensorInput(f, t.name));
+      ss += await sumOfSquares(tensorInput(f, t.name, true));
     }
     if (!(ss > 0)) throw new UsageError(`${f.path}: the Fisher is zero everywhere; it cannot be normalised`);
     scales.push(1 / Math.sqrt(ss));
@@ -141,8 +146,7 @@ async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter
   if (t.kind === 'copy') {
     const from = ckOf(t.copyFrom.model);
     const { file } = (from instanceof LoraAdapter ? from.base : from).locate(t.copyFrom.name);
-    shard.write(t.name, file.bytes(t.copyFrom.name));
-    file.release(t.copyFrom.name);
+    shard.copyFrom(t.name, file.bytes(t.copyFrom.name));
     return;
   }
   const inputs: MethodInputs = {

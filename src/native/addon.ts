@@ -308,6 +308,12 @@ export interface NativeAddon {
   sumOfSquares(data: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Promise<number>;
   /** Copies src to dst (same byte length) with the merge driver's threading; returns the byte count. */
   streamCopy(src: ArrayBufferView | ArrayBuffer, dst: ArrayBufferView | ArrayBuffer): number;
+  /** Inputs of mapped files read by pread into reused buffers (default true) or through the mapping. */
+  setInputStaging(on: boolean): void;
+  /** Benchmark baseline: every input read and input 0 written to fd at offset the way a merge does, without arithmetic. */
+  fileCopyProbe(req: { inputs: NativeTensorInput[]; n: number; fd: number; offset: number; threads?: number }): Promise<void>;
+  /** Writes bytes (a mapped input is read with pread) into fd at offset; errors name the input file and tensor. */
+  copyToFile(bytes: ArrayBufferView, fd: number, offset: number, tensor: string): void;
 }
 
 export interface LoadedAddon {

@@ -1,6 +1,6 @@
 /**
  * The merge engine's I/O paths: inputs as zero-copy mmap views of safetensors
- * files (whose finished pages the driver releases), output pwrite()-n straight into
+ * files (read by the driver with pread: docs/design.md §11), output pwrite()-n straight into
  * a SafetensorsWriter slot; plus the DF-Merge accumulate/combine pair, the Σx²
  * reduction and the bandwidth probe.
  */

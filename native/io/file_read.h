@@ -1,0 +1,29 @@
+// Positional reads of input files (the merge drivers pread() tensors of mapped
+// checkpoints into reused buffers instead of faulting the mapping's pages:
+// docs/design.md §11).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace dfm {
+
+// Reads exactly len bytes at offset off of fd into p, retrying short reads and
+// EINTR. A read that ends early (the file was truncated or rewritten shorter
+// meanwhile) throws DfError("InputTruncated"), an I/O error DfError("ReadFailed"),
+// each naming `path` and `tensor`.
+void pread_all(int fd, uint8_t* p, size_t len, uint64_t off, const std::string& path, const std::string& tensor);
+
+// Asks the kernel to start reading [off, off+len) of fd into the page cache now
+// (asynchronous read-ahead); a hint, failures are ignored.
+void readahead_hint(int fd, uint64_t off, uint64_t len);
+
+// Writes the len bytes at src (inside a live MappedFile: read with pread from its
+// file, in pieces through one buffer; other memory: written as it is) to fd at
+// byte off. Errors name the input's path and `tensor` (reads) or say "write" (writes).
+void copy_to_file(const uint8_t* src, size_t len, int fd, uint64_t off, const std::string& tensor);
+
+// Marks fd as read sequentially (larger kernel read-ahead); a hint.
+void sequential_hint(int fd);
+
+}  // namespace dfm
