@@ -11,6 +11,8 @@ import { checkSameArchitecture } from '../merge/plan.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { checkConfigAgainstCheckpoint } from '../model/check_weights.js';
 import { LlamaRuntime, checkpointSource, type TensorSource } from '../model/runtime.js';
+import type { ComputeDtype } from '../native/addon.js';
+import { firstRows, fitRows, rowFitWarning, type RowFit } from '../io/vocab_rows.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import { loadTask, tokenizeTask, type TokenizedTask } from '../eval/task.js';
 import { drawFisherExamples, type FisherExample } from '../fisher/fisher.js';
@@ -36,6 +38,8 @@ export interface SetupOptions {
   seed: number;
   /** Whether Fisher information is needed (false for the --no-fisher ablation). */
   needFisher: boolean;
+  /** Where warnings go (vocabulary rows that differ from the base's); default stderr. */
+  warn?: (line: string) => void;
 }
 
 export interface DfSetup {
@@ -48,7 +52,18 @@ export interface DfSetup {
   models: Checkpoint[];
   /** The runtime's parameters read from θ_pre and from each θ_i (checked once, when opened). */
   baseSource: TensorSource;
+  /**
+   * θ_i with the base's shapes: where a fine-tune's vocabulary has more rows, a
+   * zero-copy prefix; where it has fewer, a copy whose missing rows are the
+   * base's (docs/design.md §8). Valid as `a` or `b` of a binding and as a merge input.
+   */
   modelSources: TensorSource[];
+  /**
+   * θ_i as the `b` of a scaled view θ_pre + λ·(θ_i − θ_pre) only: zero-copy
+   * always (a vocabulary with fewer rows is bound short; the runtime reads τ = 0
+   * in the rows it lacks). Absent: modelSources serve.
+   */
+  scaledSources?: TensorSource[];
   modelNames: string[];
   validation: TokenizedTask[];
   test: TokenizedTask[] | undefined;
@@ -64,7 +79,20 @@ export function releaseCheckpoint(ck: Checkpoint): void {
   for (const name of ck.names) ck.locate(name).file.release(name);
 }
 
-const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'vocab', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
+// vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §8)
+const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
+
+/** A fine-tune's parameters in their stored dtype, vocabulary tensors fitted to the base's rows (`full`) or left short (scaled views). */
+function fineTuneSource(ck: Checkpoint, base: TensorSource, fits: ReadonlyMap<string, RowFit>, full: boolean): TensorSource {
+  return (p) => {
+    const { file, info } = ck.locate(p.name);
+    const t = { data: file.bytes(p.name), dtype: info.dtype as ComputeDtype };
+    const fit = fits.get(p.name);
+    if (!fit) return t;
+    if (fit.stored > fit.used || !full) return firstRows(t, Math.min(fit.stored, fit.used), fit.rowElements);
+    return fitRows(t, fit, base(p));
+  };
+}
 
 function subset<T>(items: readonly T[], fraction: number, seed: number): T[] {
   if (fraction >= 1) return [...items];
@@ -92,18 +120,23 @@ export function loadSetup(o: SetupOptions): DfSetup {
     const base = Checkpoint.open(o.base);
     opened.push(base);
     checkConfigAgainstCheckpoint(config, base);  // every tensor the config implies, nothing unused
+    const warn = o.warn ?? ((line: string) => { process.stderr.write(line); });
+    const fits: Map<string, RowFit>[] = [];
     const models = o.models.map((m) => {
       const ck = Checkpoint.open(m);
       opened.push(ck);
-      checkSameArchitecture(base, ck);
+      const f = checkSameArchitecture(base, ck, 'model', true);
+      for (const fit of f) warn(rowFitWarning(fit, ck.path, base.path));
+      fits.push(new Map(f.map((fit) => [fit.name, fit])));
       return ck;
     });
     const tokenizer = ModelTokenizer.load(o.base, config.vocab);
     const rt = LlamaRuntime.fromConfig(config, tokenizer);
     const baseSource = checkpointSource(base, rt.params);
-    const modelSources = models.map((ck) => checkpointSource(ck, rt.params));
+    const modelSources = models.map((ck, i) => (fits[i]!.size === 0 ? checkpointSource(ck, rt.params) : fineTuneSource(ck, baseSource, fits[i]!, true)));
+    const scaledSources = models.map((ck, i) => (fits[i]!.size === 0 ? modelSources[i]! : fineTuneSource(ck, baseSource, fits[i]!, false)));
     return {
-      config, tokenizer, rt, base, models, baseSource, modelSources, modelNames: o.models.map((m) => basename(m)),
+      config, tokenizer, rt, base, models, baseSource, modelSources, scaledSources, modelNames: o.models.map((m) => basename(m)),
       ...loadTasks(o, tokenizer, config), close, releaseModel: (i) => releaseCheckpoint(models[i]!),
     };
   } catch (e) {
