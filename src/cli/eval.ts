@@ -12,6 +12,7 @@ import { table } from '../util/format.js';
 import { progressReporter } from '../util/progress.js';
 import { collect, int, num } from './args.js';
 import { checkModelFolder, checkTaskFile } from './inputs.js';
+import { modelDir } from '../io/hf_cache.js';
 
 export function registerEval(program: Command): void {
   program
@@ -36,6 +37,8 @@ export function registerEval(program: Command): void {
       if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new UsageError('--limit must be a positive integer');
       if (opts.scale !== undefined && opts.base === undefined) throw new UsageError('--scale needs --base');
       if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
+      opts.model = modelDir(opts.model, '--model');
+      if (opts.base !== undefined) opts.base = modelDir(opts.base, '--base');
       checkModelFolder(opts.model, '--model');
       if (opts.base !== undefined) checkModelFolder(opts.base, '--base');
       for (const f of opts.task) checkTaskFile(f);

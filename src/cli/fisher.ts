@@ -8,6 +8,7 @@ import { progressReporter } from '../util/progress.js';
 import { assertOutputFileNotInput } from '../io/paths.js';
 import { int, num } from './args.js';
 import { checkModelFolder, checkTaskFile } from './inputs.js';
+import { modelDir } from '../io/hf_cache.js';
 
 export function registerFisher(program: Command): void {
   program
@@ -29,6 +30,8 @@ export function registerFisher(program: Command): void {
       if (opts.scale !== undefined && !Number.isFinite(opts.scale)) throw new UsageError('--scale must be a number (λ)');
       if (!Number.isInteger(opts.samples) || opts.samples <= 0) throw new UsageError('--samples must be a positive integer');
       if (!Number.isInteger(opts.seed)) throw new UsageError('--seed must be an integer');
+      opts.model = modelDir(opts.model, '--model');
+      if (opts.base !== undefined) opts.base = modelDir(opts.base, '--base');
       assertOutputFileNotInput(opts.out, [opts.model, ...(opts.base !== undefined ? [opts.base] : []), opts.task], opts.force === true);
       checkModelFolder(opts.model, '--model');
       if (opts.base !== undefined) checkModelFolder(opts.base, '--base');

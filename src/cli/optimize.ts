@@ -10,6 +10,7 @@ import { parseDtype } from '../merge/config.js';
 import { addon } from '../native/addon.js';
 import { parseByteSize } from '../util/format.js';
 import { atLeast, collect, int, num, threads } from './args.js';
+import { modelDir } from '../io/hf_cache.js';
 
 interface Flags {
   base?: string;
@@ -94,8 +95,8 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
   const shardSize = parseByteSize(f.shardSize);
   if (shardSize === undefined) throw new UsageError(`--shard-size: cannot read "${f.shardSize}" as a size`);
   return {
-    base: f.base,
-    models: f.model,
+    base: modelDir(f.base, '--base'),
+    models: f.model.map((m) => modelDir(m, '--model')),
     tasks: f.task.map((validation, i) => ({
       validation,
       ...(f.testTask[i] ? { test: f.testTask[i] } : {}),
