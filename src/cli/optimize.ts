@@ -11,6 +11,7 @@ import { addon } from '../native/addon.js';
 import { parseByteSize } from '../util/format.js';
 import { atLeast, collect, int, num, threads } from './args.js';
 import { modelDir } from '../io/hf_cache.js';
+import { CHAT_TEMPLATE_HELP, DELIMITER_HELP, parseScoring, promptOptionsFromFlags, SCORING_HELP, TRUNCATE_HELP } from '../eval/prompt_options.js';
 
 interface Flags {
   base?: string;
@@ -45,6 +46,10 @@ interface Flags {
   baselines: boolean;
   json?: boolean;
   quiet?: boolean;
+  delimiter?: string;
+  truncate?: boolean;
+  chatTemplate?: boolean;
+  scoring: string;
 }
 
 /** A one-line progress display with the best objective so far. */
@@ -125,6 +130,8 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
     shardSize,
     baselines: f.baselines,
     tunedBaselines: f.tunedBaselines === true,
+    prompts: promptOptionsFromFlags(f),
+    scoring: parseScoring(f.scoring),
   };
 }
 
@@ -165,6 +172,10 @@ export function registerOptimize(program: Command): void {
     .option('--no-baselines', 'skip the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging) in the report')
     .option('--json', 'print the final report as JSON on stdout')
     .option('-q, --quiet', 'no progress output')
+    .option('--scoring <s>', `${SCORING_HELP}; the objective's accuracy (the Fisher's ℓ stays the mean)`, 'mean')
+    .option('--delimiter <text>', DELIMITER_HELP)
+    .option('--truncate', TRUNCATE_HELP)
+    .option('--chat-template', CHAT_TEMPLATE_HELP)
     .addHelpText('after', `
 Each evaluation: F_i = Fisher of θ_pre + λ_i τ_i on N examples of task i; θ* = θ_pre + M·Σ F_i λ_i τ_i / Σ F_i;
 objective = mean validation accuracy of θ* over the tasks. Every evaluation is appended to the journal as it

@@ -170,6 +170,7 @@ export class DfMergeObjective {
     let total = 0;
     for (const t of tasks) { start.set(t.name, total); total += t.examples.length; }
     return evaluateTasks(this.setup.rt, tasks, {
+      ...(this.setup.scoring ? { scoring: this.setup.scoring } : {}),
       onProgress: (task, done) => this.onProgress?.('validation', (start.get(task) ?? 0) + done, total, task),
     });
   }

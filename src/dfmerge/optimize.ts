@@ -5,6 +5,8 @@
  * completes, so an interrupted run resumes where it stopped; at the end the best
  * λ is merged again and written as a complete checkpoint with a report.
  */
+import { effectiveDelimiter, type PromptOptions } from '../eval/prompt_options.js';
+import type { Scoring } from '../eval/accuracy.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -63,6 +65,9 @@ export interface OptimizeOptions {
   evaluatorTimeout?: number;
   dtype?: ComputeDtype;
   shardSize?: number;
+  /** How task files become prompts (as `dfmerge eval`'s --delimiter, --truncate, --chat-template) and how choices are ranked. */
+  prompts?: PromptOptions;
+  scoring?: Scoring;
   /** Compute the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging). Default true. */
   baselines?: boolean;
   /** Also tune TIES and DARE (λ per model, density) with this run's optimiser and budget (fair rows; costs 2× the run's evaluations). */
@@ -111,6 +116,9 @@ function journalConfig(o: Resolved): Record<string, unknown> {
     fisherSamples: o.noFisher ? null : o.fisherSamples, fisherMode: o.noFisher ? null : o.fisherMode,
     ...(o.fisherGrid !== undefined && !o.noFisher ? { fisherGrid: o.fisherGrid, fisherGridInterpolation: o.fisherGridInterpolation ?? 'linear' } : {}),
     validationFraction: o.validationFraction, noFisher: o.noFisher, seed: o.seed, evaluator: o.evaluator ?? null,
+    // the prompts as built (the effective delimiter: its default changed to lm-eval's " ") and a non-default scoring change the objective
+    prompts: { delimiter: effectiveDelimiter(o.prompts ?? {}), truncate: o.prompts?.truncate === true, chatTemplate: o.prompts?.chatTemplate === true },
+    ...(o.scoring && o.scoring !== 'mean' ? { scoring: o.scoring } : {}),
   };
 }
 
@@ -173,6 +181,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   const setup: DfSetup | undefined = runtimeFree ? undefined : loadSetup({
     base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
+    ...(o.prompts ? { prompts: o.prompts } : {}), ...(o.scoring ? { scoring: o.scoring } : {}),
   });
   const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
   mkdirSync(dirname(out), { recursive: true });

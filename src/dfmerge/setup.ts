@@ -15,6 +15,8 @@ import type { ComputeDtype } from '../native/addon.js';
 import { firstRows, fitRows, rowFitWarning, type RowFit } from '../io/vocab_rows.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import { loadTask, tokenizeTask, type TokenizedTask } from '../eval/task.js';
+import { tokenizeOptions, type PromptOptions } from '../eval/prompt_options.js';
+import type { Scoring } from '../eval/accuracy.js';
 import { drawFisherExamples, type FisherExample } from '../fisher/fisher.js';
 import { Rng } from '../util/rng.js';
 
@@ -40,6 +42,10 @@ export interface SetupOptions {
   needFisher: boolean;
   /** Where warnings go (vocabulary rows that differ from the base's); default stderr. */
   warn?: (line: string) => void;
+  /** How task files become prompts, as in `dfmerge eval` (delimiter, truncation, chat template). */
+  prompts?: PromptOptions;
+  /** How the objective ranks choices (default mean; the Fisher's ℓ is always the mean, docs/design.md §1). */
+  scoring?: Scoring;
 }
 
 export interface DfSetup {
@@ -67,6 +73,8 @@ export interface DfSetup {
   modelNames: string[];
   validation: TokenizedTask[];
   test: TokenizedTask[] | undefined;
+  /** How validation and test accuracy rank choices (default mean). */
+  scoring?: Scoring;
   fisherExamples: FisherExample[][];
   /** Drops this process's resident pages of model i (they stay in the page cache; read again, they fault back in). */
   releaseModel(i: number): void;
@@ -137,7 +145,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
     const scaledSources = models.map((ck, i) => (fits[i]!.size === 0 ? modelSources[i]! : fineTuneSource(ck, baseSource, fits[i]!, false)));
     return {
       config, tokenizer, rt, base, models, baseSource, modelSources, scaledSources, modelNames: o.models.map((m) => basename(m)),
-      ...loadTasks(o, tokenizer, config), close, releaseModel: (i) => releaseCheckpoint(models[i]!),
+      ...loadTasks(o, tokenizer, config), ...(o.scoring ? { scoring: o.scoring } : {}), close, releaseModel: (i) => releaseCheckpoint(models[i]!),
     };
   } catch (e) {
     close();
@@ -146,7 +154,8 @@ export function loadSetup(o: SetupOptions): DfSetup {
 }
 
 function loadTasks(o: SetupOptions, tokenizer: ModelTokenizer, config: ModelConfig): Pick<DfSetup, 'validation' | 'test' | 'fisherExamples'> {
-  const tokenized = (file: string) => tokenizeTask(loadTask(file), tokenizer, config.maxPositions);
+  const options = tokenizeOptions(o.prompts, tokenizer);
+  const tokenized = (file: string) => tokenizeTask(loadTask(file), tokenizer, config.maxPositions, options);
   const validationFull = o.tasks.map((t) => tokenized(t.validation));
   const seen = new Map<string, string>();
   for (const t of validationFull) {
