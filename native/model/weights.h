@@ -5,7 +5,7 @@
 //   θ[j] = a[j]                      (b == nullptr)
 //   θ[j] = a[j] + λ·(b[j] − a[j])    (the scaled model θ_pre + λ·τ, DF-Merge's θ_i(λ_i))
 //   θ[j] = a[j]  for j ≥ b_numel     (b holds fewer elements: a fine-tune whose vocabulary
-//                                     has fewer rows than the base's; τ = 0 there, docs/design.md §8)
+//                                     has fewer rows than the base's; τ = 0 there, docs/design.md §10)
 //
 // The scaled model is never materialised: the GEMMs form θ while packing a
 // weight panel (load()), and the Fisher epilogue reads λ·τ (load_delta()) to

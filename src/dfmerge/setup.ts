@@ -61,7 +61,7 @@ export interface DfSetup {
   /**
    * θ_i with the base's shapes: where a fine-tune's vocabulary has more rows, a
    * zero-copy prefix; where it has fewer, a copy whose missing rows are the
-   * base's (docs/design.md §8). Valid as `a` or `b` of a binding and as a merge input.
+   * base's (docs/design.md §10). Valid as `a` or `b` of a binding and as a merge input.
    */
   modelSources: TensorSource[];
   /**
@@ -87,7 +87,7 @@ export function releaseCheckpoint(ck: Checkpoint): void {
   for (const name of ck.names) ck.locate(name).file.release(name);
 }
 
-// vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §8)
+// vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §10)
 const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
 
 /** A fine-tune's parameters in their stored dtype, vocabulary tensors fitted to the base's rows (`full`) or left short (scaled views). */

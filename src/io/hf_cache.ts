@@ -1,6 +1,6 @@
 /**
  * Model folders named as on the Hugging Face Hub (`org/name`, `org/name@REV`),
- * found in the local Hub cache (docs/design.md §8). Offline only: nothing is
+ * found in the local Hub cache (docs/design.md §10). Offline only: nothing is
  * downloaded. The cache layout (huggingface_hub):
  *
  *   <cache>/models--org--name/refs/<branch or tag>      a file holding a commit hash

@@ -1,5 +1,5 @@
 /**
- * Vocabularies padded differently between a base model and a fine-tune (docs/design.md §8):
+ * Vocabularies padded differently between a base model and a fine-tune (docs/design.md §10):
  * the embedding and LM head of one may have more rows than the other's (e.g.
  * 128256 vs 128320, padded to a multiple of 64 for tensor cores, or tokens added
  * while fine-tuning). Only dim 0 of those tensors may differ. The output (and the

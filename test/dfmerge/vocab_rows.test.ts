@@ -1,5 +1,5 @@
 // DF-Merge with fine-tunes whose vocabularies are padded differently from the base's
-// (docs/design.md §8): a fine-tune with more embedding / LM-head rows is read through a
+// (docs/design.md §10): a fine-tune with more embedding / LM-head rows is read through a
 // prefix of its tensor, one with fewer through a short scaled view whose missing rows
 // read θ_pre (τ = 0). Both must give exactly what the same run gives on the equivalent
 // fine-tunes of the base's shape (extra rows cut off, missing rows filled with the

@@ -1,4 +1,4 @@
-// Hugging Face cache paths (docs/design.md §8): snapshot folders whose files are symlinks
+// Hugging Face cache paths (docs/design.md §10): snapshot folders whose files are symlinks
 // into ../../blobs/ are read like any folder and never written through, and org/name
 // (org/name@REV) resolves to its snapshot through refs/, offline, in $HF_HUB_CACHE,
 // $HF_HOME/hub or ~/.cache/huggingface/hub; a local folder of the same name wins.

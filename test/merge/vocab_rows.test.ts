@@ -1,4 +1,4 @@
-// Vocabularies padded differently between the base and the fine-tunes (docs/design.md §8):
+// Vocabularies padded differently between the base and the fine-tunes (docs/design.md §10):
 // the shared rows are merged, a fine-tune's extra rows are dropped, rows it lacks keep
 // the base's value (task vector 0), the output has the base's shape, and a warning
 // names the tensor, both row counts and the models. Against the float64 reference.
