@@ -2,13 +2,14 @@
 """PyTorch reference for the Fisher benchmark: the same per-example backward
 passes dfmerge does, on the same model and tokenized examples.
 
-    python torch_fisher.py MODEL_DIR EXAMPLES_JSON OUT_SAFETENSORS [--mode expected] [--threads N]
+    python torch_fisher.py MODEL_DIR EXAMPLES_JSON OUT_SAFETENSORS [--mode expected] [--threads N] [--skip-eval]
 
 For each example: ℓ(y|x) = mean log-prob of choice y's tokens given the prompt
 (one forward per choice, graph kept), p = softmax over choices of ℓ, then per
 choice y: zero grads, ℓ(y|x).backward(), F += p(y|x)·grad² (per example and
 choice; never a batch-summed gradient). F = F/N + 1e-12. Also times forward-only
-scoring (torch.no_grad) of the same sequences. Prints one JSON line of timings.
+scoring (torch.no_grad) of the same sequences, unless --skip-eval. Prints one
+JSON line of timings.
 """
 import argparse
 import json
@@ -26,6 +27,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--mode", default="expected", choices=["expected", "empirical"])
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--skip-eval", action="store_true")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -49,7 +51,7 @@ def main():
                 loglik(e["prompt"], c)
     t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
-        for e in examples:
+        for e in ([] if a.skip_eval else examples):
             for c in e["choices"]:
                 loglik(e["prompt"], c)
     t_eval, c_eval = time.perf_counter() - t0, time.process_time() - c0

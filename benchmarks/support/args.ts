@@ -15,3 +15,12 @@ export function flagValue(name: string, argv: readonly string[] = process.argv.s
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : undefined;
 }
+
+/** The number after `--name` on the command line, or `fallback` when the flag is absent; throws on a non-number. */
+export function numberFlag(name: string, fallback: number, argv: readonly string[] = process.argv.slice(2)): number {
+  const v = flagValue(`--${name}`, argv);
+  if (v === undefined) return fallback;
+  const x = Number(v);
+  if (!Number.isFinite(x)) throw new Error(`--${name} expects a number, got '${v}'`);
+  return x;
+}

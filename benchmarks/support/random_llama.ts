@@ -24,12 +24,16 @@ export function llamaConfig(s: LlamaShape): Record<string, unknown> {
 
 /**
  * Writes a random Llama (GQA, untied, f32) as an HF folder; with `from`, each
- * weight is from's plus U(-noise, noise) ("fine-tuned" variants).
+ * weight is from's plus U(-noise, noise) ("fine-tuned" variants). `opts.config`
+ * overrides config.json fields (e.g. tied embeddings, rope scaling);
+ * `opts.tokenizerDir` supplies tokenizer.json and tokenizer_config.json.
  */
-export function writeRandomLlama(dir: string, s: LlamaShape, seed: number, from?: LlamaRuntime, noise = 0.01): LlamaRuntime {
-  const config = llamaConfig(s);
+export function writeRandomLlama(dir: string, s: LlamaShape, seed: number, from?: LlamaRuntime, noise = 0.01,
+  opts: { config?: Record<string, unknown>; tokenizerDir?: string } = {}): LlamaRuntime {
+  const config = { ...llamaConfig(s), ...opts.config };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-  copyFileSync(join(ROOT, 'test', 'fixtures', 'llama', 'gqa', 'tokenizer.json'), join(dir, 'tokenizer.json'));
+  const tokFiles = opts.tokenizerDir ? ['tokenizer.json', 'tokenizer_config.json'] : ['tokenizer.json'];
+  for (const f of tokFiles) copyFileSync(join(opts.tokenizerDir ?? join(ROOT, 'test', 'fixtures', 'llama', 'gqa'), f), join(dir, f));
   const rng = new Rng(seed);
   const cfg = parseModelConfig(config);
   const probe = LlamaRuntime.fromWeights(cfg, (_name, shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));

@@ -71,11 +71,12 @@ std::vector<float> float_list(Napi::Object o, const char* key) {
 }
 
 // config.rope (optional; absent = default rope): {type, factor, originalMax, ...} (src/model/config.ts).
-RopeScaling rope_of(Napi::Object cfg) {
+// key: "rope", or the local layers' rope object (config.localRope.scaling).
+RopeScaling rope_of(Napi::Object cfg, const char* key = "rope") {
   RopeScaling r;
-  Napi::Value v = cfg.Get("rope");
+  Napi::Value v = cfg.Get(key);
   if (v.IsUndefined() || v.IsNull()) return r;
-  if (!v.IsObject()) throw_type(cfg.Env(), "config.rope must be an object");
+  if (!v.IsObject()) throw_type(cfg.Env(), std::string("config.") + key + " must be an object");
   Napi::Object o = v.As<Napi::Object>();
   Napi::Value tv = o.Get("type");
   const std::string t = tv.IsString() ? tv.As<Napi::String>().Utf8Value() : "";
@@ -114,6 +115,51 @@ std::vector<int> windows_of(Napi::Object cfg) {
     out.push_back(a.Get(i).As<Napi::Number>().Int32Value());
   }
   return out;
+}
+
+double opt_config_number(Napi::Object o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) throw_type(o.Env(), std::string("config.") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool opt_bool(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsBoolean()) throw_type(o.Env(), std::string("config.") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+// The Gemma layer kinds of config (src/model/config.ts): activation, norm
+// offset, embedding scale, post-norms, attention scale, soft-capping, local rope.
+void gemma_fields_of(Napi::Object o, LlamaConfig& c) {
+  Napi::Value act = o.Get("activation");
+  if (!act.IsUndefined() && !act.IsNull()) {
+    const std::string a = act.IsString() ? act.As<Napi::String>().Utf8Value() : "";
+    if (a == "silu") c.activation = Activation::Silu;
+    else if (a == "gelu_pytorch_tanh") c.activation = Activation::GeluTanh;
+    else throw_type(o.Env(), "config.activation must be silu or gelu_pytorch_tanh, got " + a);
+  }
+  c.norm_offset = (float)opt_config_number(o, "normOffset", 0.0);
+  c.embed_scale = (float)opt_config_number(o, "embedScale", 1.0);
+  c.post_norms = opt_bool(o, "postNorms");
+  c.query_pre_attn_scalar = (float)opt_config_number(o, "queryPreAttnScalar", 0.0);
+  c.attn_softcap = (float)opt_config_number(o, "attnSoftcap", 0.0);
+  c.final_softcap = (float)opt_config_number(o, "finalSoftcap", 0.0);
+  Napi::Value lr = o.Get("localRope");
+  if (lr.IsUndefined() || lr.IsNull()) return;
+  if (!lr.IsObject()) throw_type(o.Env(), "config.localRope must be an object {theta, scaling, layers}");
+  Napi::Object l = lr.As<Napi::Object>();
+  c.rope_local_theta = float_field(l, "theta");
+  c.rope_local = rope_of(l, "scaling");
+  Napi::Value layers = l.Get("layers");
+  if (!layers.IsArray()) throw_type(o.Env(), "config.localRope.layers must be an array of booleans");
+  Napi::Array a = layers.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    if (!a.Get(i).IsBoolean()) throw_type(o.Env(), "config.localRope.layers must be an array of booleans");
+    c.layer_local_rope.push_back(a.Get(i).As<Napi::Boolean>().Value() ? 1 : 0);
+  }
 }
 
 std::vector<int32_t> tokens_of(Napi::Env env, Napi::Value v, const char* what) {
@@ -211,6 +257,7 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
       c.rope = rope_of(o);
       c.layer_window = windows_of(o);
       c.qk_norm = o.Get("qkNorm").IsBoolean() && o.Get("qkNorm").As<Napi::Boolean>().Value();
+      gemma_fields_of(o, c);
       model_ = std::make_unique<LlamaModel>(c);
       keep_a_.resize(model_->param_specs().size());
       keep_b_.resize(model_->param_specs().size());

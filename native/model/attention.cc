@@ -1,5 +1,8 @@
 // Grouped-query causal self-attention (HF eager attention, no dropout):
-//   score[h,t,s] = q[t,h]·k[s,g] / sqrt(HD) for s0(t) <= s <= t, g = h / (NH/NKV)
+//   score[h,t,s] = softcap(q[t,h]·k[s,g] · scale) for s0(t) <= s <= t, g = h / (NH/NKV)
+//   scale = 1/sqrt(HD), or query_pre_attn_scalar^-0.5 (Gemma); softcap (softcap.h) only
+//   with softcap > 0 (Gemma 2's attn_logit_softcapping, applied before the mask, so
+//   masked keys stay excluded)
 //   s0(t) = 0, or with a sliding window W > 0: max(0, t − W + 1), i.e. key s is
 //   visible from query t iff t − W < s <= t (transformers' sliding_window_overlay,
 //   kv_idx > q_idx − sliding_window, and'ed with the causal mask: W keys including t)
@@ -8,19 +11,20 @@
 // Backward, per head:
 //   datt[t,s] = dout[t,h]·v[s,g];           dv[s,g] += att[h,t,s] · dout[t,h]
 //   dscore    = att ⊙ (datt − Σ_s att·datt)  (softmax backward, row-wise)
-//   dq[t,h]  += Σ_s dscore[t,s] · k[s,g] / sqrt(HD);  dk[s,g] += dscore[t,s] · q[t,h] / sqrt(HD)
+//   dscore  ⊙= softcap'(score)              (soft-capped: the capped score recomputed from q·k)
+//   dq[t,h]  += Σ_s dscore[t,s] · k[s,g] · scale;  dk[s,g] += dscore[t,s] · q[t,h] · scale
 // The backward runs in parallel over kv groups, so no two threads write one dk/dv row.
 #include <algorithm>
 #include <cmath>
 
 #include "model/layers.h"
+#include "model/softcap.h"
 
 namespace dfm {
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int T0, int T, int NH, int NKV, int HD, int ld, int window) {
+                       int T0, int T, int NH, int NKV, int HD, int ld, int window, float scale, float cap) {
   const int group = NH / NKV;
-  const float scale = 1.0f / std::sqrt((float)HD);
   const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int h = 0; h < NH; ++h) {
@@ -35,7 +39,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         float dot = 0;
 #pragma omp simd reduction(+ : dot)
         for (int i = 0; i < HD; ++i) dot += qt[i] * ks_[i];
-        a[s] = dot * scale;
+        a[s] = cap > 0 ? softcap(dot * scale, cap) : dot * scale;
         mx = a[s] > mx ? a[s] : mx;
       }
       double sum = 0;
@@ -60,9 +64,8 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, float* scratch,
-                        int T, int NH, int NKV, int HD, int ld, int window) {
+                        int T, int NH, int NKV, int HD, int ld, int window, float scale, float cap) {
   const int group = NH / NKV;
-  const float scale = 1.0f / std::sqrt((float)HD);
   const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
 #pragma omp parallel for schedule(static)
   for (int g = 0; g < NKV; ++g) {
@@ -89,8 +92,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         const float* qt = q + t * qs + (size_t)h * HD;
         float* dqt = dq + t * qs + (size_t)h * HD;
         for (int s = s0; s <= t; ++s) {
-          const float ds = a[s] * (datt[s] - (float)dot_ad) * scale;
           const float* kk = k + s * ks + (size_t)g * HD;
+          float ds = a[s] * (datt[s] - (float)dot_ad);
+          if (cap > 0) {  // the capped score, recomputed as the forward did
+            float dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int i = 0; i < HD; ++i) dot += qt[i] * kk[i];
+            ds *= softcap_grad(softcap(dot * scale, cap), cap);
+          }
+          ds *= scale;
           float* dkk = dk + s * ks + (size_t)g * HD;
 #pragma omp simd
           for (int i = 0; i < HD; ++i) {

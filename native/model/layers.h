@@ -32,21 +32,24 @@ void matmul_backward_fisher(float* dinp, const FisherSink& sink, const uint8_t* 
 // Name of the matmul backend compiled in.
 const char* matmul_backend();
 
-// --- embedding.cc: out[t,:] = wte[tokens[t],:] -----------------------------
-void embedding_forward(float* out, const int32_t* tokens, const WeightView& wte, int T, int C);
-void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int T, int C);
+// --- embedding.cc: out[t,:] = scale · wte[tokens[t],:] ---------------------
+// scale: 1, or Gemma's sqrt(hidden_size) (the scaled word embedding).
+void embedding_forward(float* out, const int32_t* tokens, const WeightView& wte, int T, int C, float scale = 1.0f);
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int T, int C, float scale = 1.0f);
 
-// --- rmsnorm.cc: out = weight ⊙ x / sqrt(mean(x²) + eps) (HF LlamaRMSNorm) --
+// --- rmsnorm.cc: out = (offset + weight) ⊙ x / sqrt(mean(x²) + eps) ---------
+// offset 0: HF LlamaRMSNorm; offset 1: Gemma's RMSNorm, (1 + w) with zero-initialised w.
 // rstd[T] keeps 1/sqrt(mean(x²)+eps) for the backward pass.
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int C, float eps);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int C, float eps,
+                     float offset = 0.0f);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                      const float* rstd, int T, int C);
-// Per-head RMSNorm (Qwen3 q_norm / k_norm): x[T, NH, HD] normalised over HD per
+                      const float* rstd, int T, int C, float offset = 0.0f);
+// Per-head RMSNorm (Qwen3 / Gemma 3 q_norm / k_norm): x[T, NH, HD] normalised over HD per
 // head, one weight[HD] for all heads; rstd[T·NH]. dinp += ..., dweight += ....
 void head_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int T, int NH, int HD,
-                          float eps);
+                          float eps, float offset = 0.0f);
 void head_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                           const float* rstd, int T, int NH, int HD);
+                           const float* rstd, int T, int NH, int HD, float offset = 0.0f);
 
 // --- rope.cc: rotary embeddings, HF rotate_half convention ------------------
 // The rope scalings transformers implements for Llama-family models
@@ -85,16 +88,30 @@ void rope_backward(float* dinp, const float* dout, const float* cos_t, const flo
 // shared by several continuations) are already in out and att. window > 0:
 // sliding-window attention, query t sees keys t − window < s <= t (att[h,t,s]
 // is then valid for those s only); window = 0: full causal attention.
+// The score is q·k · scale (1/sqrt(HD), or Gemma's query_pre_attn_scalar^-0.5),
+// then soft-capped when softcap > 0 (Gemma 2: softcap(score) before the mask, softcap.h).
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int T0, int T, int NH, int NKV, int HD, int ld, int window);
+                       int T0, int T, int NH, int NKV, int HD, int ld, int window, float scale, float softcap = 0.0f);
 // dq/dk/dv += ... over all rows [0, T); scratch[T] per kv group, i.e. NKV*T floats.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, float* scratch,
-                        int T, int NH, int NKV, int HD, int ld, int window);
+                        int T, int NH, int NKV, int HD, int ld, int window, float scale, float softcap = 0.0f);
+
+// The MLP's gating activation: silu (SwiGLU, swiglu.cc) or gelu_pytorch_tanh (GeGLU, geglu.cc).
+enum class Activation { Silu, GeluTanh };
 
 // --- swiglu.cc: out = silu(gate) ⊙ up ---------------------------------------
 void swiglu_forward(float* out, const float* gate, const float* up, int N);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N);
+
+// --- geglu.cc: out = gelu_tanh(gate) ⊙ up (Gemma's gelu_pytorch_tanh MLP) ---
+void geglu_forward(float* out, const float* gate, const float* up, int N);
+void geglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N);
+
+// --- softcap.cc: x = cap · tanh(x / cap), in place (Gemma's final logit soft-capping) ---
+void softcap_forward(float* x, int64_t N, float cap);
+// dx ⊙= d softcap / dx, read from the capped values y (softcap.h).
+void softcap_backward(float* dx, const float* y, int64_t N, float cap);
 
 // --- residual (in swiglu.cc): out = a + b ----------------------------------
 void residual_forward(float* out, const float* a, const float* b, int N);

@@ -42,6 +42,24 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
     bad("layer_types", "must have one entry per layer");
   for (int w : c.layer_window)
     if (w < 0) bad("sliding_window", "must be positive");
+  if (!std::isfinite(c.norm_offset)) bad("norm offset", "must be finite");
+  if (!(c.embed_scale > 0) || !std::isfinite(c.embed_scale)) bad("embedding scale", "must be positive");
+  if (!(c.query_pre_attn_scalar >= 0) || !std::isfinite(c.query_pre_attn_scalar))
+    bad("query_pre_attn_scalar", "must be positive");
+  if (!(c.attn_softcap >= 0) || !std::isfinite(c.attn_softcap)) bad("attn_logit_softcapping", "must be positive or null");
+  if (!(c.final_softcap >= 0) || !std::isfinite(c.final_softcap)) bad("final_logit_softcapping", "must be positive or null");
+  if (!c.layer_local_rope.empty()) {
+    if (c.layer_local_rope.size() != (size_t)c.n_layers) bad("layer_types", "must have one entry per layer");
+    if (!(c.rope_local_theta > 0)) bad("rope_local_base_freq", "must be positive");
+    if (!(c.rope_local.factor > 0)) bad("rope_parameters.sliding_attention.factor", "must be positive");
+    if (c.rope_local.type != RopeType::Default && c.rope_local.type != RopeType::Linear && c.rope_local.original_max <= 0)
+      bad("rope_parameters.sliding_attention.original_max_position_embeddings", "must be positive");
+    if (c.rope_local.type == RopeType::Longrope && (c.rope_local.short_factor.size() != (size_t)c.head_dim / 2 ||
+                                                    c.rope_local.long_factor.size() != (size_t)c.head_dim / 2))
+      bad("rope_parameters.sliding_attention.short_factor/long_factor", "must have head_dim/2 values each");
+  }
+  // Attention scale: query_pre_attn_scalar^-0.5 (Gemma), else head_dim^-0.5 (Vaswani et al. 2017, eq. 1).
+  attn_scale_ = (float)(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? (double)c.query_pre_attn_scalar : (double)c.head_dim));
   const int64_t C = c.hidden, I = c.intermediate, V = c.vocab;
   qd_ = c.n_heads * c.head_dim;
   kd_ = c.n_kv_heads * c.head_dim;
@@ -60,7 +78,11 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : cfg_(c) {
     ly.wo = add_param(p + "self_attn.o_proj.weight", {C, qd_});
     ly.qn = c.qk_norm ? add_param(p + "self_attn.q_norm.weight", {c.head_dim}) : kNone;
     ly.kn = c.qk_norm ? add_param(p + "self_attn.k_norm.weight", {c.head_dim}) : kNone;
-    ly.ln2 = add_param(p + "post_attention_layernorm.weight", {C});
+    // Llama's post_attention_layernorm is the MLP's input norm; Gemma's
+    // normalises the attention output, and pre_feedforward_layernorm the MLP's input.
+    ly.lpa = c.post_norms ? add_param(p + "post_attention_layernorm.weight", {C}) : kNone;
+    ly.ln2 = add_param(p + (c.post_norms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), {C});
+    ly.lpf = c.post_norms ? add_param(p + "post_feedforward_layernorm.weight", {C}) : kNone;
     ly.wg = add_param(p + "mlp.gate_proj.weight", {I, C});
     ly.wu = add_param(p + "mlp.up_proj.weight", {I, C});
     ly.wd = add_param(p + "mlp.down_proj.weight", {C, I});
@@ -167,8 +189,12 @@ void LlamaModel::ensure_capacity(int T) {
   targets_.resize(t);
   cos_.resize(t * cfg_.head_dim / 2);
   sin_.resize(t * cfg_.head_dim / 2);
+  if (!cfg_.layer_local_rope.empty()) {
+    cosl_.resize(t * cfg_.head_dim / 2);
+    sinl_.resize(t * cfg_.head_dim / 2);
+  }
   inv_freq_.resize(cfg_.head_dim / 2);
-  rope_key_ = -1;  // tables are (re)computed by forward() for its sequence length
+  rope_key_ = {-1, -1};  // tables are (re)computed by forward() for its sequence length
   res_.resize((L + 1) * t * C);
   h1_.resize(L * t * C); rstd1_.resize(L * t);
   qr_.resize(L * t * qd_); kr_.resize(L * t * kd_); v_.resize(L * t * kd_);
@@ -184,6 +210,9 @@ void LlamaModel::ensure_capacity(int T) {
   dg_.resize(t * I); du_.resize(t * I); da_.resize(t * I);
   if (cfg_.qk_norm) {
     qp_.resize(L * t * qd_); kp_.resize(L * t * kd_); rstdq_.resize(L * t * NH); rstdk_.resize(L * t * NKV);
+  }
+  if (cfg_.post_norms) {
+    ao_.resize(L * t * C); rstdpa_.resize(L * t); mo_.resize(L * t * C); rstdpf_.resize(L * t); dpn_.resize(t * C);
   }
   datt_.resize(NKV * t); dhf_.resize(t * C);
   cap_ = T;
@@ -209,19 +238,24 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
   const size_t sc = S * C, si = S * I, sq = S * qd_, sk = S * kd_;
   // Rope tables for a sequence of T tokens (they depend on T for dynamic NTK
   // and longrope); rows computed with other tables are not reused.
-  const int64_t rope_key = rope_length_key(c.rope, T);
+  const std::pair<int64_t, int64_t> rope_key = rope_keys(T);
   if (rope_key != rope_key_) {
     float attention_scaling = 1.0f;
     rope_frequencies(inv_freq_.data(), &attention_scaling, c.rope, c.rope_theta, HD, T);
     rope_tables(cos_.data(), sin_.data(), cap_, HD, inv_freq_.data(), attention_scaling);
+    if (!c.layer_local_rope.empty()) {
+      rope_frequencies(inv_freq_.data(), &attention_scaling, c.rope_local, c.rope_local_theta, HD, T);
+      rope_tables(cosl_.data(), sinl_.data(), cap_, HD, inv_freq_.data(), attention_scaling);
+    }
     rope_key_ = rope_key;
     t0 = 0;
   }
+  const float off = c.norm_offset;
   const int n = T - t0;  // rows computed now
   const size_t r = (size_t)t0;
   cached_.assign(tokens, tokens + T);
   if (n > 0) {
-    embedding_forward(res_.data() + r * C, tokens + t0, V(wte_), n, C);
+    embedding_forward(res_.data() + r * C, tokens + t0, V(wte_), n, C, c.embed_scale);
     for (int l = 0; l < c.n_layers; ++l) {
       const Layer& ly = layers_[l];
       const float* x0 = res_.data() + l * sc;
@@ -236,37 +270,60 @@ void LlamaModel::forward(const int32_t* tokens, int t0, int T, int p0, int p1) {
       float* g = g_.data() + l * si;
       float* u = u_.data() + l * si;
       float* a = a_.data() + l * si;
-      rmsnorm_forward(h1 + r * C, rstd1_.data() + l * S + r, x0 + r * C, W1(ly.ln1), n, C, c.rms_eps);
+      rmsnorm_forward(h1 + r * C, rstd1_.data() + l * S + r, x0 + r * C, W1(ly.ln1), n, C, c.rms_eps, off);
       matmul_forward(tq_.data(), h1 + r * C, V(ly.wq), W1(ly.bq), n, C, qd_);
       matmul_forward(tk_.data(), h1 + r * C, V(ly.wk), W1(ly.bk), n, C, kd_);
       matmul_forward(v + r * kd_, h1 + r * C, V(ly.wv), W1(ly.bv), n, C, kd_);
-      if (c.qk_norm) {  // Qwen3: per-head RMSNorm of q and k before rope (pre-norm values kept)
+      if (c.qk_norm) {  // Qwen3 / Gemma 3: per-head RMSNorm of q and k before rope (pre-norm values kept)
         float* qp = qp_.data() + l * sq;
         float* kp = kp_.data() + l * sk;
         std::memcpy(qp + r * qd_, tq_.data(), (size_t)n * qd_ * sizeof(float));
         std::memcpy(kp + r * kd_, tk_.data(), (size_t)n * kd_ * sizeof(float));
-        head_rmsnorm_forward(tq_.data(), rstdq_.data() + l * S * NH + r * NH, qp + r * qd_, W1(ly.qn), n, NH, HD, c.rms_eps);
+        head_rmsnorm_forward(tq_.data(), rstdq_.data() + l * S * NH + r * NH, qp + r * qd_, W1(ly.qn), n, NH, HD, c.rms_eps,
+                             off);
         head_rmsnorm_forward(tk_.data(), rstdk_.data() + l * S * NKV + r * NKV, kp + r * kd_, W1(ly.kn), n, NKV, HD,
-                             c.rms_eps);
+                             c.rms_eps, off);
       }
       const size_t ro = r * HD / 2;  // rope tables are indexed by absolute position
-      rope_forward(qr + r * qd_, tq_.data(), cos_.data() + ro, sin_.data() + ro, n, NH, HD);
-      rope_forward(kr + r * kd_, tk_.data(), cos_.data() + ro, sin_.data() + ro, n, NKV, HD);
-      attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_, window_of(l));
-      matmul_forward(tc_.data(), y + r * qd_, V(ly.wo), nullptr, n, qd_, C);
+      const float* cs = (local_rope(l) ? cosl_ : cos_).data() + ro;
+      const float* sn = (local_rope(l) ? sinl_ : sin_).data() + ro;
+      rope_forward(qr + r * qd_, tq_.data(), cs, sn, n, NH, HD);
+      rope_forward(kr + r * kd_, tk_.data(), cs, sn, n, NKV, HD);
+      attention_forward(y, att, qr, kr, v, t0, T, NH, NKV, HD, cap_, window_of(l), attn_scale_, c.attn_softcap);
+      if (c.post_norms) {  // Gemma: x1 = x0 + post_attention_layernorm(o_proj(y))
+        float* ao = ao_.data() + l * sc + r * C;
+        matmul_forward(ao, y + r * qd_, V(ly.wo), nullptr, n, qd_, C);
+        rmsnorm_forward(tc_.data(), rstdpa_.data() + l * S + r, ao, W1(ly.lpa), n, C, c.rms_eps, off);
+      } else {
+        matmul_forward(tc_.data(), y + r * qd_, V(ly.wo), nullptr, n, qd_, C);
+      }
       residual_forward(x1 + r * C, x0 + r * C, tc_.data(), n * C);
-      rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W1(ly.ln2), n, C, c.rms_eps);
+      rmsnorm_forward(h2 + r * C, rstd2_.data() + l * S + r, x1 + r * C, W1(ly.ln2), n, C, c.rms_eps, off);
       matmul_forward(g + r * I, h2 + r * C, V(ly.wg), nullptr, n, C, I);
       matmul_forward(u + r * I, h2 + r * C, V(ly.wu), nullptr, n, C, I);
-      swiglu_forward(a + r * I, g + r * I, u + r * I, n * I);
-      matmul_forward(tc_.data(), a + r * I, V(ly.wd), nullptr, n, I, C);
+      if (c.activation == Activation::GeluTanh) geglu_forward(a + r * I, g + r * I, u + r * I, n * I);
+      else swiglu_forward(a + r * I, g + r * I, u + r * I, n * I);
+      if (c.post_norms) {  // Gemma: x2 = x1 + post_feedforward_layernorm(down_proj(a))
+        float* mo = mo_.data() + l * sc + r * C;
+        matmul_forward(mo, a + r * I, V(ly.wd), nullptr, n, I, C);
+        rmsnorm_forward(tc_.data(), rstdpf_.data() + l * S + r, mo, W1(ly.lpf), n, C, c.rms_eps, off);
+      } else {
+        matmul_forward(tc_.data(), a + r * I, V(ly.wd), nullptr, n, I, C);
+      }
       residual_forward(res_.data() + (l + 1) * sc + r * C, x1 + r * C, tc_.data(), n * C);
     }
     rmsnorm_forward(hf_.data() + r * C, rstdf_.data() + r, res_.data() + c.n_layers * sc + r * C, W1(wnorm_), n, C,
-                    c.rms_eps);
+                    c.rms_eps, off);
   }
-  // The LM head only at the positions whose logits are wanted.
-  if (p1 > p0) matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, V(wlm_), nullptr, p1 - p0, C, Vocab);
+  // The LM head only at the positions whose logits are wanted (soft-capped for Gemma).
+  if (p1 > p0) {
+    matmul_forward(logits_.data(), hf_.data() + (size_t)p0 * C, V(wlm_), nullptr, p1 - p0, C, Vocab);
+    if (c.final_softcap > 0) softcap_forward(logits_.data(), (int64_t)(p1 - p0) * Vocab, c.final_softcap);
+  }
+}
+
+std::pair<int64_t, int64_t> LlamaModel::rope_keys(int T) const {
+  return {rope_length_key(cfg_.rope, T), cfg_.layer_local_rope.empty() ? 0 : rope_length_key(cfg_.rope_local, T)};
 }
 
 void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const float* dlogits, const FisherTarget* target,
@@ -315,8 +372,10 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
   } else {
     matmul_backward(dhf_.data() + (size_t)p0 * C, nullptr, nullptr, dlogits, hf0, V(wlm_), p1 - p0, C, Vocab);
   }
+  const float off = c.norm_offset;
   zero(dres_.data(), tc);
-  rmsnorm_backward(dres_.data(), grad(wnorm_), dhf_.data(), res_.data() + c.n_layers * sc, W1(wnorm_), rstdf_.data(), T, C);
+  rmsnorm_backward(dres_.data(), grad(wnorm_), dhf_.data(), res_.data() + c.n_layers * sc, W1(wnorm_), rstdf_.data(), T, C,
+                   off);
   for (int l = c.n_layers - 1; l >= 0; --l) {
     const Layer& ly = layers_[l];
     const float* x0 = res_.data() + l * sc;
@@ -331,34 +390,51 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     const float* g = g_.data() + l * si;
     const float* u = u_.data() + l * si;
     const float* a = a_.data() + l * si;
-    // MLP: dres = d(layer output) = d(x1 + down(a)).
+    // MLP: dres = d(layer output) = d(x1 + down(a)) (Gemma: d(x1 + post_ff_norm(down(a)))).
+    const float* dmlp = dres_.data();
+    if (c.post_norms) {
+      zero(dpn_.data(), tc);
+      rmsnorm_backward(dpn_.data(), grad(ly.lpf), dres_.data(), mo_.data() + l * sc, W1(ly.lpf), rstdpf_.data() + l * S, T,
+                       C, off);
+      dmlp = dpn_.data();
+    }
     zero(da_.data(), ti);
-    linear_backward(da_.data(), ly.wd, kNone, dres_.data(), a, I, C);
-    swiglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
+    linear_backward(da_.data(), ly.wd, kNone, dmlp, a, I, C);
+    if (c.activation == Activation::GeluTanh) geglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
+    else swiglu_backward(dg_.data(), du_.data(), da_.data(), g, u, T * I);
     zero(dh_.data(), tc);
     linear_backward(dh_.data(), ly.wg, kNone, dg_.data(), h2, C, I);
     linear_backward(dh_.data(), ly.wu, kNone, du_.data(), h2, C, I);
     std::memcpy(dx1_.data(), dres_.data(), tc * sizeof(float));
-    rmsnorm_backward(dx1_.data(), grad(ly.ln2), dh_.data(), x1, W1(ly.ln2), rstd2_.data() + l * S, T, C);
-    // Attention: dx1 = d(x0 + o_proj(y)).
+    rmsnorm_backward(dx1_.data(), grad(ly.ln2), dh_.data(), x1, W1(ly.ln2), rstd2_.data() + l * S, T, C, off);
+    // Attention: dx1 = d(x0 + o_proj(y)) (Gemma: d(x0 + post_attn_norm(o_proj(y)))).
+    const float* dattn = dx1_.data();
+    if (c.post_norms) {
+      zero(dpn_.data(), tc);
+      rmsnorm_backward(dpn_.data(), grad(ly.lpa), dx1_.data(), ao_.data() + l * sc, W1(ly.lpa), rstdpa_.data() + l * S, T,
+                       C, off);
+      dattn = dpn_.data();
+    }
     zero(dy_.data(), tq);
-    linear_backward(dy_.data(), ly.wo, kNone, dx1_.data(), y, qd_, C);
+    linear_backward(dy_.data(), ly.wo, kNone, dattn, y, qd_, C);
     zero(dqr_.data(), tq);
     zero(dkr_.data(), tk);
     zero(dv_.data(), tk);
     attention_backward(dqr_.data(), dkr_.data(), dv_.data(), dy_.data(), att, qr, kr, v, datt_.data(), T, NH, NKV, HD,
-                       cap_, window_of(l));
-    rope_backward(dq_.data(), dqr_.data(), cos_.data(), sin_.data(), T, NH, HD);
-    rope_backward(dk_.data(), dkr_.data(), cos_.data(), sin_.data(), T, NKV, HD);
+                       cap_, window_of(l), attn_scale_, c.attn_softcap);
+    const float* cs = (local_rope(l) ? cosl_ : cos_).data();
+    const float* sn = (local_rope(l) ? sinl_ : sin_).data();
+    rope_backward(dq_.data(), dqr_.data(), cs, sn, T, NH, HD);
+    rope_backward(dk_.data(), dkr_.data(), cs, sn, T, NKV, HD);
     const float* dq_proj = dq_.data();  // gradient w.r.t. the q/k projections' outputs
     const float* dk_proj = dk_.data();
     if (c.qk_norm) {  // through q_norm / k_norm (dqr_/dkr_ are free after rope_backward)
       zero(dqr_.data(), tq);
       zero(dkr_.data(), tk);
       head_rmsnorm_backward(dqr_.data(), grad(ly.qn), dq_.data(), qp_.data() + l * sq, W1(ly.qn), rstdq_.data() + l * S * NH,
-                            T, NH, HD);
+                            T, NH, HD, off);
       head_rmsnorm_backward(dkr_.data(), grad(ly.kn), dk_.data(), kp_.data() + l * sk, W1(ly.kn),
-                            rstdk_.data() + l * S * NKV, T, NKV, HD);
+                            rstdk_.data() + l * S * NKV, T, NKV, HD, off);
       dq_proj = dqr_.data();
       dk_proj = dkr_.data();
     }
@@ -367,10 +443,10 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
     linear_backward(dh_.data(), ly.wk, ly.bk, dk_proj, h1, C, kd_);
     linear_backward(dh_.data(), ly.wv, ly.bv, dv_.data(), h1, C, kd_);
     std::memcpy(dres_.data(), dx1_.data(), tc * sizeof(float));
-    rmsnorm_backward(dres_.data(), grad(ly.ln1), dh_.data(), x0, W1(ly.ln1), rstd1_.data() + l * S, T, C);
+    rmsnorm_backward(dres_.data(), grad(ly.ln1), dh_.data(), x0, W1(ly.ln1), rstd1_.data() + l * S, T, C, off);
   }
   if (!fused) {
-    embedding_backward(grad(wte_), dres_.data(), tokens, T, C);
+    embedding_backward(grad(wte_), dres_.data(), tokens, T, C, c.embed_scale);
     return;
   }
   // Fused: the 1-D parameters' gradients, then the embedding's rows (a compact
@@ -385,7 +461,7 @@ void LlamaModel::backward(const int32_t* tokens, int T, int p0, int p1, const fl
   }
   const size_t R = emb_rows_.size();
   emb_grad_.assign(R * C, 0.0f);
-  embedding_backward(emb_grad_.data(), dres_.data(), emb_slot_.data(), T, C);
+  embedding_backward(emb_grad_.data(), dres_.data(), emb_slot_.data(), T, C, c.embed_scale);
   const FisherSink emb = sink_for(wte_, *target, w);
   if (c.tie_embeddings) {
     // The tied matrix's gradient is the LM head's (every row) plus the
@@ -448,6 +524,8 @@ void LlamaModel::backward_choice(int P, int L, const FisherTarget* target, float
   const int T = P + L - 1;
   for (int j = 0; j < L; ++j) dloss_[j] = 1.0f / (float)L;  // dℓ/dlogp_j
   logprob_backward(dlogits_.data(), logits_.data(), targets_.data(), dloss_.data(), L, cfg_.vocab);
+  // Through the final soft-capping: logits_ holds the capped logits of these L rows.
+  if (cfg_.final_softcap > 0) softcap_backward(dlogits_.data(), logits_.data(), (int64_t)L * cfg_.vocab, cfg_.final_softcap);
   backward(seq_.data(), T, P - 1, T, dlogits_.data(), target, w);
 }
 
@@ -463,6 +541,10 @@ void LlamaModel::for_each_row_buffer(F&& f) {
   f(hf_.data(), (size_t)1, S * C, C);
   f(rstdf_.data(), (size_t)1, S, (size_t)1);
   f(att_.data(), L * cfg_.n_heads, S * S, S);
+  if (cfg_.post_norms) {
+    for (std::vector<float>* b : {&ao_, &mo_}) f(b->data(), L, S * C, C);
+    for (std::vector<float>* b : {&rstdpa_, &rstdpf_}) f(b->data(), L, S, (size_t)1);
+  }
   if (cfg_.qk_norm) {
     f(qp_.data(), L, S * qd_, (size_t)qd_);
     f(kp_.data(), L, S * kd_, (size_t)kd_);
@@ -532,8 +614,7 @@ void LlamaModel::fisher_example(const int32_t* prompt, int P, const std::vector<
   // tables (dynamic NTK / longrope tables depend on the sequence length).
   bool same_rope = true;
   for (const auto& ch : choices)
-    same_rope = same_rope && rope_length_key(cfg_.rope, P + (int)ch.size() - 1) ==
-                                 rope_length_key(cfg_.rope, P + (int)choices[0].size() - 1);
+    same_rope = same_rope && rope_keys(P + (int)ch.size() - 1) == rope_keys(P + (int)choices[0].size() - 1);
   const bool stash = same_rope && stash_floats <= kStashLimit && !(no_stash && no_stash[0] == '1');
   std::vector<std::vector<float>> rows(stash ? K : 0), logits(stash ? K : 0);
   for (int y = 0; y < K; ++y) {

@@ -1,6 +1,7 @@
-// A Llama-family causal LM (Llama, Mistral, Qwen2) with the activations of one
-// sequence. Hyperparameters come from config.json, read by the TypeScript layer
-// (src/model/config.ts) and passed in as one struct.
+// A Llama-family causal LM (Llama, Mistral, Qwen2/3, Gemma 2/3) with the
+// activations of one sequence. Hyperparameters come from config.json, read by
+// the TypeScript layer (src/model/config.ts) and passed in as one struct; a
+// family is a choice of layer kinds (docs/design.md §9), not its own model.
 //
 // Weights (docs/design.md §5): every parameter is a WeightView,
 // either bound to external memory in its stored dtype (a zero-copy mmap of a
@@ -37,7 +38,20 @@ struct LlamaConfig {
   bool attention_bias = false;  // q/k/v bias (Qwen2)
   RopeScaling rope;             // rope scaling (rope_type and its parameters)
   std::vector<int> layer_window;  // per layer: sliding window (keys), 0 = full attention; empty = all full
-  bool qk_norm = false;         // per-head RMSNorm of q and k before rope (Qwen3 q_norm / k_norm)
+  bool qk_norm = false;         // per-head RMSNorm of q and k before rope (Qwen3 / Gemma 3 q_norm / k_norm)
+  // Gemma 2 / 3 layer kinds (docs/design.md §9); the defaults are Llama's.
+  Activation activation = Activation::Silu;  // MLP gating: SwiGLU or GeGLU (gelu_pytorch_tanh)
+  float norm_offset = 0.0f;     // every RMSNorm scales by (norm_offset + w): 1 for Gemma
+  float embed_scale = 1.0f;     // embeddings times this (Gemma: sqrt(hidden_size))
+  bool post_norms = false;      // Gemma: norms after attention and MLP, pre_feedforward_layernorm before the MLP
+  float query_pre_attn_scalar = 0.0f;  // attention scale query_pre_attn_scalar^-0.5 (0: head_dim)
+  float attn_softcap = 0.0f;    // attention score soft-capping (0: none)
+  float final_softcap = 0.0f;   // final logit soft-capping (0: none)
+  // A second rope for local (sliding-window) layers (Gemma 3: rope_local_base_freq);
+  // layer_local_rope[l] != 0 selects it for layer l. Empty: every layer uses rope / rope_theta.
+  std::vector<uint8_t> layer_local_rope;
+  RopeScaling rope_local;
+  float rope_local_theta = 10000.0f;
 };
 
 struct ParamSpec {
@@ -103,6 +117,7 @@ class LlamaModel {
   struct Layer {  // parameter indices of one layer; kNone when absent
     int ln1, wq, bq, wk, bk, wv, bv, wo, ln2, wg, wu, wd;
     int qn, kn;  // q_norm / k_norm weights (qk_norm)
+    int lpa, lpf;  // post-attention / post-feedforward norms (post_norms)
   };
   int add_param(const std::string& name, std::vector<int64_t> shape);
   void ensure_capacity(int T);
@@ -111,6 +126,9 @@ class LlamaModel {
   const float* W1(int p) const { return p == kNone ? nullptr : w1_.data() + soff_[p]; }
   FisherSink sink_for(int p, const FisherTarget& t, float w) const;
   int window_of(int layer) const { return cfg_.layer_window.empty() ? 0 : cfg_.layer_window[layer]; }
+  bool local_rope(int layer) const { return !cfg_.layer_local_rope.empty() && cfg_.layer_local_rope[layer] != 0; }
+  // Key of the rope tables a sequence of T tokens gets (both ropes' rope_length_key).
+  std::pair<int64_t, int64_t> rope_keys(int T) const;
   // Forward of rows [t0, T) of tokens (rows before t0 already hold the
   // activations of tokens[0..t0)); logits for positions [p0, p1) into logits_.
   void forward(const int32_t* tokens, int t0, int T, int p0, int p1);
@@ -152,12 +170,16 @@ class LlamaModel {
   std::vector<int32_t> seq_, targets_;
   std::vector<int32_t> cached_;  // tokens whose activation rows are valid (a causal prefix)
   std::vector<float> cos_, sin_, inv_freq_;
-  int64_t rope_key_ = -1;  // rope_length_key of the tables in cos_/sin_ (-1: none)
+  std::vector<float> cosl_, sinl_;  // local layers' rope tables (layer_local_rope)
+  std::pair<int64_t, int64_t> rope_key_{-1, -1};  // rope_keys() of the tables in cos_/sin_, cosl_/sinl_ (-1: none)
+  float attn_scale_ = 1.0f;  // query_pre_attn_scalar^-0.5 or head_dim^-0.5
   std::vector<float> res_;                 // [L+1, T, C] residual stream
   std::vector<float> h1_, rstd1_, qr_, kr_, v_, att_, y_, x1_, h2_, rstd2_, g_, u_, a_;  // per layer
   std::vector<float> hf_, rstdf_, logits_, logp_, dlogits_, dloss_;
   std::vector<float> qp_, kp_, rstdq_, rstdk_;  // per layer, qk_norm only: q/k before the norm, its rstd
+  std::vector<float> ao_, rstdpa_, mo_, rstdpf_;  // per layer, post_norms only: o_proj / down_proj outputs, their rstd
   // scratch
+  std::vector<float> dpn_;  // post_norms: gradient w.r.t. a post-norm's input
   std::vector<float> tq_, tk_, tc_, dres_, dx1_, dh_, dq_, dk_, dv_, dqr_, dkr_, dy_, dg_, du_, da_, datt_, dhf_;
   // fused backward: the sequence's distinct tokens, each position's slot, their embedding-row gradients
   std::vector<int32_t> emb_rows_, emb_slot_;

@@ -45,6 +45,8 @@ function tamperWeights(d, fn) {
 
 mkdirSync(join(fx, 'tasks'));
 cpSync(join(ROOT, 'test', 'fixtures', 'llama', 'task.jsonl'), task);
+const t2 = join(fx, 'tasks', 'add2.jsonl');  // DF-Merge names tasks after their files: two files
+cpSync(task, t2);
 const base = model('base');
 const e0 = model('expert0');
 const e1 = model('expert1');
@@ -87,6 +89,14 @@ for (const [name, { dir, names }] of paths) {
   cases.push({ args: ['eval', '--model', dir, '--task', task], names, status: [1] });
   cases.push({ args: ['fisher', '--model', dir, '--task', task, '--samples', '2', '--out', join(fx, `f-${cases.length}.safetensors`)], names, status: [1] });
 }
+// DF-Merge on the same bad folders, as the base and as a fine-tuned model (every model is read, and checked,
+// before any evaluation). A fine-tuned model's tokenizer is not read (the base's is used, as in merge).
+const small = ['--init-points', '1', '--iterations', '0', '--fisher-samples', '1', '-q'];
+for (const [name, { dir, names }] of paths) {
+  if (!name.startsWith('tok')) cases.push({ args: ['optimize', '--base', base, '-m', dir, '-m', e1, '--task', task, '--task', t2, '-o', out(), ...small], names, status: [1, 2] });
+  if (!name.startsWith('nan') && !name.startsWith('inf')) continue;
+  cases.push({ args: ['optimize', '--base', dir, '-m', e0, '-m', e1, '--task', task, '--task', t2, '-o', out(), ...small], names, status: [1] });
+}
 for (const t of ['fifo.jsonl', 'bad.jsonl', 'bin.jsonl']) cases.push({ args: ['eval', '--model', e0, '--task', join(fx, 'tasks', t)], names: t, status: [1] });
 // outputs that are inputs
 const ta = ['merge', '--method', 'task_arithmetic', '-m', e0, '-m', e1, '--force', '-q'];
@@ -94,7 +104,7 @@ cases.push({ args: [...ta, '--base', base, '-o', join(fx, 'link-to-base')], name
 cases.push({ args: [...ta, '--base', join(base, 'model.safetensors'), '-o', base], names: '--out', status: [2] });
 cases.push({ args: [...ta, '--base', base, '-o', fx], names: '--out', status: [2] });
 cases.push({ args: ['fisher', '--model', e0, '--task', task, '--out', join(e0, 'model.safetensors'), '--force'], names: '--out', status: [2] });
-const opt = ['optimize', '--base', base, '-m', e0, '-m', e1, '--task', task, '--task', task, '-q'];
+const opt = ['optimize', '--base', base, '-m', e0, '-m', e1, '--task', task, '--task', t2, '-q'];
 cases.push({ args: [...opt, '-o', base, '--force'], names: '--out', status: [2] });
 // bad flags
 const mm = ['merge', '--method', 'linear', '-m', e0, '-m', e1, '-o', join(fx, 'out-flags'), '-q'];
@@ -107,6 +117,34 @@ cases.push({ args: ['fisher', '--model', e0, '--task', task, '--out', join(fx, '
 const yaml = join(fx, 'bad.yaml');
 writeFileSync(yaml, `merge_method: linear\nmodels:\n  - model: ${e0}\n    parameters:\n      weight: [ { filter: "/([a-z/", value: 0 }, { value: 1 } ]\n  - model: ${e1}\n`);
 cases.push({ args: ['merge', '-c', yaml, '-o', join(fx, 'out-yaml'), '-q'], names: 'bad.yaml', status: [2] });
+
+// Outputs on a read-only filesystem and on a full one (tmpfs mounts: needs root; skipped with the reason otherwise).
+// The message must name the output path; nothing may be left on the full filesystem.
+const mounts = [];
+function mountTmpfs(name, options) {
+  const dir = join(fx, name);
+  mkdirSync(dir);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    process.stdout.write(`skipped: ${name} output cases (mount -t tmpfs failed: ${(r.stderr || r.error?.message || '').trim()}; run as root to include them)\n`);
+    rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  }
+  mounts.push(dir);
+  return dir;
+}
+const ro = mountTmpfs('fs-readonly', 'ro,size=1m');
+const full = mountTmpfs('fs-full', 'size=1m');
+if (full) {  // filled to the last byte, so that even a journal line or a folder entry fails
+  try { writeFileSync(join(full, 'filler'), Buffer.alloc(2 << 20)); } catch { /* ENOSPC: full */ }
+}
+for (const fs of [ro, full].filter(Boolean)) {
+  cases.push({ args: ['merge', '--method', 'linear', '-m', e0, '-m', e1, '-o', join(fs, 'merged'), '-q'], names: join(fs, 'merged'), status: [1], empty: fs });
+  cases.push({ args: ['fisher', '--model', e0, '--task', task, '--samples', '2', '--out', join(fs, 'f.safetensors')], names: join(fs, 'f.safetensors'), status: [1], empty: fs });
+  // the journal elsewhere: the output write fails after the evaluations (the journal stays, for --resume)
+  cases.push({ args: [...opt, '-o', join(fs, 'opt'), '--journal', join(fx, `j-${cases.length}.jsonl`), ...small.slice(0, -1)], names: join(fs, 'opt'), status: [1], empty: fs });
+  cases.push({ args: [...opt, '-o', join(fx, `out-${cases.length}`), '--journal', join(fs, 'run.journal.jsonl'), ...small.slice(0, -1)], names: join(fs, 'run.journal.jsonl'), status: [1], empty: fs });
+}
 
 const selected = quick ? cases.filter((_, i) => i % 3 === 0) : cases;
 
@@ -133,15 +171,17 @@ for (const c of selected) {
   else if (!c.status.includes(r.status) || !r.stderr.includes(c.names)) verdict = 'unclear';
   const changed = guarded.filter((d, i) => digest(d) !== before[i]);
   const left = readdirSync(fx).filter((f) => !entriesBefore.has(f) && (f.startsWith('.') || f.startsWith('out-') || f.startsWith('f-')));
+  if (c.empty) left.push(...readdirSync(c.empty).filter((f) => f !== 'filler').map((f) => join(c.empty, f)));
   if (changed.length > 0 || left.length > 0) verdict = 'loss';
   counts[verdict]++;
   if (verdict !== 'ok') {
     process.stdout.write(`${verdict.toUpperCase()}: ${label}\n  exit ${r.status} signal ${r.signal}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}\n`);
     if (changed.length) process.stdout.write(`  inputs changed: ${changed.join(', ')}\n`);
     if (left.length) process.stdout.write(`  left behind: ${left.join(', ')}\n`);
-    for (const f of left) rmSync(join(fx, f), { recursive: true, force: true });
+    for (const f of left) rmSync(f.startsWith('/') ? f : join(fx, f), { recursive: true, force: true });
   }
 }
+for (const m of mounts) spawnSync('umount', [m]);
 rmSync(fx, { recursive: true, force: true });
 process.stdout.write(`battery${quick ? ' (quick subset)' : ''}: ${selected.length} runs: ${counts.ok} ok, ${counts.crash} crashes, ${counts.unclear} unclear errors, ${counts.loss} data-loss cases\n`);
 process.exitCode = counts.crash + counts.unclear + counts.loss > 0 ? 1 : 0;

@@ -1,4 +1,5 @@
 /** `dfmerge optimize`: DF-Merge, λ tuned by Bayesian optimisation over Fisher-weighted merges. */
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { optimize, OPTIMIZE_DEFAULTS, type OptimizeOptions } from '../dfmerge/optimize.js';
@@ -12,6 +13,8 @@ import { parseByteSize } from '../util/format.js';
 import { atLeast, collect, int, num, threads } from './args.js';
 import { modelDir } from '../io/hf_cache.js';
 import { CHAT_TEMPLATE_HELP, DELIMITER_HELP, parseScoring, promptOptionsFromFlags, SCORING_HELP, TRUNCATE_HELP } from '../eval/prompt_options.js';
+import { LM_EVAL, parseLmEvalTasks, resolvePython } from '../dfmerge/evaluator_lm_eval.js';
+import { RESULT_MARKER, evaluateCandidateSpec, readCandidateSpec } from '../dfmerge/candidate.js';
 
 interface Flags {
   base?: string;
@@ -40,6 +43,25 @@ interface Flags {
   seed: string;
   evaluator?: string;
   evaluatorTimeout?: string;
+  evaluationTimeout?: string;
+  lmEvalTasks?: string;
+  lmEvalInclude?: string;
+  lmEvalMetric: string;
+  lmEvalModelArgs?: string;
+  lmEvalDevice?: string;
+  lmEvalBatchSize?: string;
+  lmEvalLimit?: string;
+  lmEvalFewshot?: string;
+  python?: string;
+  parallel: string;
+  executor?: 'local' | 'ray';
+  rayAddress?: string;
+  jobCpus?: string;
+  jobGpus?: string;
+  rayRuntimeEnv?: string;
+  workerCommand?: string;
+  workerThreads?: string;
+  scratch?: string;
   dtype?: string;
   shardSize: string;
   threads?: string;
@@ -91,7 +113,20 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
   if (!f.base) throw new UsageError('give the pre-trained model with --base DIR');
   if (f.model.length < 2) throw new UsageError('give at least two fine-tuned models with --model DIR (repeat it)');
   if (!f.out) throw new UsageError('give the output folder with --out DIR');
-  if (f.task.length !== f.model.length) throw new UsageError(`${f.model.length} models but ${f.task.length} --task files: give each model's validation task, in the same order`);
+  const noTasks = f.task.length === 0 && !f.fisher && f.evaluator !== undefined;  // the external evaluator brings its tasks
+  if (f.task.length !== f.model.length && !noTasks) throw new UsageError(`${f.model.length} models but ${f.task.length} --task files: give each model's validation task, in the same order (only --no-fisher with an --evaluator may go without)`);
+  if (f.evaluator !== LM_EVAL) {
+    for (const [flag, v] of [['--lm-eval-tasks', f.lmEvalTasks], ['--lm-eval-include', f.lmEvalInclude], ['--lm-eval-model-args', f.lmEvalModelArgs], ['--lm-eval-limit', f.lmEvalLimit]] as const) {
+      if (v !== undefined) throw new UsageError(`${flag} needs --evaluator lm-eval`);
+    }
+  } else if (f.lmEvalTasks === undefined) {
+    throw new UsageError('--evaluator lm-eval needs --lm-eval-tasks: one entry per --model, in order, e.g. --lm-eval-tasks hellaswag,arc_easy (join several tasks of one model with +)');
+  }
+  let rayRuntimeEnv: Record<string, unknown> | undefined;
+  if (f.rayRuntimeEnv !== undefined) {
+    try { rayRuntimeEnv = JSON.parse(f.rayRuntimeEnv) as Record<string, unknown>; } catch { rayRuntimeEnv = undefined; }
+    if (!rayRuntimeEnv || typeof rayRuntimeEnv !== 'object' || Array.isArray(rayRuntimeEnv)) throw new UsageError(`--ray-runtime-env must be a JSON object, e.g. '{"env_vars": {"DFMERGE_BUILD": "cuda"}}'; got ${f.rayRuntimeEnv}`);
+  }
   for (const [flag, list] of [['--test-task', f.testTask], ['--fisher-task', f.fisherTask]] as const) {
     if (list.length > 0 && list.length !== f.model.length) throw new UsageError(`${flag} was given ${list.length} times for ${f.model.length} models: give one per model, in order, or none`);
   }
@@ -126,6 +161,27 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
     seed: int('--seed', f.seed, 0),
     ...(f.evaluator !== undefined ? { evaluator: f.evaluator } : {}),
     ...(f.evaluatorTimeout !== undefined ? { evaluatorTimeout: atLeast('--evaluator-timeout', f.evaluatorTimeout, 0) } : {}),
+    ...(f.evaluationTimeout !== undefined ? { evaluationTimeout: atLeast('--evaluation-timeout', f.evaluationTimeout, 0) } : {}),
+    ...(f.evaluator === LM_EVAL ? {
+      lmEval: {
+        tasks: parseLmEvalTasks(f.lmEvalTasks!, f.model.length), python: resolvePython(f.python), metric: f.lmEvalMetric,
+        ...(f.lmEvalInclude ? { includePath: resolve(f.lmEvalInclude) } : {}),
+        ...(f.lmEvalModelArgs ? { modelArgs: f.lmEvalModelArgs } : {}),
+        ...(f.lmEvalDevice ? { device: f.lmEvalDevice } : {}),
+        ...(f.lmEvalBatchSize ? { batchSize: f.lmEvalBatchSize } : {}),
+        ...(f.lmEvalLimit !== undefined ? { limit: int('--lm-eval-limit', f.lmEvalLimit, 1) } : {}),
+        ...(f.lmEvalFewshot !== undefined ? { numFewshot: int('--lm-eval-fewshot', f.lmEvalFewshot, 0) } : {}),
+      },
+    } : {}),
+    parallel: int('--parallel', f.parallel, 1),
+    ...(f.executor ? { executor: f.executor } : {}),
+    ...(f.rayAddress ? { rayAddress: f.rayAddress } : {}),
+    ...(f.jobCpus !== undefined ? { jobCpus: atLeast('--job-cpus', f.jobCpus, 0) } : {}),
+    ...(f.jobGpus !== undefined ? { jobGpus: atLeast('--job-gpus', f.jobGpus, 0) } : {}),
+    ...(rayRuntimeEnv ? { rayRuntimeEnv } : {}),
+    ...(f.workerCommand ? { workerCommand: f.workerCommand } : {}),
+    ...(f.workerThreads !== undefined ? { workerThreads: int('--worker-threads', f.workerThreads, 1) } : {}),
+    ...(f.scratch ? { scratch: f.scratch } : {}),
     ...(f.dtype ? { dtype: parseDtype(f.dtype) } : {}),
     shardSize,
     baselines: f.baselines,
@@ -135,7 +191,22 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
   };
 }
 
+/** `dfmerge evaluate-candidate SPEC`: what an executor's job runs (one λ from a spec the coordinator wrote). */
+function registerEvaluateCandidate(program: Command): void {
+  program
+    .command('evaluate-candidate')
+    .description('evaluate one DF-Merge candidate from a spec written by `dfmerge optimize` (what its local and Ray jobs run): merge there, score, write the result next to the spec')
+    .argument('<spec>', 'the candidate spec JSON (on the scratch path)')
+    .action(async (specPath: string) => {
+      const spec = readCandidateSpec(specPath);
+      if (spec.threads !== undefined) addon().setThreads(spec.threads);
+      const r = await evaluateCandidateSpec(specPath, (m) => process.stderr.write(m + '\n'));
+      process.stdout.write(`${RESULT_MARKER}${JSON.stringify(r)}\n`);
+    });
+}
+
 export function registerOptimize(program: Command): void {
+  registerEvaluateCandidate(program);
   const d = OPTIMIZE_DEFAULTS;
   program
     .command('optimize')
@@ -163,8 +234,27 @@ export function registerOptimize(program: Command): void {
     .option('--validation-fraction <x>', 'fraction of each validation set used for the objective (seeded subset)', String(d.validationFraction))
     .option('--no-fisher', 'ablation: task arithmetic with one λ per model tuned by BO (no Fisher weighting)')
     .option('--seed <n>', 'seed of the optimiser, the Fisher sample and the validation subset', String(d.seed))
-    .option('--evaluator <cmd>', 'external evaluator: shell command with {dir} (also in $DFMERGE_CANDIDATE_DIR and $1); prints {"task": score, ...} as JSON on stdout')
-    .option('--evaluator-timeout <s>', 'seconds before an external evaluation is killed and recorded as failed (default: no limit)')
+    .option('--evaluator <cmd>', 'external evaluator: "lm-eval" (lm-evaluation-harness, see --lm-eval-tasks), or a shell command with {dir} (also in $DFMERGE_CANDIDATE_DIR and $1) that prints {"task": score, ...} as JSON on stdout')
+    .option('--lm-eval-tasks <list>', 'with --evaluator lm-eval: one entry per --model, in order, comma-separated; several tasks of one model joined with + ("hellaswag+piqa,arc_easy": model 1 scored on hellaswag and piqa, model 2 on arc_easy). A model\'s score is the mean of its tasks\' metric, the objective the mean over models')
+    .option('--lm-eval-include <dir>', 'lm-eval --include_path: a folder of local task YAMLs (e.g. a JSONL multiple-choice task)')
+    .option('--lm-eval-metric <name>', 'the metric read from each task\'s results (acc reads "acc,none")', 'acc')
+    .option('--lm-eval-model-args <args>', 'appended to lm-eval\'s model_args after pretrained=DIR, e.g. dtype=bfloat16')
+    .option('--lm-eval-device <dev>', 'lm-eval --device (e.g. cuda:0, cpu)')
+    .option('--lm-eval-batch-size <n>', 'lm-eval --batch_size')
+    .option('--lm-eval-limit <n>', 'lm-eval --limit: examples per task (faster, noisier objective)')
+    .option('--lm-eval-fewshot <n>', 'lm-eval --num_fewshot')
+    .option('--python <path>', 'the Python with lm_eval (default: $DFMERGE_PYTHON, else ./.venv/bin/python)')
+    .option('--evaluation-timeout <s>', 'seconds before an evaluation is stopped and recorded as failed: the whole job with an executor, the external evaluator in-process (default: no limit)')
+    .addOption(new Option('--evaluator-timeout <s>', 'old name of --evaluation-timeout').hideHelp())
+    .option('--parallel <q>', 'evaluations in flight at once: batches of q proposed together (kriging believer); q > 1 runs them as jobs of --executor', '1')
+    .addOption(new Option('--executor <kind>', 'who runs the evaluations: local (a pool of q child processes; the default when q > 1) or ray (jobs on a Ray cluster); with q = 1 and none named, in this process').choices(['local', 'ray']))
+    .option('--ray-address <url>', 'the Ray dashboard of the cluster (Jobs REST API), e.g. http://HEAD:8265')
+    .option('--job-cpus <n>', 'CPUs Ray reserves for each job (entrypoint_num_cpus); also the worker\'s native threads')
+    .option('--job-gpus <n>', 'GPUs Ray reserves for each job (entrypoint_num_gpus)')
+    .option('--ray-runtime-env <json>', 'Ray runtime_env of each job, e.g. \'{"env_vars": {"DFMERGE_BUILD": "cuda"}}\'')
+    .option('--worker-command <cmd>', 'shell words that run dfmerge where the jobs run (default: this node and this dfmerge); the job runs "<cmd> evaluate-candidate SPEC"')
+    .option('--worker-threads <n>', 'native threads of each job (default: --job-cpus, else cores / q for local jobs)')
+    .option('--scratch <dir>', 'a folder the coordinator and every worker see (shared file system): each candidate\'s spec, merge and result go there (default: beside --out)')
     .option('--dtype <dtype>', 'dtype of the saved merge (default: as the base)')
     .option('--shard-size <size>', 'maximum shard size of the saved merge', '5GB')
     .option('-t, --threads <n>', 'native threads (default: all cores)')
@@ -181,9 +271,18 @@ Each evaluation: F_i = Fisher of θ_pre + λ_i τ_i on N examples of task i; θ*
 objective = mean validation accuracy of θ* over the tasks. Every evaluation is appended to the journal as it
 finishes; after an interruption, run the same command with --resume.
 
+Parallel and cluster runs (docs/design.md §8): --parallel q proposes q λ at a time; each is a job
+"dfmerge evaluate-candidate SPEC" that merges and evaluates on the worker from the paths in SPEC (written
+under --scratch, which every worker must see, as it must see the models and tasks) and writes its result
+there. The journal records each job when it starts and when it ends; --resume dispatches again what was in
+flight and repeats no finished evaluation; a run is reproducible for a given --seed and --parallel.
+
 Example:
   dfmerge optimize --base ./base -m ./math -m ./code --task math-val.jsonl --task code-val.jsonl \\
-      --test-task math-test.jsonl --test-task code-test.jsonl -o ./merged --init-points 10 --iterations 50`)
+      --test-task math-test.jsonl --test-task code-test.jsonl -o ./merged --init-points 10 --iterations 50
+  dfmerge optimize --base ./base -m ./math -m ./code --no-fisher --evaluator lm-eval \\
+      --lm-eval-tasks gsm8k,humaneval --parallel 4 --executor ray --ray-address http://head:8265 \\
+      --job-gpus 1 --scratch /shared/dfmerge -o ./merged`)
     .action(async (f: Flags) => {
       const options = optionsFromFlags(f);
       if (f.threads !== undefined) addon().setThreads(threads(f.threads));

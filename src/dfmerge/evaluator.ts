@@ -93,7 +93,7 @@ export function parseScores(stdout: string): Record<string, number> | undefined 
 const SAFE_PATH = /^[A-Za-z0-9_./+-]+$/;
 
 /** `dir` spelled with safe characters only: itself, or a symlink to it in a fresh temporary folder (with its remover). */
-function safeSpelling(dir: string): { path: string; remove: () => void } {
+export function safeSpelling(dir: string): { path: string; remove: () => void } {
   if (SAFE_PATH.test(dir)) return { path: dir, remove: () => {} };
   const base = tmpdir();
   if (!SAFE_PATH.test(base)) {
@@ -110,22 +110,39 @@ const GUARD = fileURLToPath(new URL('./evaluator_guard.js', import.meta.url));
 export interface EvaluatorOptions {
   /** Seconds before the evaluator's process group is killed and the evaluation counts as failed; 0: no limit. */
   timeoutSeconds?: number;
+  /** Aborting kills the process group (Ctrl-C in the coordinator). */
+  signal?: AbortSignal;
 }
 
-/** Runs the command on `dir`; resolves to its scores, rejects with EvaluatorError (failure, timeout, no scores). */
-export function runEvaluator(command: string, dir: string, options: EvaluatorOptions = {}): Promise<Record<string, number>> {
-  const script = evaluatorScript(command);
+export interface GuardedRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  aborted: boolean;
+  pid: number | undefined;
+}
+
+/**
+ * Runs `sh -c SCRIPT dfmerge-evaluator ARG` under the guard (its own process
+ * group, killed on timeout, on abort and when dfmerge dies); resolves when it
+ * has ended, whatever its status. Rejects only when node cannot start the guard.
+ */
+export function runGuarded(script: string, arg: string, options: EvaluatorOptions & { env?: NodeJS.ProcessEnv } = {}): Promise<GuardedRun> {
   const timeout = options.timeoutSeconds ?? 0;
-  const spelled = safeSpelling(dir);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GUARD, script, spelled.path], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, [CANDIDATE_DIR_VAR]: spelled.path },
-    });
-    // on any exit of ours the guard kills the evaluator's group (its stdin closes too)
-    const unregister = onAbnormalExit(() => { child.kill('SIGTERM'); spelled.remove(); });
+    // detached: the guard outlives a kill of the group it was started from (a worker's job killed
+    // as a group), so it still sees its stdin close and takes its own command's group down
+    const child = spawn(process.execPath, [GUARD, script, arg], { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, detached: true });
+    // on any exit of ours the guard kills the command's group (its stdin closes too)
+    const unregister = onAbnormalExit(() => { child.kill('SIGTERM'); });
     let timedOut = false;
+    let aborted = false;
     const timer = timeout > 0 ? setTimeout(() => { timedOut = true; child.kill('SIGTERM'); }, timeout * 1000) : undefined;
+    const onAbort = () => { aborted = true; child.kill('SIGTERM'); };
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString('utf8'); if (out.length > 1 << 24) out = out.slice(-(1 << 20)); });
@@ -133,23 +150,36 @@ export function runEvaluator(command: string, dir: string, options: EvaluatorOpt
     child.stdin.on('error', () => { /* the guard is gone; its exit is reported below */ });
     const finish = () => {
       if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
       unregister();
-      spelled.remove();
     };
-    child.on('error', (e) => { finish(); reject(new EvaluatorError(`evaluator could not start: ${e.message}`, err)); });
+    child.on('error', (e) => { finish(); reject(e); });
     child.on('close', (code, signal) => {
       finish();
-      if (timedOut) {
-        reject(new EvaluatorError(`evaluator timed out after ${timeout} s (its processes were killed)`, err));
-        return;
-      }
-      if (code !== 0) {
-        reject(new EvaluatorError(`evaluator exited with ${signal ? `signal ${signal}` : `code ${code}`}: ${err.trim().split('\n').slice(-3).join(' | ')}`, err));
-        return;
-      }
-      const scores = parseScores(out);
-      if (!scores) reject(new EvaluatorError('evaluator printed no JSON object of scores on stdout', err));
-      else resolve(scores);
+      resolve({ code, signal, stdout: out, stderr: err, timedOut, aborted, pid: child.pid });
     });
   });
+}
+
+/** Runs the command on `dir`; resolves to its scores, rejects with EvaluatorError (failure, timeout, no scores). */
+export async function runEvaluator(command: string, dir: string, options: EvaluatorOptions = {}): Promise<Record<string, number>> {
+  const script = evaluatorScript(command);
+  const timeout = options.timeoutSeconds ?? 0;
+  const spelled = safeSpelling(dir);
+  let r: GuardedRun;
+  try {
+    r = await runGuarded(script, spelled.path, { ...options, env: { ...process.env, [CANDIDATE_DIR_VAR]: spelled.path } });
+  } catch (e) {
+    throw new EvaluatorError(`evaluator could not start: ${(e as Error).message}`, '');
+  } finally {
+    spelled.remove();
+  }
+  if (r.timedOut) throw new EvaluatorError(`evaluator timed out after ${timeout} s (its processes were killed)`, r.stderr);
+  if (r.aborted) throw new EvaluatorError('evaluator was cancelled (its processes were killed)', r.stderr);
+  if (r.code !== 0) {
+    throw new EvaluatorError(`evaluator exited with ${r.signal ? `signal ${r.signal}` : `code ${r.code}`}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, r.stderr);
+  }
+  const scores = parseScores(r.stdout);
+  if (!scores) throw new EvaluatorError('evaluator printed no JSON object of scores on stdout', r.stderr);
+  return scores;
 }

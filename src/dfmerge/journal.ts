@@ -1,8 +1,13 @@
 /**
  * The run journal: JSONL, a header line describing the run's configuration, then
- * one line per finished evaluation, appended (and flushed) as each completes. A
- * run interrupted at any point resumes from it without repeating an evaluation;
- * a journal written by a different configuration is refused.
+ * a `dispatch` line when an evaluation starts (its index and λ, the executor and
+ * job that runs it) and an `evaluation` line when it ends, each appended (and
+ * flushed) at once. With several evaluations in flight (`--parallel q`) the
+ * `evaluation` lines come in completion order; `evaluations` is kept in index
+ * order. A run interrupted at any point resumes from it: what was dispatched and
+ * never finished (`inFlight`) is dispatched again, no finished evaluation is
+ * repeated; a journal written by a different configuration is refused. Version 1
+ * journals (no dispatch lines, evaluations in index order) are read as they are.
  *
  * One run at a time: `JOURNAL.lock` holds the PID of the run using the journal,
  * created exclusively; a lock whose PID is not running (a run killed with -9) is
@@ -43,6 +48,9 @@ export function lockJournal(path: string): () => void {
     try {
       writeSync(fd, `${process.pid}\n`);
       fsyncSync(fd);
+    } catch (e) {
+      try { unlinkSync(lock); } catch { /* already gone */ }
+      throw new JournalError('JournalLockFailed', `${lock}: cannot write the journal's lock file (${(e as NodeJS.ErrnoException).code ?? String(e)}${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? ': no space left on the device; free some or put --journal elsewhere' : ''})`);
     } finally {
       closeSync(fd);
     }
@@ -59,7 +67,8 @@ export function lockJournal(path: string): () => void {
 
 export interface JournalHeader {
   type: 'header';
-  version: 1;
+  /** 1: evaluation lines only (dfmerge before --parallel); 2: dispatch lines too. */
+  version: 1 | 2;
   /** SHA-256 of the canonical configuration (what must match to resume). */
   configHash: string;
   config: Record<string, unknown>;
@@ -78,7 +87,24 @@ export interface JournalEvaluation {
   seconds: { fisher: number; merge: number; eval: number; total: number };
   phase: 'initial' | 'bo';
   finished: string;
+  /** The executor's job that ran it (`local` PID or Ray submission id), when one did. */
+  job?: string;
 }
+
+/** An evaluation handed to an executor (written when it starts; a later `evaluation` line with its index ends it). */
+export interface JournalDispatch {
+  type: 'dispatch';
+  index: number;
+  lambda: number[];
+  phase: 'initial' | 'bo';
+  /** `in-process`, `local` or `ray`. */
+  executor: string;
+  /** The executor's job id (a Ray submission id), when it has one before it runs. */
+  job?: string;
+  started: string;
+}
+
+export type JournalRecord = JournalHeader | JournalDispatch | JournalEvaluation;
 
 /** Canonical JSON (sorted keys) so equal configurations hash equally. */
 function readSyncAt(fd: number, buf: Buffer, offset: number): number {
@@ -100,16 +126,42 @@ export function hashConfig(config: Record<string, unknown>): string {
 
 export class Journal {
   readonly path: string;
+  /** Finished evaluations, in index order. */
   readonly evaluations: JournalEvaluation[];
+  /** The latest dispatch of each index not finished yet. */
+  private readonly dispatched: Map<number, JournalDispatch>;
   private fd: number;
   private unlock: (() => void) | undefined;
 
-  private constructor(path: string, fd: number, evaluations: JournalEvaluation[], unlock: () => void) {
+  private constructor(path: string, fd: number, evaluations: JournalEvaluation[], dispatched: Map<number, JournalDispatch>, unlock: () => void) {
     this.path = path;
     this.fd = fd;
     this.evaluations = evaluations;
+    this.dispatched = dispatched;
     this.unlock = unlock;
   }
+
+  /** Dispatched and not finished (what a killed run had in flight), in index order. */
+  get inFlight(): JournalDispatch[] {
+    return [...this.dispatched.values()].sort((a, b) => a.index - b.index);
+  }
+
+  /** The finished evaluation of an index, if there is one. */
+  finishedAt(index: number): JournalEvaluation | undefined {
+    return this.evaluations.find((e) => e.index === index);
+  }
+
+  /** The latest dispatch of an unfinished index, if there is one. */
+  dispatchOf(index: number): JournalDispatch | undefined {
+    return this.dispatched.get(index);
+  }
+
+  /** How many dispatch lines this journal holds for an index, before this run (re-dispatches get new job ids). */
+  attempts(index: number): number {
+    return this.attemptCount.get(index) ?? 0;
+  }
+
+  private readonly attemptCount = new Map<number, number>();
 
   /**
    * Opens a journal: a new one (refusing to clobber an existing journal unless
@@ -123,21 +175,23 @@ export class Journal {
         if (!resume) throw new JournalError('JournalExists', `${path}: a journal from an earlier run exists; pass --resume to continue it, or remove it to start over`);
         const fd = Journal.openChecked(path, 'r+');
         try {
-          const { evaluations, complete } = Journal.read(path, fd, configHash, config);
+          const { evaluations, dispatched, attempts, complete } = Journal.read(path, fd, configHash, config);
           // cut a torn last line off before appending after it
           if (complete < fstatSync(fd).size) {
             ftruncateSync(fd, complete);
             fsyncSync(fd);
           }
-          return new Journal(path, fd, evaluations, unlock);
+          const j = new Journal(path, fd, evaluations, dispatched, unlock);
+          for (const [k, v] of attempts) j.attemptCount.set(k, v);
+          return j;
         } catch (e) {
           closeSync(fd);
           throw e;
         }
       }
       if (resume) throw new JournalError('NoJournal', `${path}: nothing to resume (no journal here); run without --resume to start`);
-      const j = new Journal(path, Journal.openChecked(path, 'wx+'), [], unlock);
-      j.append({ type: 'header', version: 1, configHash, config, started: new Date().toISOString() });
+      const j = new Journal(path, Journal.openChecked(path, 'wx+'), [], new Map(), unlock);
+      j.append({ type: 'header', version: 2, configHash, config, started: new Date().toISOString() });
       return j;
     } catch (e) {
       unlock();
@@ -154,7 +208,8 @@ export class Journal {
   }
 
   /** Records of the journal and the byte length of its complete (newline-terminated) lines. */
-  private static read(path: string, fd: number, configHash: string, config: Record<string, unknown>): { evaluations: JournalEvaluation[]; complete: number } {
+  private static read(path: string, fd: number, configHash: string, config: Record<string, unknown>):
+  { evaluations: JournalEvaluation[]; dispatched: Map<number, JournalDispatch>; attempts: Map<number, number>; complete: number } {
     const size = fstatSync(fd).size;
     const buf = Buffer.alloc(size);
     let got = 0;
@@ -166,6 +221,9 @@ export class Journal {
     const complete = buf.lastIndexOf(0x0a, got - 1) + 1;  // 0 when there is no newline at all
     const lines = buf.subarray(0, complete).toString('utf8').split('\n');
     const evaluations: JournalEvaluation[] = [];
+    const finished = new Set<number>();
+    const dispatched = new Map<number, JournalDispatch>();
+    const attempts = new Map<number, number>();
     let header: JournalHeader | undefined;
     lines.forEach((line, i) => {
       if (line.trim() === '') return;
@@ -175,26 +233,45 @@ export class Journal {
       } catch {
         throw new JournalError('CorruptJournal', `${path}:${i + 1}: not valid JSON (only a last line cut short by a crash is repaired)`);
       }
-      if (rec.type === 'header') header = rec as JournalHeader;
-      else if (rec.type === 'evaluation') {
-        const e = rec as JournalEvaluation;
-        if (e.index !== evaluations.length) {
-          throw new JournalError('CorruptJournal', `${path}:${i + 1}: evaluation index ${String(e.index)} where ${evaluations.length} was expected (two runs wrote to this journal?)`);
+      if (rec.type === 'header') {
+        header = rec as JournalHeader;
+        if (header.version !== 1 && header.version !== 2) {
+          throw new JournalError('JournalVersion', `${path}:${i + 1}: journal version ${String(header.version)}, which this dfmerge cannot read (it reads versions 1 and 2); use the dfmerge that wrote it, or a new --journal`);
         }
+      } else if (rec.type === 'dispatch') {
+        const d = rec as JournalDispatch;
+        if (!Number.isInteger(d.index) || d.index < 0 || finished.has(d.index)) {
+          throw new JournalError('CorruptJournal', `${path}:${i + 1}: dispatch of evaluation ${String(d.index)}, which ${finished.has(d.index) ? 'had already finished' : 'is not an index'} (two runs wrote to this journal?)`);
+        }
+        dispatched.set(d.index, d);
+        attempts.set(d.index, (attempts.get(d.index) ?? 0) + 1);
+      } else if (rec.type === 'evaluation') {
+        const e = rec as JournalEvaluation;
+        // without a dispatch line (a version 1 journal) evaluations come in index order
+        const expected = dispatched.has(e.index) || (Number.isInteger(e.index) && e.index === finished.size && !finished.has(e.index));
+        if (!expected) {
+          throw new JournalError('CorruptJournal', `${path}:${i + 1}: evaluation index ${String(e.index)} where ${finished.size} was expected${finished.has(e.index) ? ', and it had finished already' : ''} (two runs wrote to this journal?)`);
+        }
+        dispatched.delete(e.index);
+        finished.add(e.index);
         evaluations.push(e);
       }
     });
     if (!header) throw new JournalError('CorruptJournal', `${path}: no header line; not a dfmerge journal`);
+    evaluations.sort((a, b) => a.index - b.index);
     if (header.configHash !== configHash) {
       const theirs = header.config;
       const diff = Object.keys({ ...theirs, ...config }).filter((k) => canonicalJson(theirs[k]) !== canonicalJson(config[k]));
       throw new JournalError('ConfigChanged', `${path}: this journal was written by a different configuration (differs in: ${diff.join(', ') || 'unknown'}); refusing to resume. Use the original settings, or a new --journal to start over`);
     }
-    return { evaluations, complete };
+    return { evaluations, dispatched, attempts, complete };
   }
 
   /** Appends one record and syncs it; a failed write (disk full) is cut off again and reported naming the journal. */
-  append(rec: JournalHeader | JournalEvaluation): void {
+  append(rec: JournalRecord): void {
+    if (rec.type === 'evaluation' && this.evaluations.some((e) => e.index === rec.index)) {
+      throw new JournalError('DuplicateEvaluation', `${this.path}: evaluation ${rec.index} is already journalled; refusing to record it twice`);
+    }
     const line = Buffer.from(JSON.stringify(rec) + '\n', 'utf8');
     const start = fstatSync(this.fd).size;
     let done = 0;
@@ -207,7 +284,13 @@ export class Journal {
       throw new JournalError('JournalWriteFailed', `${this.path}: cannot append to the journal (${code}${code === 'ENOSPC' ? ': no space left on the device' : ''}); ` +
         `the ${this.evaluations.length} evaluations before are safe: free space and run again with --resume`);
     }
-    if (rec.type === 'evaluation') this.evaluations.push(rec);
+    if (rec.type === 'dispatch') this.dispatched.set(rec.index, rec);
+    if (rec.type === 'evaluation') {
+      this.dispatched.delete(rec.index);
+      let at = this.evaluations.length;
+      while (at > 0 && this.evaluations[at - 1]!.index > rec.index) at--;
+      this.evaluations.splice(at, 0, rec);
+    }
   }
 
   close(): void {

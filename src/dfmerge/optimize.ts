@@ -1,35 +1,47 @@
 /**
  * The DF-Merge loop (docs/design.md §1): a Gaussian-process Bayesian optimiser proposes
  * λ ∈ [lo, hi]^M; each λ is evaluated (Fisher at the scaled models, Fisher-weighted
- * merge, validation accuracy: objective.ts); every evaluation is journalled as it
- * completes, so an interrupted run resumes where it stopped; at the end the best
- * λ is merged again and written as a complete checkpoint with a report.
+ * merge, validation accuracy: objective.ts); every evaluation is journalled when
+ * it is dispatched and when it completes, so an interrupted run resumes where it
+ * stopped; at the end the best λ is merged again and written as a complete
+ * checkpoint with a report.
+ *
+ * With `parallel` q > 1 (docs/design.md §8) evaluations run in synchronous
+ * batches of q: the optimiser proposes q points at once (suggestBatch: kriging
+ * believer), an executor runs them as jobs (`local` processes or `ray` jobs),
+ * and their results are observed in index order once the batch is done, so the
+ * proposals are a function of (seed, q, results) whatever order jobs finish in.
  */
 import { effectiveDelimiter, type PromptOptions } from '../eval/prompt_options.js';
 import type { Scoring } from '../eval/accuracy.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UsageError } from '../errors.js';
+import { UsageError, WriteError } from '../errors.js';
 import { BayesianOptimizer } from '../bo/optimizer.js';
 import type { FisherMode } from '../fisher/fisher.js';
 import { runMerge } from '../merge/run.js';
-import { validateConfig, type MergeConfig } from '../merge/config.js';
 import type { ComputeDtype } from '../native/addon.js';
 import { baselineRows, row, tunedBaselineRows } from './baselines.js';
-import { evaluatorScript, runEvaluator, EvaluatorError } from './evaluator.js';
+import { evaluatorScript } from './evaluator.js';
+import { LM_EVAL, checkLmEvalPython, lmEvalLabels, type LmEvalOptions } from './evaluator_lm_eval.js';
+import { scoreCandidate, taskArithmeticConfig, writeAtomically, type CandidateResult, type CandidateSpec, type EvaluatorSpec, type ScoreConfig } from './candidate.js';
+import { defaultWorkerCommand, type EvaluationJob, type Executor, type JobOutcome } from './executor.js';
+import { LocalExecutor } from './executor_local.js';
+import { RayExecutor, RayJobsClient } from './executor_ray.js';
+import { availableParallelism } from 'node:os';
 import { checkpointFingerprint } from './fingerprint.js';
 import { removeOnAbnormalExit } from '../io/cleanup.js';
 import { removeDeadLeftovers, temporarySibling } from '../io/leftovers.js';
 import { assertOutputFolderNotInput, sameFile } from '../io/paths.js';
 import { StagedFolder } from '../io/staging.js';
-import { Journal, type JournalEvaluation } from './journal.js';
+import { Journal, hashConfig, type JournalEvaluation } from './journal.js';
 import { DfMergeObjective, type EvaluationProgress } from './objective.js';
 import { FisherGrid, GRID_INTERPOLATIONS, gridPoints, type GridInterpolation } from './fisher_grid.js';
 import { markdownReport, objectiveSvg, type Report, type ReportRow } from './report.js';
 import { saveFlatCheckpoint } from './save.js';
 import { flatSource } from '../model/runtime.js';
-import { loadSetup, type DfSetup, type TaskFiles } from './setup.js';
+import { loadSetup, type DfSetup, type SetupOptions, type TaskFiles } from './setup.js';
 
 export interface OptimizeOptions {
   base: string;
@@ -59,10 +71,36 @@ export interface OptimizeOptions {
   /** The --no-fisher ablation: task arithmetic with per-task λ tuned by BO. */
   noFisher?: boolean;
   seed?: number;
-  /** External evaluator command with {dir}; scores come from its stdout. */
+  /** External evaluator: a command with {dir} (scores from its stdout), or `lm-eval` (with `lmEval`). */
   evaluator?: string;
-  /** Seconds before an external evaluation is killed and journalled as failed (0: no limit). */
+  /** Settings of `evaluator: 'lm-eval'`. */
+  lmEval?: LmEvalOptions;
+  /**
+   * Seconds before an evaluation is stopped and journalled as failed (0: no limit): the
+   * whole job (merge and evaluation) with an executor; in-process, the external evaluator.
+   */
+  evaluationTimeout?: number;
+  /** The former name of evaluationTimeout (accepted; both given must agree). */
   evaluatorTimeout?: number;
+  /** Evaluations in flight at once (synchronous batches of q; default 1). */
+  parallel?: number;
+  /** Who runs evaluations: in-process when q = 1 and none is named, else `local` (processes) or `ray`. */
+  executor?: 'local' | 'ray';
+  /** The Ray dashboard, http://HOST:8265 (executor `ray`). */
+  rayAddress?: string;
+  /** Resources Ray reserves for each job (entrypoint_num_cpus / entrypoint_num_gpus). */
+  jobCpus?: number;
+  jobGpus?: number;
+  /** Ray runtime_env for each job. */
+  rayRuntimeEnv?: Record<string, unknown>;
+  /** Seconds between Ray status polls (default 1). */
+  rayPollSeconds?: number;
+  /** Shell words that run dfmerge where jobs run (default: this node and this dfmerge's bin). */
+  workerCommand?: string;
+  /** A folder both the coordinator and the workers see: candidate specs, merges and results go under it. */
+  scratch?: string;
+  /** Native threads of each worker (default: cores / q for local jobs, --job-cpus for Ray jobs, else all). */
+  workerThreads?: number;
   dtype?: ComputeDtype;
   shardSize?: number;
   /** How task files become prompts (as `dfmerge eval`'s --delimiter, --truncate, --chat-template) and how choices are ranked. */
@@ -119,7 +157,22 @@ function journalConfig(o: Resolved): Record<string, unknown> {
     // the prompts as built (the effective delimiter: its default changed to lm-eval's " ") and a non-default scoring change the objective
     prompts: { delimiter: effectiveDelimiter(o.prompts ?? {}), truncate: o.prompts?.truncate === true, chatTemplate: o.prompts?.chatTemplate === true },
     ...(o.scoring && o.scoring !== 'mean' ? { scoring: o.scoring } : {}),
+    ...(o.evaluator === LM_EVAL && o.lmEval ? {
+      lmEval: { tasks: o.lmEval.tasks, metric: o.lmEval.metric, includePath: o.lmEval.includePath ?? null, modelArgs: o.lmEval.modelArgs ?? null, limit: o.lmEval.limit ?? null, numFewshot: o.lmEval.numFewshot ?? null },
+    } : {}),
+    // absent for q = 1, so journals of runs before --parallel resume unchanged
+    ...((o.parallel ?? 1) > 1 ? { parallel: o.parallel } : {}),
   };
+}
+
+/** The canonical evaluation timeout (seconds, 0: none) from its two spellings. */
+function evaluationTimeout(o: OptimizeOptions): number {
+  const a = o.evaluationTimeout;
+  const b = o.evaluatorTimeout;
+  if (a !== undefined && b !== undefined && a !== b) throw new UsageError(`--evaluation-timeout ${a} and --evaluator-timeout ${b} disagree; --evaluator-timeout is the old name of --evaluation-timeout: give one`);
+  const t = a ?? b ?? 0;
+  if (!(Number.isFinite(t) && t >= 0)) throw new UsageError(`--evaluation-timeout must be ≥ 0 seconds, got ${t}`);
+  return t;
 }
 
 function checkOptions(o: Resolved): void {
@@ -140,10 +193,27 @@ function checkOptions(o: Resolved): void {
   if (!(Number.isFinite(o.xi) && o.xi >= 0)) throw new UsageError(`--xi (EI exploration margin) must be ≥ 0, got ${o.xi}`);
   if (!(Number.isFinite(o.kappa) && o.kappa >= 0)) throw new UsageError(`--kappa (UCB exploration weight) must be ≥ 0, got ${o.kappa}`);
   if (!(o.validationFraction > 0 && o.validationFraction <= 1)) throw new UsageError(`--validation-fraction must be in (0, 1], got ${o.validationFraction}`);
-  if (o.evaluator !== undefined) evaluatorScript(o.evaluator);  // refuses a command without {dir} before any work
+  if (o.evaluator === LM_EVAL) {
+    if (!o.lmEval) throw new UsageError('--evaluator lm-eval needs --lm-eval-tasks (one entry per model)');
+    if (o.lmEval.tasks.length !== o.models.length) throw new UsageError(`--lm-eval-tasks has ${o.lmEval.tasks.length} entries for ${o.models.length} models: give one per --model, in order`);
+  } else if (o.evaluator !== undefined) {
+    evaluatorScript(o.evaluator);  // refuses a command without {dir} before any work
+  }
+  const q = o.parallel ?? 1;
+  int('--parallel', q, 1);
+  if (o.executor !== undefined && o.executor !== 'local' && o.executor !== 'ray') throw new UsageError(`--executor must be local or ray, got ${String(o.executor)}`);
+  if (o.executor === 'ray' && !o.rayAddress) throw new UsageError('--executor ray needs --ray-address http://HOST:8265 (the Ray dashboard)');
+  if (o.executor !== 'ray' && (o.rayAddress || o.jobGpus !== undefined || o.rayRuntimeEnv)) throw new UsageError('--ray-address, --job-gpus and --ray-runtime-env need --executor ray');
+  for (const [name, v] of [['--job-cpus', o.jobCpus], ['--job-gpus', o.jobGpus]] as const) {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new UsageError(`${name} must be ≥ 0, got ${v}`);
+  }
+  if (o.workerThreads !== undefined) int('worker threads', o.workerThreads, 1);
+  if (o.rayAddress !== undefined) new RayJobsClient(o.rayAddress);  // refuses a malformed address now
+  evaluationTimeout(o);
   const [lo, hi] = o.bounds;
   if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new UsageError(`--bounds must be lo < hi, got [${lo}, ${hi}]`);
-  if (o.models.length !== o.tasks.length) {
+  const noTasks = o.tasks.length === 0 && o.noFisher && o.evaluator !== undefined;  // the evaluator brings its own tasks
+  if (o.models.length !== o.tasks.length && !noTasks) {
     throw new UsageError(`${o.models.length} models but ${o.tasks.length} task files: give one --task per --model, in the same order`);
   }
   const taskFiles: string[] = [];
@@ -178,103 +248,154 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   // Without Fisher and with an external evaluator the native runtime is not needed:
   // candidates are streamed through the merge engine, so any architecture works.
   const runtimeFree = o.noFisher && o.evaluator !== undefined;
-  const setup: DfSetup | undefined = runtimeFree ? undefined : loadSetup({
+  const q = o.parallel ?? 1;
+  const timeout = evaluationTimeout(o);
+  if (o.evaluator === LM_EVAL && o.executor !== 'ray') checkLmEvalPython(o.lmEval!.python);  // on Ray, the workers' Python counts
+  const config = journalConfig(o);
+  // this run's jobs and scratch are named after its configuration and journal
+  const runId = hashConfig({ config, journal: journalPath }).slice(0, 12);
+  const executor = makeExecutor(o, q, timeout, runId);
+  // an unreachable head is refused before anything is opened or written
+  if (executor instanceof RayExecutor) log(`Ray ${await executor.client.version()} at ${o.rayAddress}: up to ${q} jobs in flight`);
+  const setupOptions: SetupOptions = {
     base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
     ...(o.prompts ? { prompts: o.prompts } : {}), ...(o.scoring ? { scoring: o.scoring } : {}),
-  });
-  const taskNames = o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, ''));
+  };
+  const setup: DfSetup | undefined = runtimeFree ? undefined : loadSetup(setupOptions);
+  const taskNames = o.evaluator === LM_EVAL ? lmEvalLabels(o.lmEval!.tasks)
+    : o.tasks.length > 0 ? o.tasks.map((t) => basename(t.validation).replace(/\.[^.]*$/, '')) : o.models.map((m) => basename(m));
   mkdirSync(dirname(out), { recursive: true });
   removeDeadLeftovers(dirname(out), basename(out));  // scratch and staging folders of killed runs
   mkdirSync(dirname(journalPath), { recursive: true });
-  const journal = Journal.open(journalPath, journalConfig(o), o.resume === true);
-  // the grid (when asked for) is built or reused only once the journal is ours
-  let grid: FisherGrid | undefined;
-  if (setup && o.fisherGrid !== undefined) {
-    const points = gridPoints(o.fisherGrid, o.bounds);
-    log(`Fisher grid: ${setup.models.length} models × λ ∈ {${points.map((x) => x.toFixed(3)).join(', ')}} (${o.fisherGridInterpolation ?? 'linear'} interpolation), in ${journalPath}.fisher-grid`);
-    grid = await FisherGrid.open(setup, {
-      dir: `${journalPath}.fisher-grid`, points, interpolation: o.fisherGridInterpolation ?? 'linear', fisherMode: o.fisherMode,
-      onProgress: (done, total, detail) => o.onProgress?.('fisher', done, total, `grid: ${detail}`),
-    });
+  // candidates' scratch (beside the output, or under --scratch): also the check, before any journal is written, that the place is writable
+  const scratchRoot = o.scratch ? join(resolve(o.scratch), `dfmerge-${runId}`) : temporarySibling(out, 'candidates');
+  try {
+    if (o.scratch) rmSync(scratchRoot, { recursive: true, force: true });  // what a killed run of this journal left
+    mkdirSync(scratchRoot, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    setup?.close();
+    throw o.scratch ? new WriteError(scratchRoot, `cannot create the scratch folder (${code}); choose a writable --scratch with free space`)
+      : new WriteError(out, `cannot write beside the output, in ${dirname(out)} (${code}); choose an output on a writable file system with free space`);
   }
-  const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
-  if (objective && o.onProgress) objective.onProgress = o.onProgress;
-  const scratchRoot = temporarySibling(out, 'candidates');
-  mkdirSync(scratchRoot);
   const scratchDone = removeOnAbnormalExit(scratchRoot);
-  const onInterrupt = () => {
+  let journal: Journal;
+  try {
+    journal = Journal.open(journalPath, config, o.resume === true);
+  } catch (e) {
     rmSync(scratchRoot, { recursive: true, force: true });
-    process.stderr.write(`\ninterrupted after ${journal.evaluations.length} evaluations; every finished one is in ${journalPath}. Run the same command with --resume to continue.\n`);
-    process.exit(130);
+    scratchDone();
+    setup?.close();
+    throw e;
+  }
+  let grid: FisherGrid | undefined;
+  const gridDir = `${journalPath}.fisher-grid`;
+  const gridPts = o.fisherGrid !== undefined ? gridPoints(o.fisherGrid, o.bounds) : [];
+  const cancel = new AbortController();
+  const inFlight = new Set<Promise<unknown>>();
+  const onInterrupt = () => {
+    cancel.abort();  // kills in-process evaluators; stops every job in flight
+    if (!executor) {
+      rmSync(scratchRoot, { recursive: true, force: true });
+      process.stderr.write(`\ninterrupted after ${journal.evaluations.length} evaluations; every finished one is in ${journalPath}. Run the same command with --resume to continue.\n`);
+      process.exit(130);
+    }
+    const bounded = new Promise((r) => setTimeout(r, 10_000));
+    void Promise.race([Promise.allSettled([...inFlight]), bounded]).then(() => {
+      rmSync(scratchRoot, { recursive: true, force: true });
+      process.stderr.write(`\ninterrupted after ${journal.evaluations.length} evaluations (the ${executor.kind} jobs in flight were stopped); every finished one is in ${journalPath}. Run the same command with --resume to continue.\n`);
+      process.exit(130);
+    });
   };
   if (o.exitOnInterrupt) process.once('SIGINT', onInterrupt);
   try {
-    const bo = new BayesianOptimizer({ bounds, seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel });
-    for (const e of journal.evaluations) {
-      if (e.failed || e.objective === null) bo.observeFailure(e.lambda);
-      else bo.observe(e.lambda, e.objective);
+    // the grid (when asked for) is built or reused only once the journal is ours
+    if (setup && o.fisherGrid !== undefined) {
+      log(`Fisher grid: ${setup.models.length} models × λ ∈ {${gridPts.map((x) => x.toFixed(3)).join(', ')}} (${o.fisherGridInterpolation ?? 'linear'} interpolation), in ${gridDir}`);
+      grid = await FisherGrid.open(setup, {
+        dir: gridDir, points: gridPts, interpolation: o.fisherGridInterpolation ?? 'linear', fisherMode: o.fisherMode,
+        onProgress: (done, total, detail) => o.onProgress?.('fisher', done, total, `grid: ${detail}`),
+      });
     }
-    if (journal.evaluations.length > 0) log(`resuming: ${journal.evaluations.length} evaluations already in ${journalPath}`);
+    const objective = setup ? new DfMergeObjective(setup, { fisher: !o.noFisher, fisherMode: o.fisherMode, ...(grid ? { grid } : {}) }) : undefined;
+    if (objective && o.onProgress) objective.onProgress = o.onProgress;
+    if (executor) log(`${executor.kind} executor: up to ${q} evaluations in flight, scratch ${scratchRoot}`);
+    const bo = new BayesianOptimizer({ bounds, seed: o.seed, nInitial: o.initPoints, acquisition: o.acquisition, xi: o.xi, kappa: o.kappa, kernel: o.kernel });
+    if (journal.evaluations.length > 0 || journal.inFlight.length > 0) {
+      log(`resuming: ${journal.evaluations.length} evaluations already in ${journalPath}${journal.inFlight.length > 0 ? `, ${journal.inFlight.length} in flight when it stopped (dispatched again)` : ''}`);
+    }
+    for (const d of journal.inFlight) if (executor && d.job) await executor.stopStale(d.job);
     const total = o.initPoints + o.iterations;
-
-    /** The (emptied) folder a candidate merge is written to for the external evaluator. */
-    const freshCandidateDir = (): string => {
-      const dir = join(scratchRoot, 'candidate');
-      rmSync(dir, { recursive: true, force: true });
-      return dir;
+    const scoreConfig: ScoreConfig = {
+      base: o.base, models: o.models, ...(o.dtype ? { dtype: o.dtype } : {}), noFisher: o.noFisher, taskNames,
+      ...(evaluatorSpec(o) ? { evaluator: evaluatorSpec(o)! } : {}), timeoutSeconds: timeout,
     };
+    const phaseOf = (i: number): 'initial' | 'bo' => (i < o.initPoints ? 'initial' : 'bo');
 
-    /** Scores of one candidate λ: native validation accuracy, or the external evaluator's. */
-    const evaluate = async (lambda: number[]): Promise<Omit<JournalEvaluation, 'type' | 'index' | 'phase' | 'finished'>> => {
-      const t0 = performance.now();
-      const seconds = { fisher: 0, merge: 0, eval: 0, total: 0 };
-      try {
-        let scores: Record<string, number>;
-        if (objective && setup) {
-          const { merged, timings } = await objective.merge(lambda);
-          seconds.fisher = timings.fisherSeconds;
-          seconds.merge = timings.mergeSeconds;
-          const t1 = performance.now();
-          if (o.evaluator) {
-            const dir = freshCandidateDir();
-            await saveFlatCheckpoint(setup.rt, merged, o.base, dir, o.dtype ? { dtype: o.dtype } : {});
-            scores = await runEvaluator(o.evaluator, dir, { timeoutSeconds: o.evaluatorTimeout ?? 0 });
-          } else {
-            const r = await objective.evaluateMerged(setup.validation);
-            scores = Object.fromEntries(r.tasks.map((t) => [t.task, t.accuracy]));
-          }
-          seconds.eval = (performance.now() - t1) / 1000;
-        } else {
-          const dir = freshCandidateDir();
-          const t1 = performance.now();
-          await runMerge(taskArithmeticConfig(o, lambda), { out: dir, quiet: true, force: true });
-          seconds.merge = (performance.now() - t1) / 1000;
-          const t2 = performance.now();
-          scores = await runEvaluator(o.evaluator!, dir, { timeoutSeconds: o.evaluatorTimeout ?? 0 });
-          seconds.eval = (performance.now() - t2) / 1000;
+    /** One evaluation: in-process, or as an executor's job from a spec on the scratch path. */
+    const evaluateOne = async (index: number, lambda: number[]): Promise<void> => {
+      const attempt = journal.attempts(index);  // earlier runs' dispatches of it: a fresh job id and folder
+      const job: EvaluationJob = { index, attempt, specPath: '', resultPath: '' };
+      const folder = join(scratchRoot, `eval-${index}-${attempt}`);
+      job.specPath = join(folder, 'spec.json');
+      job.resultPath = join(folder, 'result.json');
+      const jobId = executor?.jobId(job);
+      journal.append({ type: 'dispatch', index, lambda, phase: phaseOf(index), executor: executor?.kind ?? 'in-process', ...(jobId ? { job: jobId } : {}), started: new Date().toISOString() });
+      let result: CandidateResult;
+      let ran: string | undefined = jobId;
+      if (!executor) {
+        result = await scoreCandidate({ config: scoreConfig, ...(setup ? { setup } : {}), ...(objective ? { objective } : {}), log }, lambda, join(folder, 'candidate'), cancel.signal);
+        rmSync(folder, { recursive: true, force: true });
+      } else {
+        const spec: CandidateSpec = {
+          kind: 'dfmerge-candidate', version: 1, index, lambda, score: scoreConfig, fisherMode: o.fisherMode,
+          ...(runtimeFree ? {} : { setup: setupOptions }),
+          ...(grid ? { grid: { dir: resolve(gridDir), points: gridPts, interpolation: o.fisherGridInterpolation ?? 'linear' } } : {}),
+          candidateDir: join(folder, 'candidate'), result: job.resultPath,
+          ...(workerThreads(o, q) !== undefined ? { threads: workerThreads(o, q)! } : {}),
+        };
+        writeAtomically(job.specPath, JSON.stringify(spec, null, 1) + '\n');
+        const outcome: JobOutcome = await executor.run(job, cancel.signal);
+        rmSync(folder, { recursive: true, force: true });
+        if (!outcome.ok && outcome.aborted) return;  // not an evaluation: dispatched again on --resume
+        ran = outcome.job ?? jobId;
+        if (outcome.ok) result = { ...outcome.result, lambda };
+        else {
+          log(`evaluation ${index} (λ=[${lambda.map((x) => x.toFixed(3)).join(', ')}]) failed: ${outcome.reason}`);
+          result = { lambda, scores: {}, objective: null, failed: true, error: `${outcome.reason}\n${outcome.log.slice(-4000)}`, seconds: { fisher: 0, merge: 0, eval: 0, total: 0 } };
         }
-        const named = taskNames.filter((t) => Object.hasOwn(scores, t));
-        const values = named.length > 0 ? named.map((t) => scores[t]!) : Object.values(scores);
-        seconds.total = (performance.now() - t0) / 1000;
-        return { lambda, scores, objective: values.reduce((a, b) => a + b, 0) / values.length, failed: false, seconds };
-      } catch (e) {
-        if (!(e instanceof EvaluatorError)) throw e;
-        seconds.total = (performance.now() - t0) / 1000;
-        log(`evaluation of λ=[${lambda.map((x) => x.toFixed(3)).join(', ')}] failed: ${e.message}`);
-        return { lambda, scores: {}, objective: null, failed: true, error: `${e.message}\n${e.stderr.slice(-4000)}`, seconds };
       }
+      if (cancel.signal.aborted) return;
+      const rec: JournalEvaluation = { type: 'evaluation', index, ...result, phase: phaseOf(index), finished: new Date().toISOString(), ...(ran ? { job: ran } : {}) };
+      journal.append(rec);
+      o.onEvaluation?.(rec, bestOf(journal.evaluations), total);
     };
 
-    while (journal.evaluations.length < total) {
-      const index = journal.evaluations.length;
-      const lambda = bo.suggest();
-      const r = await evaluate(lambda);
-      const rec: JournalEvaluation = { type: 'evaluation', index, ...r, phase: index < o.initPoints ? 'initial' : 'bo', finished: new Date().toISOString() };
-      journal.append(rec);
-      if (rec.failed || rec.objective === null) bo.observeFailure(lambda);
-      else bo.observe(lambda, rec.objective);
-      o.onEvaluation?.(rec, bestOf(journal.evaluations), total);
+    // Synchronous batches [start, start + q): proposed together from the observations of
+    // every earlier batch; observed in index order once all of them are done.
+    for (let start = 0; start < total; start += q) {
+      const end = Math.min(start + q, total);
+      const indices = Array.from({ length: end - start }, (_, k) => start + k);
+      const todo = indices.filter((i) => !journal.finishedAt(i));
+      if (todo.length > 0) {
+        const proposals = todo.some((i) => !journal.dispatchOf(i)) ? bo.suggestBatch(end - start) : undefined;
+        const lambdaOf = (i: number): number[] => journal.dispatchOf(i)?.lambda ?? proposals![i - start]!;
+        const batch = todo.map((i) => {
+          const p = evaluateOne(i, lambdaOf(i));
+          inFlight.add(p);
+          return p.finally(() => inFlight.delete(p));
+        });
+        const settled = await Promise.allSettled(batch);
+        const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failure) throw failure.reason;
+        if (cancel.signal.aborted) await new Promise(() => {});  // the interrupt handler exits
+      }
+      for (const i of indices) {
+        const e = journal.finishedAt(i)!;
+        if (e.failed || e.objective === null) bo.observeFailure(e.lambda);
+        else bo.observe(e.lambda, e.objective);
+      }
     }
     const best = bestOf(journal.evaluations);
     if (!best) throw new UsageError(`every one of the ${journal.evaluations.length} evaluations failed; see ${journalPath} for the evaluator's errors`);
@@ -314,11 +435,14 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
       writeFileSync(join(outDir, 'dfmerge-objective.svg'), objectiveSvg(journal.evaluations, o.initPoints));
       staged.commit();
       return { history: [...journal.evaluations], best, out, journal: journalPath, report, files };
+    } catch (e) {
+      throw staged.explain(e);
     } finally {
       staged.abort();
     }
   } finally {
     process.removeListener('SIGINT', onInterrupt);
+    await executor?.close();
     grid?.close();
     setup?.close();
     journal.close();
@@ -327,16 +451,37 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   }
 }
 
-/** θ_pre + Σ λ_i τ_i as a streaming merge (the --no-fisher merge when the native runtime is not used). */
-function taskArithmeticConfig(o: Resolved, lambda: readonly number[]): MergeConfig {
-  return validateConfig({
-    method: 'task_arithmetic', base: o.base, models: o.models.map((p, i) => ({ path: p, parameters: { weight: lambda[i]! } })),
-    parameters: {}, seed: 0, ...(o.dtype ? { dtype: o.dtype } : {}),
-  });
-}
-
 function bestOf(evals: readonly JournalEvaluation[]): JournalEvaluation | undefined {
   let best: JournalEvaluation | undefined;
   for (const e of evals) if (!e.failed && e.objective !== null && (!best || e.objective > best.objective!)) best = e;
   return best;
+}
+
+/** The external evaluator of a run, if it has one. */
+function evaluatorSpec(o: OptimizeOptions): EvaluatorSpec | undefined {
+  if (o.evaluator === undefined) return undefined;
+  return o.evaluator === LM_EVAL ? { kind: 'lm-eval', lmEval: o.lmEval! } : { kind: 'command', command: o.evaluator };
+}
+
+/** Native threads of each worker: as asked, else the job's CPUs (Ray), else this machine's cores shared by the q local jobs. */
+function workerThreads(o: OptimizeOptions, q: number): number | undefined {
+  if (o.workerThreads !== undefined) return o.workerThreads;
+  if (o.jobCpus !== undefined && o.jobCpus >= 1) return Math.floor(o.jobCpus);
+  if ((o.executor ?? 'local') === 'local') return Math.max(1, Math.floor(availableParallelism() / q));
+  return undefined;
+}
+
+/** The executor of a run: none (in-process) for q = 1 unless one is named. */
+function makeExecutor(o: OptimizeOptions, q: number, timeoutSeconds: number, runId: string): Executor | undefined {
+  const kind = o.executor ?? (q > 1 ? 'local' : undefined);
+  const worker = o.workerCommand ?? defaultWorkerCommand();
+  if (kind === 'local') return new LocalExecutor({ slots: q, timeoutSeconds, worker });
+  if (kind === 'ray') {
+    return new RayExecutor({
+      address: o.rayAddress!, slots: q, timeoutSeconds, worker, runId,
+      ...(o.jobCpus !== undefined ? { cpus: o.jobCpus } : {}), ...(o.jobGpus !== undefined ? { gpus: o.jobGpus } : {}),
+      ...(o.rayRuntimeEnv ? { runtimeEnv: o.rayRuntimeEnv } : {}), ...(o.rayPollSeconds !== undefined ? { pollSeconds: o.rayPollSeconds } : {}),
+    });
+  }
+  return undefined;
 }

@@ -87,6 +87,20 @@ export function releaseCheckpoint(ck: Checkpoint): void {
   for (const name of ck.names) ck.locate(name).file.release(name);
 }
 
+/**
+ * Refuses (SafetensorsError naming file, tensor and first element) a checkpoint
+ * holding NaN or ±Inf: the scaled models, the Fisher and every merge would carry
+ * them, and an accuracy would still be reported. One pass over the weights,
+ * each tensor's pages dropped behind the scan so the peak stays one tensor.
+ */
+export function assertCheckpointFinite(ck: Checkpoint): void {
+  for (const name of ck.names) {
+    const { file } = ck.locate(name);
+    file.assertFinite(name);
+    file.release(name);
+  }
+}
+
 // vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §10)
 const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
 
@@ -128,6 +142,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
     const base = Checkpoint.open(o.base);
     opened.push(base);
     checkConfigAgainstCheckpoint(config, base);  // every tensor the config implies, nothing unused
+    assertCheckpointFinite(base);
     const warn = o.warn ?? ((line: string) => { process.stderr.write(line); });
     const fits: Map<string, RowFit>[] = [];
     const models = o.models.map((m) => {
@@ -136,6 +151,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
       const f = checkSameArchitecture(base, ck, 'model', true);
       for (const fit of f) warn(rowFitWarning(fit, ck.path, base.path));
       fits.push(new Map(f.map((fit) => [fit.name, fit])));
+      assertCheckpointFinite(ck);
       return ck;
     });
     const tokenizer = ModelTokenizer.load(o.base, config.vocab);

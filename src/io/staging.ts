@@ -86,6 +86,17 @@ export class StagedFolder {
     if (old !== undefined) rmSync(old, { recursive: true, force: true });
   }
 
+  /**
+   * An error raised while writing into the staging folder, addressed to the output
+   * the user named rather than to the hidden folder (which abort() removes): e.g.
+   * `OUT: config.json: cannot write (ENOSPC …)`. Other errors are returned as they are.
+   */
+  explain(e: unknown): unknown {
+    if (!(e instanceof Error) || !e.message.includes(this.dir)) return e;
+    const detail = e.message.split(`${this.dir}/`).join('').split(this.dir).join('(staging folder)');
+    return new WriteError(this.out, `${detail}; nothing was left there, and an earlier output in its place is untouched`);
+  }
+
   /** Removes the staging folder. Safe to call more than once and after commit(). */
   abort(): void {
     if (!this.done) return;

@@ -204,6 +204,8 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     checkInputsUnchanged(plan);
     staged.commit();
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
+  } catch (e) {
+    throw staged?.explain(e) ?? e;
   } finally {
     writer?.abort();
     staged?.abort();

@@ -85,5 +85,6 @@ function fieldsOf(name: string): string {
   if (name.includes('mlp.')) return 'intermediate_size, hidden_size';
   if (name.includes('k_proj') || name.includes('v_proj')) return 'num_key_value_heads, head_dim, hidden_size';
   if (name.includes('q_proj') || name.includes('o_proj')) return 'num_attention_heads, head_dim, hidden_size';
+  if (name.includes('q_norm') || name.includes('k_norm')) return 'head_dim';
   return 'hidden_size';
 }

@@ -23,17 +23,34 @@ export interface RopeConfig {
 }
 
 /**
- * Reads the rope parameters. `maxPositions` is config.json's
+ * One layer type's rope parameters (Gemma 3's rope_parameters.full_attention /
+ * .sliding_attention): the dict to read, its name for messages, the top-level
+ * field holding its theta when the dict has none (rope_theta, or Gemma 3's
+ * rope_local_base_freq) and the default theta when neither is set.
+ */
+export interface RopeScope {
+  dict: Record<string, unknown>;
+  where: string;
+  thetaField: string;
+  defaultTheta: number;
+}
+
+/**
+ * Reads the rope parameters (of one layer type with `scope`). `maxPositions` is config.json's
  * max_position_embeddings, `headDim` the head dimension (longrope's factor
  * lists must have headDim/2 values).
  */
-export function parseRopeConfig(c: Record<string, unknown>, file: string, maxPositions: number, headDim: number): RopeConfig {
+export function parseRopeConfig(c: Record<string, unknown>, file: string, maxPositions: number, headDim: number,
+  scope?: RopeScope): RopeConfig {
   const rs = c.rope_scaling;
   const rp = c.rope_parameters;
   const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   let where: string;
   let r: Record<string, unknown>;
-  if (rs !== undefined && rs !== null) {
+  if (scope) {
+    where = scope.where;
+    r = scope.dict;
+  } else if (rs !== undefined && rs !== null) {
     if (!isDict(rs)) throw new ConfigError(file, 'rope_scaling', `must be an object or null, got ${JSON.stringify(rs)}`, 'InvalidConfig');
     where = 'rope_scaling';
     r = rs;
@@ -45,7 +62,7 @@ export function parseRopeConfig(c: Record<string, unknown>, file: string, maxPos
     where = 'rope_parameters';
     r = {};
   }
-  if ('full_attention' in r || 'sliding_attention' in r) {
+  if (!scope && ('full_attention' in r || 'sliding_attention' in r)) {
     throw new ConfigError(file, where, 'rope parameters per layer type (full_attention / sliding_attention) are not supported');
   }
   const field = (k: string): string => `${where}.${k}`;
@@ -69,9 +86,11 @@ export function parseRopeConfig(c: Record<string, unknown>, file: string, maxPos
       `${JSON.stringify(rawType)} rope scaling is not supported (supported: ${TYPES.join(', ')})`);
   }
   const type = rawType as NativeRopeType;
-  const theta = r.rope_theta !== undefined && r.rope_theta !== null ? num('rope_theta', r.rope_theta) : c.rope_theta === undefined || c.rope_theta === null ? 10000 : (() => {
-    if (typeof c.rope_theta !== 'number' || !(c.rope_theta > 0)) throw new ConfigError(file, 'rope_theta', `must be a positive number, got ${JSON.stringify(c.rope_theta)}`, 'InvalidConfig');
-    return c.rope_theta;
+  const thetaField = scope?.thetaField ?? 'rope_theta';
+  const topTheta = c[thetaField];
+  const theta = r.rope_theta !== undefined && r.rope_theta !== null ? num('rope_theta', r.rope_theta) : topTheta === undefined || topTheta === null ? scope?.defaultTheta ?? 10000 : (() => {
+    if (typeof topTheta !== 'number' || !(topTheta > 0)) throw new ConfigError(file, thetaField, `must be a positive number, got ${JSON.stringify(topTheta)}`, 'InvalidConfig');
+    return topTheta;
   })();
   const partial = r.partial_rotary_factor ?? c.partial_rotary_factor;
   if (partial !== undefined && partial !== null && partial !== 1) {

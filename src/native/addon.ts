@@ -165,8 +165,25 @@ export interface NativeLlamaConfig {
   rope?: NativeRopeScaling;
   /** Sliding window per layer in keys, 0 = full attention (absent: all full). */
   layerWindows?: number[];
-  /** Per-head RMSNorm of q and k before rope (Qwen3 q_norm / k_norm). */
+  /** Per-head RMSNorm of q and k before rope (Qwen3 / Gemma 3 q_norm / k_norm). */
   qkNorm?: boolean;
+  // Gemma 2 / 3 layer kinds (docs/design.md §9); absent: Llama's.
+  /** MLP gating activation (absent: silu, SwiGLU; gelu_pytorch_tanh: GeGLU). */
+  activation?: 'silu' | 'gelu_pytorch_tanh';
+  /** Every RMSNorm scales by (normOffset + w): 1 for Gemma's (1 + w) norm (absent: 0). */
+  normOffset?: number;
+  /** Embeddings are multiplied by this (Gemma: sqrt(hidden_size); absent: 1). */
+  embedScale?: number;
+  /** Norms after attention and MLP, pre_feedforward_layernorm before the MLP (Gemma). */
+  postNorms?: boolean;
+  /** Attention scale query_pre_attn_scalar^-0.5 (absent: head_dim^-0.5). */
+  queryPreAttnScalar?: number;
+  /** Attention score soft-capping cap·tanh(x/cap) (absent or 0: none). */
+  attnSoftcap?: number;
+  /** Final logit soft-capping (absent or 0: none). */
+  finalSoftcap?: number;
+  /** A second rope for the layers flagged in `layers` (Gemma 3's local layers). */
+  localRope?: { theta: number; scaling: NativeRopeScaling; layers: boolean[] };
 }
 
 /** The rope scalings of transformers' modeling_rope_utils.py; frequencies computed in native/model/rope.cc. */

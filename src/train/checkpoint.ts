@@ -26,6 +26,9 @@ export function hfConfig(config: ModelConfig, special: SpecialTokenIds = {}): Re
   if ((config.rope !== undefined && config.rope.type !== 'default') || config.layerWindows !== undefined) {
     throw new UsageError('hfConfig writes default-rope, full-attention configs only (this one has rope scaling or sliding windows)');
   }
+  if (config.architecture === 'gemma2' || config.architecture === 'gemma3') {
+    throw new UsageError(`hfConfig writes Llama, Mistral and Qwen configs only, not ${config.architecture}`);
+  }
   return {
     architectures: [ARCH_CLASS[config.architecture]],
     model_type: config.architecture,

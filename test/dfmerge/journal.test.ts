@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Journal, type JournalEvaluation } from '../../src/dfmerge/journal.js';
+import { Journal, type JournalDispatch, type JournalEvaluation } from '../../src/dfmerge/journal.js';
 import { checkpointFingerprint } from '../../src/dfmerge/fingerprint.js';
 import { FIXTURES, tempDir } from '../helpers.js';
 
@@ -93,4 +93,50 @@ test('the resume fingerprint changes when a model\'s weights change in place, no
   utimesSync(join(d, 'model.safetensors'), t, t);
   const c = checkpointFingerprint(d);
   assert.notEqual(c.files.find((f) => f.name === 'model.safetensors')!.sha256, b.files.find((f) => f.name === 'model.safetensors')!.sha256);
+});
+
+function dispatch(index: number): JournalDispatch {
+  return { type: 'dispatch', index, lambda: [index / 10, 0.5], phase: 'initial', executor: 'local', started: new Date(0).toISOString() };
+}
+
+test('version 2: dispatch lines mark what is in flight, evaluations may end out of order, and each index ends once', () => {
+  const d = tempDir();
+  const path = join(d, 'run.journal.jsonl');
+  const j = Journal.open(path, config, false);
+  for (const i of [0, 1, 2, 3]) j.append(dispatch(i));
+  j.append(evaluation(1));
+  j.append(evaluation(0));
+  j.append(evaluation(3));
+  assert.deepEqual(j.evaluations.map((e) => e.index), [0, 1, 3], 'kept in index order');
+  assert.throws(() => j.append(evaluation(3)), { code: 'DuplicateEvaluation' });
+  j.close();
+  const r = Journal.open(path, config, true);
+  assert.deepEqual(r.evaluations.map((e) => e.index), [0, 1, 3]);
+  assert.deepEqual(r.inFlight.map((x) => x.index), [2], 'dispatched, never ended: in flight when the run stopped');
+  assert.equal(r.attempts(2), 1);
+  r.append(dispatch(2));
+  r.append(evaluation(2));
+  r.close();
+  const again = Journal.open(path, config, true);
+  assert.deepEqual(again.inFlight, []);
+  assert.equal(again.attempts(2), 2, 'the re-dispatch is counted (a fresh job id next time)');
+  again.close();
+  // a dispatch of an evaluation that had ended: two writers
+  writeFileSync(path, readFileSync(path, 'utf8') + JSON.stringify(dispatch(1)) + '\n');
+  assert.throws(() => Journal.open(path, config, true), { code: 'CorruptJournal', message: /dispatch of evaluation 1, which had already finished/ });
+});
+
+test('a version 1 journal (no dispatch lines) resumes as it is; an unknown version is refused naming it', () => {
+  const d = tempDir();
+  const path = join(d, 'run.journal.jsonl');
+  const j = Journal.open(path, config, false);
+  j.close();
+  const header = JSON.parse(readFileSync(path, 'utf8').trim()) as Record<string, unknown>;
+  writeFileSync(path, JSON.stringify({ ...header, version: 1 }) + '\n' + JSON.stringify(evaluation(0)) + '\n' + JSON.stringify(evaluation(1)) + '\n');
+  const r = Journal.open(path, config, true);
+  assert.deepEqual(r.evaluations.map((e) => e.index), [0, 1]);
+  assert.deepEqual(r.inFlight, []);
+  r.close();
+  writeFileSync(path, JSON.stringify({ ...header, version: 3 }) + '\n');
+  assert.throws(() => Journal.open(path, config, true), { code: 'JournalVersion', message: /run\.journal\.jsonl:1: journal version 3, which this dfmerge cannot read/ });
 });

@@ -48,7 +48,7 @@ export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: num
 
 /** The config families of test/fixtures/families (scripts/fixtures/make_family_fixtures.py). */
 export const FAMILY_FIXTURES = join(ROOT, 'test', 'fixtures', 'families');
-export const FAMILIES = ['llama3', 'linear', 'dynamic', 'yarn', 'longrope', 'mistral', 'qwen2_window', 'qwen3'] as const;
+export const FAMILIES = ['llama3', 'linear', 'dynamic', 'yarn', 'longrope', 'mistral', 'qwen2_window', 'qwen3', 'gemma2', 'gemma3'] as const;
 
 export function familyGoldenJson(family: string): GoldenJson & { sequenceLengths: number[][] } {
   return JSON.parse(readFileSync(join(FAMILY_FIXTURES, family, 'golden.json'), 'utf8')) as GoldenJson & { sequenceLengths: number[][] };

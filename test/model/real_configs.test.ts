@@ -58,9 +58,41 @@ test('Qwen3 0.6B: q_norm/k_norm, head_dim 128 (not hidden/heads = 64), no biases
   assert.deepEqual([c.qkNorm, c.headDim, c.attentionBias, c.layerWindows, c.rope?.type], [true, 128, false, undefined, 'default']);
 });
 
-test('Gemma 2 / Gemma 3 are refused naming architectures', () => {
-  for (const arch of ['Gemma2ForCausalLM', 'Gemma3ForCausalLM']) {
-    assert.throws(() => parseModelConfig({ ...LLAMA_32_1B, architectures: [arch] }, 'config.json'),
-      (e: unknown) => e instanceof ConfigError && e.field === 'architectures' && e.message.includes(arch));
-  }
+const GEMMA2_2B = {
+  architectures: ['Gemma2ForCausalLM'], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: 50.0, bos_token_id: 2,
+  cache_implementation: 'hybrid', eos_token_id: 1, final_logit_softcapping: 30.0, head_dim: 256, hidden_act: 'gelu_pytorch_tanh',
+  hidden_activation: 'gelu_pytorch_tanh', hidden_size: 2304, initializer_range: 0.02, intermediate_size: 9216,
+  max_position_embeddings: 8192, model_type: 'gemma2', num_attention_heads: 8, num_hidden_layers: 26, num_key_value_heads: 4,
+  pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6, rope_theta: 10000.0, sliding_window: 4096,
+  torch_dtype: 'float32', use_cache: true, vocab_size: 256000,
+};
+const GEMMA3_1B = {
+  architectures: ['Gemma3ForCausalLM'], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: null, bos_token_id: 2,
+  cache_implementation: 'hybrid', eos_token_id: [1, 106], final_logit_softcapping: null, head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh', hidden_size: 1152, initializer_range: 0.02, intermediate_size: 6912,
+  max_position_embeddings: 32768, model_type: 'gemma3_text', num_attention_heads: 4, num_hidden_layers: 26,
+  num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6, rope_local_base_freq: 10000,
+  rope_scaling: null, rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6, torch_dtype: 'bfloat16',
+  use_cache: true, vocab_size: 262144,
+};
+
+test('Gemma 2 2B: alternating local (4096) and global layers, soft-capping 50 / 30, tied embeddings', () => {
+  const c = parseModelConfig(GEMMA2_2B, 'config.json');
+  assert.deepEqual(c.layerWindows, Array.from({ length: 26 }, (_, i) => (i % 2 === 0 ? 4096 : 0)));
+  assert.deepEqual([c.architecture, c.attnSoftcap, c.finalSoftcap, c.queryPreAttnScalar, c.headDim, c.tieEmbeddings, c.activation],
+    ['gemma2', 50, 30, 256, 256, true, 'gelu_pytorch_tanh']);
+  assert.deepEqual([c.normOffset, c.embedScale, c.postNorms, c.qkNorm, c.localRope], [1, Math.sqrt(2304), true, false, undefined]);
+});
+
+test('Gemma 3 1B: every 6th layer global (rope 1e6), local layers window 512 with rope 1e4, q/k norms', () => {
+  const c = parseModelConfig(GEMMA3_1B, 'config.json');
+  const local = Array.from({ length: 26 }, (_, i) => (i + 1) % 6 !== 0);
+  assert.deepEqual(c.layerWindows, local.map((l) => (l ? 512 : 0)));
+  assert.deepEqual([c.ropeTheta, c.rope, c.localRope], [1e6, { type: 'default' }, { theta: 1e4, scaling: { type: 'default' }, layers: local }]);
+  assert.deepEqual([c.architecture, c.qkNorm, c.attnSoftcap, c.finalSoftcap, c.tieEmbeddings], ['gemma3', true, 0, 0, true]);
+});
+
+test('the multimodal Gemma 3 is refused naming architectures', () => {
+  assert.throws(() => parseModelConfig({ ...GEMMA3_1B, architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' }, 'config.json'),
+    (e: unknown) => e instanceof ConfigError && e.field === 'architectures' && e.message.includes('Gemma3ForConditionalGeneration'));
 });
