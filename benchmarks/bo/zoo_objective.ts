@@ -26,6 +26,7 @@ import { optimize, buildZoo } from '../../src/index.js';
 import { resolveZoo } from '../../src/zoo/zoo.js';
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { loadSetup } from '../../src/dfmerge/setup.js';
+import { ZOO_PROMPTS } from '../../src/zoo/tasks.js';
 import { flagValue, parseSeeds } from '../support/args.js';
 
 const N_INIT = 10;
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'dfmerge-bo-zoo-'));
 
   // The objective optuna's trials are scored with: the one optimize() builds for noFisher.
-  const setup = loadSetup({ base: z.base, models, tasks, fisherSamples: 1, validationFraction: 1, seed: 0, needFisher: false });
+  const setup = loadSetup({ base: z.base, models, tasks, fisherSamples: 1, validationFraction: 1, seed: 0, needFisher: false, prompts: ZOO_PROMPTS });
   const objective = new DfMergeObjective(setup, { fisher: false, fisherMode: 'expected' });
   const evaluate = async (lambda: number[]): Promise<number> => {
     await objective.merge(lambda);
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       const r = await optimize({
         base: z.base, models, tasks, out: join(work, `ours-${seed}`), initPoints: N_INIT, iterations: evals - N_INIT,
-        noFisher: true, baselines: false, seed, force: true, ...(xi !== undefined ? { xi } : {}),
+        noFisher: true, baselines: false, seed, force: true, prompts: ZOO_PROMPTS, ...(xi !== undefined ? { xi } : {}),
       });
       traces.get('ours')!.push(bestSoFar(r.history.map((e) => e.objective ?? -Infinity)));
       seconds.get('ours')!.push((performance.now() - t0) / 1000);

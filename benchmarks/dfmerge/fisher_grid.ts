@@ -17,6 +17,7 @@ import { FisherGrid, gridPoints, type GridInterpolation } from '../../src/dfmerg
 import { DfMergeObjective } from '../../src/dfmerge/objective.js';
 import { optimize } from '../../src/dfmerge/optimize.js';
 import { loadSetup } from '../../src/dfmerge/setup.js';
+import { ZOO_PROMPTS } from '../../src/zoo/tasks.js';
 import { Rng } from '../../src/util/rng.js';
 import { buildZoo, resolveZoo } from '../../src/zoo/zoo.js';
 
@@ -42,7 +43,7 @@ const tasks = names.map((t) => ({ validation: z.tasks[t]!.validation, test: z.ta
 try {
   // ---- Part A: the same λ, exact vs interpolated
   const R = Number(sarg('points', '12'));
-  const setup = loadSetup({ base: z.base, models: names.map((t) => z.experts[t]!), tasks, fisherSamples, validationFraction, seed: 0, needFisher: true });
+  const setup = loadSetup({ base: z.base, models: names.map((t) => z.experts[t]!), tasks, fisherSamples, validationFraction, seed: 0, needFisher: true, prompts: ZOO_PROMPTS });
   const rng = new Rng(42);
   const lambdas = Array.from({ length: R }, () => names.map(() => rng.next()));
   const acc = async (obj: DfMergeObjective, lambda: number[]) => {
@@ -89,7 +90,7 @@ try {
       t = performance.now();
       const r = await optimize({
         base: z.base, models: names.map((n) => z.experts[n]!), tasks, out, initPoints: init, iterations, fisherSamples, validationFraction, seed,
-        baselines: false, force: true, ...(c.grid ? { fisherGrid: c.grid, fisherGridInterpolation: c.interp! } : {}),
+        baselines: false, force: true, prompts: ZOO_PROMPTS, ...(c.grid ? { fisherGrid: c.grid, fisherGridInterpolation: c.interp! } : {}),
       });
       secs.push((performance.now() - t) / 1000);
       const row = r.report.rows.find((x) => x.name === 'DF-Merge')!;

@@ -332,17 +332,25 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
 
   // bindParam(index, a, aDtype, b | null, bDtype, lambda): the parameter reads
   // a (bytes of numel elements of aDtype, e.g. a zero-copy mmap view), or the
-  // scaled model a + λ·(b − a). The buffers are kept alive while bound.
+  // scaled model a + λ·(b − a). b may hold fewer elements than a (a fine-tune
+  // with fewer vocabulary rows; the rows it lacks read a). The buffers are kept
+  // alive while bound.
   Napi::Value BindParam(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
       Napi::Env env = info.Env();
       check_idle(env);
       const uint64_t idx = spec_index(info, 0);
       const ParamSpec& s = model_->param_specs()[idx];
-      auto tensor = [&](size_t arg, size_t dt_arg, const char* what, Dtype* dtype) -> const void* {
+      size_t b_numel = s.numel;
+      auto tensor = [&](size_t arg, size_t dt_arg, const char* what, Dtype* dtype, bool may_be_shorter) -> const void* {
         const ByteSpan b = bytes_arg(info, arg, what);
         *dtype = compute_dtype_arg(info, dt_arg);
-        if (b.size != s.numel * dtype_size(*dtype)) {
+        const size_t es = dtype_size(*dtype);
+        if (may_be_shorter && b.size < s.numel * es && b.size % es == 0) {
+          b_numel = b.size / es;
+          return b.data;
+        }
+        if (b.size != s.numel * es) {
           throw DfError("ShapeMismatch", std::string(what) + " of tensor " + s.name + " has " + std::to_string(b.size) +
                                              " bytes, " + std::to_string(s.numel) + " elements need " +
                                              std::to_string(s.numel * dtype_size(*dtype)), s.name);
@@ -351,10 +359,11 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
       };
       WeightView v;
       v.numel = s.numel;
-      v.a = tensor(1, 2, "a", &v.ta);
+      v.a = tensor(1, 2, "a", &v.ta, false);
       const bool scaled = !info[3].IsNull() && !info[3].IsUndefined();
       if (scaled) {
-        v.b = tensor(3, 4, "b", &v.tb);
+        v.b = tensor(3, 4, "b", &v.tb, true);
+        v.b_numel = b_numel;
         v.lambda = (float)number_arg(info, 5, "lambda");
         if (!std::isfinite(v.lambda)) throw_type(env, "bindParam: lambda must be finite");
       }

@@ -43,23 +43,25 @@ inline void combine(float* dst, const void* x, Dtype t, size_t i, size_t n, Op o
   }
 }
 
+// Of elements [i, i+n), how many b holds (the rest have τ = 0).
+inline size_t held(size_t b_numel, size_t i, size_t n) { return i >= b_numel ? 0 : (b_numel - i < n ? b_numel - i : n); }
+
 }  // namespace
 
 void WeightView::load(size_t i, size_t n, float* dst) const {
   load_one(a, ta, i, n, dst);
   if (!b) return;
   const float lam = lambda;
-  combine(dst, b, tb, i, n, [lam](float pre, float fine) { return pre + lam * (fine - pre); });  // θ_pre + λ·(θ_i − θ_pre)
+  combine(dst, b, tb, i, held(b_numel, i, n), [lam](float pre, float fine) { return pre + lam * (fine - pre); });  // θ_pre + λ·(θ_i − θ_pre)
 }
 
 void WeightView::load_delta(size_t i, size_t n, float* dst) const {
-  if (!b) {
-    std::memset(dst, 0, n * sizeof(float));
-    return;
-  }
-  load_one(b, tb, i, n, dst);
+  const size_t h = b ? held(b_numel, i, n) : 0;
+  if (h < n) std::memset(dst + h, 0, (n - h) * sizeof(float));
+  if (h == 0) return;
+  load_one(b, tb, i, h, dst);
   const float lam = lambda;
-  combine(dst, a, ta, i, n, [lam](float fine, float pre) { return lam * (fine - pre); });  // λ·τ
+  combine(dst, a, ta, i, h, [lam](float fine, float pre) { return lam * (fine - pre); });  // λ·τ
 }
 
 void fisher_fold(const FisherSink& sink, size_t i, const float* g, size_t n) {

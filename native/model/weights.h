@@ -4,6 +4,8 @@
 //
 //   θ[j] = a[j]                      (b == nullptr)
 //   θ[j] = a[j] + λ·(b[j] − a[j])    (the scaled model θ_pre + λ·τ, DF-Merge's θ_i(λ_i))
+//   θ[j] = a[j]  for j ≥ b_numel     (b holds fewer elements: a fine-tune whose vocabulary
+//                                     has fewer rows than the base's; τ = 0 there, docs/design.md §10)
 //
 // The scaled model is never materialised: the GEMMs form θ while packing a
 // weight panel (load()), and the Fisher epilogue reads λ·τ (load_delta()) to
@@ -24,6 +26,7 @@ struct WeightView {
   Dtype tb = Dtype::F32;
   float lambda = 0.0f;
   size_t numel = 0;
+  size_t b_numel = SIZE_MAX;  // elements b holds (≤ numel); beyond them θ = a and λτ = 0
 
   // f32 values readable in place (4-byte aligned; else they are copied through load()).
   bool plain_f32() const { return b == nullptr && ta == Dtype::F32 && (reinterpret_cast<uintptr_t>(a) & 3u) == 0; }

@@ -1,6 +1,7 @@
 /** `dfmerge inspect <file-or-folder>`. */
 import type { Command } from 'commander';
 import { Checkpoint } from '../io/checkpoint.js';
+import { modelDir } from '../io/hf_cache.js';
 import { summarize, type CheckpointSummary } from '../io/inspect.js';
 import { formatBytes, formatCount, table } from '../util/format.js';
 
@@ -33,7 +34,7 @@ export function registerInspect(program: Command): void {
     .option('--filter <regex>', 'only list tensors whose name matches this regular expression')
     .addHelpText('after', '\nExamples:\n  dfmerge inspect ./Llama-3.2-1B\n  dfmerge inspect model.safetensors --json\n  dfmerge inspect ./ckpt --filter "layers\\.0\\."')
     .action((path: string, opts: { json?: boolean; tensors: boolean; filter?: string }) => {
-      const ck = Checkpoint.open(path);
+      const ck = Checkpoint.open(modelDir(path, 'inspect'));
       try {
         const s = summarize(ck);
         if (opts.filter !== undefined) {

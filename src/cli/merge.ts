@@ -1,5 +1,6 @@
 /** `dfmerge merge`: the classic methods, from flags or a mergekit-style YAML file. */
 import { Command, Option } from 'commander';
+import { modelDir } from '../io/hf_cache.js';
 import { UsageError } from '../errors.js';
 import { descriptorOf, loadConfigFile, parseDtype, parseMethod, validateConfig, type MergeConfig, type ModelEntry, type ParamValue } from '../merge/config.js';
 import { METHOD_REGISTRY } from '../merge/methods/index.js';
@@ -48,7 +49,7 @@ export function configFromFlags(f: MergeFlags): MergeConfig {
     const w = f.weight.length === 0 ? (takesWeight ? '1' : undefined) : f.weight[f.weight.length === 1 ? 0 : i]!;
     const parameters: Record<string, ParamValue> = w === undefined ? {} : { weight: num('--weight', w) };
     return {
-      path,
+      path: modelDir(path, '--model'),
       parameters,
       ...(f.fisher[i] !== undefined ? { fisher: f.fisher[i] } : {}),
     };
@@ -61,7 +62,7 @@ export function configFromFlags(f: MergeFlags): MergeConfig {
   if (f.normalizeFisher !== undefined) parameters.normalize_fisher = f.normalizeFisher;
   return validateConfig({
     method,
-    ...(f.base !== undefined ? { base: f.base } : {}),
+    ...(f.base !== undefined ? { base: modelDir(f.base, '--base') } : {}),
     models,
     parameters,
     ...(f.dtype !== undefined ? { dtype: parseDtype(f.dtype) } : {}),

@@ -11,6 +11,8 @@ import { parseDtype } from '../merge/config.js';
 import { addon } from '../native/addon.js';
 import { parseByteSize } from '../util/format.js';
 import { atLeast, collect, int, num, threads } from './args.js';
+import { modelDir } from '../io/hf_cache.js';
+import { CHAT_TEMPLATE_HELP, DELIMITER_HELP, parseScoring, promptOptionsFromFlags, SCORING_HELP, TRUNCATE_HELP } from '../eval/prompt_options.js';
 import { LM_EVAL, parseLmEvalTasks, resolvePython } from '../dfmerge/evaluator_lm_eval.js';
 import { RESULT_MARKER, evaluateCandidateSpec, readCandidateSpec } from '../dfmerge/candidate.js';
 
@@ -66,6 +68,10 @@ interface Flags {
   baselines: boolean;
   json?: boolean;
   quiet?: boolean;
+  delimiter?: string;
+  truncate?: boolean;
+  chatTemplate?: boolean;
+  scoring: string;
 }
 
 /** A one-line progress display with the best objective so far. */
@@ -129,8 +135,8 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
   const shardSize = parseByteSize(f.shardSize);
   if (shardSize === undefined) throw new UsageError(`--shard-size: cannot read "${f.shardSize}" as a size`);
   return {
-    base: f.base,
-    models: f.model,
+    base: modelDir(f.base, '--base'),
+    models: f.model.map((m) => modelDir(m, '--model')),
     tasks: f.task.map((validation, i) => ({
       validation,
       ...(f.testTask[i] ? { test: f.testTask[i] } : {}),
@@ -180,6 +186,8 @@ export function optionsFromFlags(f: Flags): OptimizeOptions {
     shardSize,
     baselines: f.baselines,
     tunedBaselines: f.tunedBaselines === true,
+    prompts: promptOptionsFromFlags(f),
+    scoring: parseScoring(f.scoring),
   };
 }
 
@@ -254,6 +262,10 @@ export function registerOptimize(program: Command): void {
     .option('--no-baselines', 'skip the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging) in the report')
     .option('--json', 'print the final report as JSON on stdout')
     .option('-q, --quiet', 'no progress output')
+    .option('--scoring <s>', `${SCORING_HELP}; the objective's accuracy (the Fisher's ℓ stays the mean)`, 'mean')
+    .option('--delimiter <text>', DELIMITER_HELP)
+    .option('--truncate', TRUNCATE_HELP)
+    .option('--chat-template', CHAT_TEMPLATE_HELP)
     .addHelpText('after', `
 Each evaluation: F_i = Fisher of θ_pre + λ_i τ_i on N examples of task i; θ* = θ_pre + M·Σ F_i λ_i τ_i / Σ F_i;
 objective = mean validation accuracy of θ* over the tasks. Every evaluation is appended to the journal as it

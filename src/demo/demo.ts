@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { evaluateTasks } from '../eval/accuracy.js';
 import { loadTask, tokenizeTask } from '../eval/task.js';
+import { ZOO_DELIMITER, ZOO_PROMPTS } from '../zoo/tasks.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { JournalError, type JournalEvaluation } from '../dfmerge/journal.js';
 import { optimize, type OptimizeOptions, type OptimizeResult } from '../dfmerge/optimize.js';
@@ -78,6 +79,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction,
     seed: o.seed,
+    prompts: ZOO_PROMPTS,
     log: o.log,
     ...(o.onEvaluation ? { onEvaluation: o.onEvaluation } : {}),
   };
@@ -93,7 +95,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   o.log('== 4/4 multi-task model (upper bound)');
   const rt = LlamaRuntime.fromCheckpoint(z.multitask);
   const scores = async (split: 'validation' | 'test') => {
-    const tasks = taskNames.map((t) => tokenizeTask(loadTask(z.tasks[t]![split]), rt.tokenizer!, rt.config.maxPositions));
+    const tasks = taskNames.map((t) => tokenizeTask(loadTask(z.tasks[t]![split]), rt.tokenizer!, rt.config.maxPositions, { delimiter: ZOO_DELIMITER }));
     const r = await evaluateTasks(rt, tasks);
     return Object.fromEntries(r.tasks.map((x) => [x.task, x.accuracy]));
   };

@@ -113,7 +113,8 @@ export class DfMergeObjective {
 
   /** S = Σ F_i, W = Σ F_i ⊙ λ_i τ_i with F_i the Fisher of the scaled model θ_i(λ_i). */
   private async accumulate(lambda: readonly number[], timings: MergeTimings, useGrid = true): Promise<void> {
-    const { rt, baseSource, modelSources, models, fisherExamples, modelNames } = this.setup;
+    const { rt, baseSource, models, fisherExamples, modelNames } = this.setup;
+    const scaledSources = this.setup.scaledSources ?? this.setup.modelSources;
     const s = this.s;
     const w = this.w!;
     s.zero();
@@ -129,7 +130,7 @@ export class DfMergeObjective {
     let done = 0;
     for (let i = 0; i < models.length; i++) {
       const t = performance.now();
-      rt.bind(baseSource, modelSources[i]!, lambda[i]!);                       // θ_i(λ_i), formed in the GEMMs
+      rt.bind(baseSource, scaledSources[i]!, lambda[i]!);                      // θ_i(λ_i), formed in the GEMMs
       const examples = fisherExamples[i]!;
       const scale = 1 / examples.length;                                      // F_i = (1/N) Σ ... + ε
       for (let k = 0; k < examples.length; k += batch) {
@@ -169,6 +170,7 @@ export class DfMergeObjective {
     let total = 0;
     for (const t of tasks) { start.set(t.name, total); total += t.examples.length; }
     return evaluateTasks(this.setup.rt, tasks, {
+      ...(this.setup.scoring ? { scoring: this.setup.scoring } : {}),
       onProgress: (task, done) => this.onProgress?.('validation', (start.get(task) ?? 0) + done, total, task),
     });
   }

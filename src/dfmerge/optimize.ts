@@ -12,6 +12,8 @@
  * and their results are observed in index order once the batch is done, so the
  * proposals are a function of (seed, q, results) whatever order jobs finish in.
  */
+import { effectiveDelimiter, type PromptOptions } from '../eval/prompt_options.js';
+import type { Scoring } from '../eval/accuracy.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -101,6 +103,9 @@ export interface OptimizeOptions {
   workerThreads?: number;
   dtype?: ComputeDtype;
   shardSize?: number;
+  /** How task files become prompts (as `dfmerge eval`'s --delimiter, --truncate, --chat-template) and how choices are ranked. */
+  prompts?: PromptOptions;
+  scoring?: Scoring;
   /** Compute the comparison rows (base, fine-tuned, task arithmetic, TIES, Fisher merging). Default true. */
   baselines?: boolean;
   /** Also tune TIES and DARE (λ per model, density) with this run's optimiser and budget (fair rows; costs 2× the run's evaluations). */
@@ -149,6 +154,9 @@ function journalConfig(o: Resolved): Record<string, unknown> {
     fisherSamples: o.noFisher ? null : o.fisherSamples, fisherMode: o.noFisher ? null : o.fisherMode,
     ...(o.fisherGrid !== undefined && !o.noFisher ? { fisherGrid: o.fisherGrid, fisherGridInterpolation: o.fisherGridInterpolation ?? 'linear' } : {}),
     validationFraction: o.validationFraction, noFisher: o.noFisher, seed: o.seed, evaluator: o.evaluator ?? null,
+    // the prompts as built (the effective delimiter: its default changed to lm-eval's " ") and a non-default scoring change the objective
+    prompts: { delimiter: effectiveDelimiter(o.prompts ?? {}), truncate: o.prompts?.truncate === true, chatTemplate: o.prompts?.chatTemplate === true },
+    ...(o.scoring && o.scoring !== 'mean' ? { scoring: o.scoring } : {}),
     ...(o.evaluator === LM_EVAL && o.lmEval ? {
       lmEval: { tasks: o.lmEval.tasks, metric: o.lmEval.metric, includePath: o.lmEval.includePath ?? null, modelArgs: o.lmEval.modelArgs ?? null, limit: o.lmEval.limit ?? null, numFewshot: o.lmEval.numFewshot ?? null },
     } : {}),
@@ -252,6 +260,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
   const setupOptions: SetupOptions = {
     base: o.base, models: o.models, tasks: o.tasks, fisherSamples: o.fisherSamples,
     validationFraction: o.validationFraction, seed: o.seed, needFisher: !o.noFisher,
+    ...(o.prompts ? { prompts: o.prompts } : {}), ...(o.scoring ? { scoring: o.scoring } : {}),
   };
   const setup: DfSetup | undefined = runtimeFree ? undefined : loadSetup(setupOptions);
   const taskNames = o.evaluator === LM_EVAL ? lmEvalLabels(o.lmEval!.tasks)

@@ -11,8 +11,12 @@ import { checkSameArchitecture } from '../merge/plan.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { checkConfigAgainstCheckpoint } from '../model/check_weights.js';
 import { LlamaRuntime, checkpointSource, type TensorSource } from '../model/runtime.js';
+import type { ComputeDtype } from '../native/addon.js';
+import { firstRows, fitRows, rowFitWarning, type RowFit } from '../io/vocab_rows.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import { loadTask, tokenizeTask, type TokenizedTask } from '../eval/task.js';
+import { tokenizeOptions, type PromptOptions } from '../eval/prompt_options.js';
+import type { Scoring } from '../eval/accuracy.js';
 import { drawFisherExamples, type FisherExample } from '../fisher/fisher.js';
 import { Rng } from '../util/rng.js';
 
@@ -36,6 +40,12 @@ export interface SetupOptions {
   seed: number;
   /** Whether Fisher information is needed (false for the --no-fisher ablation). */
   needFisher: boolean;
+  /** Where warnings go (vocabulary rows that differ from the base's); default stderr. */
+  warn?: (line: string) => void;
+  /** How task files become prompts, as in `dfmerge eval` (delimiter, truncation, chat template). */
+  prompts?: PromptOptions;
+  /** How the objective ranks choices (default mean; the Fisher's ℓ is always the mean, docs/design.md §1). */
+  scoring?: Scoring;
 }
 
 export interface DfSetup {
@@ -48,10 +58,23 @@ export interface DfSetup {
   models: Checkpoint[];
   /** The runtime's parameters read from θ_pre and from each θ_i (checked once, when opened). */
   baseSource: TensorSource;
+  /**
+   * θ_i with the base's shapes: where a fine-tune's vocabulary has more rows, a
+   * zero-copy prefix; where it has fewer, a copy whose missing rows are the
+   * base's (docs/design.md §10). Valid as `a` or `b` of a binding and as a merge input.
+   */
   modelSources: TensorSource[];
+  /**
+   * θ_i as the `b` of a scaled view θ_pre + λ·(θ_i − θ_pre) only: zero-copy
+   * always (a vocabulary with fewer rows is bound short; the runtime reads τ = 0
+   * in the rows it lacks). Absent: modelSources serve.
+   */
+  scaledSources?: TensorSource[];
   modelNames: string[];
   validation: TokenizedTask[];
   test: TokenizedTask[] | undefined;
+  /** How validation and test accuracy rank choices (default mean). */
+  scoring?: Scoring;
   fisherExamples: FisherExample[][];
   /** Drops this process's resident pages of model i (they stay in the page cache; read again, they fault back in). */
   releaseModel(i: number): void;
@@ -78,7 +101,20 @@ export function assertCheckpointFinite(ck: Checkpoint): void {
   }
 }
 
-const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'vocab', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
+// vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §10)
+const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
+
+/** A fine-tune's parameters in their stored dtype, vocabulary tensors fitted to the base's rows (`full`) or left short (scaled views). */
+function fineTuneSource(ck: Checkpoint, base: TensorSource, fits: ReadonlyMap<string, RowFit>, full: boolean): TensorSource {
+  return (p) => {
+    const { file, info } = ck.locate(p.name);
+    const t = { data: file.bytes(p.name), dtype: info.dtype as ComputeDtype };
+    const fit = fits.get(p.name);
+    if (!fit) return t;
+    if (fit.stored > fit.used || !full) return firstRows(t, Math.min(fit.stored, fit.used), fit.rowElements);
+    return fitRows(t, fit, base(p));
+  };
+}
 
 function subset<T>(items: readonly T[], fraction: number, seed: number): T[] {
   if (fraction >= 1) return [...items];
@@ -107,20 +143,25 @@ export function loadSetup(o: SetupOptions): DfSetup {
     opened.push(base);
     checkConfigAgainstCheckpoint(config, base);  // every tensor the config implies, nothing unused
     assertCheckpointFinite(base);
+    const warn = o.warn ?? ((line: string) => { process.stderr.write(line); });
+    const fits: Map<string, RowFit>[] = [];
     const models = o.models.map((m) => {
       const ck = Checkpoint.open(m);
       opened.push(ck);
-      checkSameArchitecture(base, ck);
+      const f = checkSameArchitecture(base, ck, 'model', true);
+      for (const fit of f) warn(rowFitWarning(fit, ck.path, base.path));
+      fits.push(new Map(f.map((fit) => [fit.name, fit])));
       assertCheckpointFinite(ck);
       return ck;
     });
     const tokenizer = ModelTokenizer.load(o.base, config.vocab);
     const rt = LlamaRuntime.fromConfig(config, tokenizer);
     const baseSource = checkpointSource(base, rt.params);
-    const modelSources = models.map((ck) => checkpointSource(ck, rt.params));
+    const modelSources = models.map((ck, i) => (fits[i]!.size === 0 ? checkpointSource(ck, rt.params) : fineTuneSource(ck, baseSource, fits[i]!, true)));
+    const scaledSources = models.map((ck, i) => (fits[i]!.size === 0 ? modelSources[i]! : fineTuneSource(ck, baseSource, fits[i]!, false)));
     return {
-      config, tokenizer, rt, base, models, baseSource, modelSources, modelNames: o.models.map((m) => basename(m)),
-      ...loadTasks(o, tokenizer, config), close, releaseModel: (i) => releaseCheckpoint(models[i]!),
+      config, tokenizer, rt, base, models, baseSource, modelSources, scaledSources, modelNames: o.models.map((m) => basename(m)),
+      ...loadTasks(o, tokenizer, config), ...(o.scoring ? { scoring: o.scoring } : {}), close, releaseModel: (i) => releaseCheckpoint(models[i]!),
     };
   } catch (e) {
     close();
@@ -129,7 +170,8 @@ export function loadSetup(o: SetupOptions): DfSetup {
 }
 
 function loadTasks(o: SetupOptions, tokenizer: ModelTokenizer, config: ModelConfig): Pick<DfSetup, 'validation' | 'test' | 'fisherExamples'> {
-  const tokenized = (file: string) => tokenizeTask(loadTask(file), tokenizer, config.maxPositions);
+  const options = tokenizeOptions(o.prompts, tokenizer);
+  const tokenized = (file: string) => tokenizeTask(loadTask(file), tokenizer, config.maxPositions, options);
   const validationFull = o.tasks.map((t) => tokenized(t.validation));
   const seen = new Map<string, string>();
   for (const t of validationFull) {

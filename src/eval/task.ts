@@ -8,6 +8,7 @@ import { basename, extname } from 'node:path';
 import { TaskError } from '../errors.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import type { ChatTemplate } from './chat_template.js';
+import { effectiveDelimiter } from './prompt_options.js';
 import type { TokenizedExample } from '../model/runtime.js';
 
 export interface TaskExample {
@@ -102,8 +103,8 @@ export interface TokenizeOptions {
 
 /**
  * Lines whose prompt and some choice meet with no whitespace between them
- * (lm-eval warns likewise): with the default delimiter '' they are scored as
- * one run of text, e.g. "The sky is" + "blue" as "The sky isblue".
+ * (lm-eval warns likewise): with the delimiter '' they are scored as one run
+ * of text, e.g. "The sky is" + "blue" as "The sky isblue".
  */
 export function linesJoinedWithoutSpace(task: Task): number[] {
   const endsInSpace = (t: string) => t !== t.replace(TRAILING_SPACE, '');
@@ -148,7 +149,7 @@ export function encodePair(tok: ModelTokenizer, context: string, continuation: s
  * prompt + choice longer than the context.
  */
 export function tokenizeTask(task: Task, tok: ModelTokenizer, maxPositions: number, options: TokenizeOptions = {}): TokenizedTask {
-  const delimiter = options.delimiter ?? '';
+  const delimiter = effectiveDelimiter(options);
   const examples = task.examples.map((e): TokenizedTaskExample => {
     const context = options.chatTemplate ? options.chatTemplate.renderPrompt(e.prompt) : e.prompt;
     const pairs = e.choices.map((c) => encodePair(tok, context, delimiter + c));

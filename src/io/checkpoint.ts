@@ -10,6 +10,7 @@ import { CheckpointError } from '../errors.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 import { byteSize } from './dtypes.js';
 import { InputFileError, readJsonObjectFile } from './read_file.js';
+import { isPytorchWeightsFile, pytorchWeightsIn, refusePytorchFile, refusePytorchFolder } from './pytorch_weights.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -66,6 +67,7 @@ export class Checkpoint {
       throw new CheckpointError(path, 'NotACheckpoint', 'is neither a checkpoint folder nor a .safetensors file (a device, FIFO or socket)');
     }
     if (st.isFile()) {
+      if (isPytorchWeightsFile(basename(path))) refusePytorchFile(path);
       return new Checkpoint(path, resolve(path, '..'), [SafetensorsFile.open(path)], undefined);
     }
     const indexPath = join(path, INDEX_FILE);
@@ -74,6 +76,8 @@ export class Checkpoint {
     if (existsSync(single)) return new Checkpoint(path, path, [SafetensorsFile.open(single)], undefined);
     const found = readdirSync(path).filter((f) => f.endsWith('.safetensors'));
     if (found.length === 1) return new Checkpoint(path, path, [SafetensorsFile.open(join(path, found[0]!))], undefined);
+    const pytorch = pytorchWeightsIn(path);
+    if (found.length === 0 && pytorch.length > 0) refusePytorchFolder(path, pytorch);
     throw new CheckpointError(path, 'NoWeights', found.length === 0
       ? `no ${SINGLE_FILE}, no ${INDEX_FILE} and no other .safetensors file in this folder`
       : `${found.length} .safetensors files (${found.join(', ')}) but no ${INDEX_FILE} saying how they fit together`);

@@ -20,6 +20,7 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { modelDir } from '../io/hf_cache.js';
 import { parseAllDocuments } from 'yaml';
 import { UsageError } from '../errors.js';
 import { InputFileError, readTextFile } from '../io/read_file.js';
@@ -321,13 +322,13 @@ export function loadConfigFile(path: string): MergeConfig {
   }
   if (typeof root.merge_method !== 'string') throw new UsageError(where('"merge_method" is required'));
   const dir = dirname(resolve(path));
-  const rel = (p: unknown, w: string): string => {
+  const rel = (p: unknown, w: string, model = true): string => {
     if (typeof p !== 'string' || p.length === 0) throw new UsageError(where(`${w} must be a path`));
     const full = resolve(p);
     if (!isAbsolute(p) && !existsSync(full) && existsSync(resolve(dir, p))) {
       throw new UsageError(where(`${w}: "${p}" is resolved from the current folder (as mergekit does) and is not there; it exists next to the config: run from ${dir} or give ${resolve(dir, p)}`));
     }
-    return full;
+    return model ? resolve(modelDir(p, where(w))) : full;  // a model named org/name[@rev]: its snapshot in the Hugging Face cache
   };
   let models: ModelEntry[] = [];
   let slices: SliceEntry[] | undefined;
@@ -361,7 +362,7 @@ export function loadConfigFile(path: string): MergeConfig {
       return {
         path: rel(rec.model, `models[${i}].model`),
         parameters: asParams(rec.parameters, where(`models[${i}].parameters`)),
-        ...(rec.fisher !== undefined ? { fisher: rel(rec.fisher, `models[${i}].fisher`) } : {}),
+        ...(rec.fisher !== undefined ? { fisher: rel(rec.fisher, `models[${i}].fisher`, false) } : {}),
       };
     });
   }

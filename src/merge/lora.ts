@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { CheckpointError } from '../errors.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { SafetensorsFile } from '../io/safetensors.js';
+import { refusePytorchFile } from '../io/pytorch_weights.js';
 import type { TensorInput } from './kernels.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -100,7 +101,10 @@ export class LoraAdapter {
       return bad('target_modules must be a list or a regular expression');
     };
     const weights = join(dir, ADAPTER_WEIGHTS);
-    if (!existsSync(weights)) throw new CheckpointError(dir, 'BadAdapter', `has ${ADAPTER_CONFIG} but no ${ADAPTER_WEIGHTS}`);
+    if (!existsSync(weights)) {
+      if (existsSync(join(dir, 'adapter_model.bin'))) refusePytorchFile(join(dir, 'adapter_model.bin'));
+      throw new CheckpointError(dir, 'BadAdapter', `has ${ADAPTER_CONFIG} but no ${ADAPTER_WEIGHTS}`);
+    }
     this.file = SafetensorsFile.open(weights);
     try {
       const found = new Map<string, { a?: string; b?: string; embedding: boolean }>();

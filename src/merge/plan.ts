@@ -16,6 +16,7 @@ import { UsageError } from '../errors.js';
 import { descriptorOf, evaluateParam, outputDtype, type MergeConfig, type MethodName, type ParamValue } from './config.js';
 import type { MethodDescriptor, ParamSpec } from './methods/index.js';
 import { LoraAdapter } from './lora.js';
+import { fitFisherRows, fitRows, rowFitWarning, vocabRowFit, type RowFit } from '../io/vocab_rows.js';
 
 /** What the plan needs of a model: a checkpoint, or a LoRA adapter over the base (./lora.ts). */
 export type ModelSource = Checkpoint | LoraAdapter;
@@ -56,6 +57,27 @@ export interface TensorPlan {
   readonly depth: number;
   /** Bytes this tensor reads (each input once) plus writes. */
   readonly ioBytes: number;
+  /**
+   * Per source, when its vocabulary rows differ from the output's (../io/vocab_rows.ts):
+   * how it is read with the output's rows. Absent when every source has the output's shape.
+   */
+  readonly rowFits?: readonly (RowFit | undefined)[];
+  /** Per Fisher file, the same for its Fisher tensor. */
+  readonly fisherRowFits?: readonly (RowFit | undefined)[];
+}
+
+/** Source j of tensor t with the output's rows (a padded copy or a zero-copy prefix when its vocabulary differs). */
+export function fitSourceInput<T extends { readonly data: ArrayBufferView | ArrayBuffer; readonly dtype: ComputeDtype }>(
+  t: TensorPlan, j: number, input: T, reference: () => T): T | { data: ArrayBufferView | ArrayBuffer; dtype: ComputeDtype } {
+  const fit = t.rowFits?.[j];
+  return fit ? fitRows(input, fit, reference()) : input;
+}
+
+/** Fisher file k's tensor for t with the output's rows (extra rows dropped, missing rows 0). */
+export function fitFisherInput<T extends { readonly data: ArrayBufferView | ArrayBuffer; readonly dtype: ComputeDtype }>(
+  t: TensorPlan, k: number, input: T): T | { data: ArrayBufferView | ArrayBuffer; dtype: ComputeDtype } {
+  const fit = t.fisherRowFits?.[k];
+  return fit ? fitFisherRows(input, fit) : input;
 }
 
 export interface MergePlan {
@@ -85,9 +107,15 @@ function listMismatches(path: string, problems: string[]): never {
   throw new CheckpointError(path, 'ModelMismatch', `does not match the reference model:\n${shown}${more}`);
 }
 
-/** Checks that `other` has exactly the reference's tensors with the same shapes and compatible dtypes. */
-export function checkSameArchitecture(reference: ModelLike, other: ModelLike, what = 'model'): void {
+/**
+ * Checks that `other` has exactly the reference's tensors with the same shapes and
+ * compatible dtypes, except for vocabulary tensors whose row counts differ
+ * (../io/vocab_rows.ts) when `allowVocabRows`: those are returned, for the caller
+ * to read with the reference's rows and to warn about.
+ */
+export function checkSameArchitecture(reference: ModelLike, other: ModelLike, what = 'model', allowVocabRows = false): RowFit[] {
   const problems: string[] = [];
+  const fits: RowFit[] = [];
   const refNames = new Set(reference.names);
   for (const name of reference.names) {
     if (!other.has(name)) {
@@ -96,14 +124,19 @@ export function checkSameArchitecture(reference: ModelLike, other: ModelLike, wh
     }
     const a = reference.locate(name).info;
     const b = other.locate(name).info;
-    if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+    const fit = allowVocabRows ? vocabRowFit(name, a.shape, b.shape) : undefined;
+    const dtypesAgree = isComputeDtype(a.dtype) === isComputeDtype(b.dtype) && (isComputeDtype(a.dtype) || a.dtype === b.dtype);
+    if (!fit && (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))) {
       problems.push(`tensor "${name}" has shape [${b.shape.join(', ')}], the reference has [${a.shape.join(', ')}]`);
-    } else if (isComputeDtype(a.dtype) !== isComputeDtype(b.dtype) || (!isComputeDtype(a.dtype) && a.dtype !== b.dtype)) {
+    } else if (!dtypesAgree || (fit && !isComputeDtype(a.dtype))) {
       problems.push(`tensor "${name}" has dtype ${b.dtype}, the reference has ${a.dtype}`);
+    } else if (fit) {
+      fits.push(fit);
     }
   }
   for (const name of other.names) if (!refNames.has(name)) problems.push(`tensor "${name}" is not in the reference model`);
   if (problems.length > 0) listMismatches(other.path, problems);
+  return fits;
 }
 
 /** Checks that a Fisher file holds a float tensor of the right shape for every merged tensor. */
@@ -114,7 +147,7 @@ function checkFisher(fisher: Checkpoint, tensors: readonly TensorPlan[]): void {
     if (!fisher.has(t.name)) { problems.push(`no Fisher tensor "${t.name}"`); continue; }
     const f = fisher.locate(t.name).info;
     if (!isComputeDtype(f.dtype)) problems.push(`Fisher tensor "${t.name}" has dtype ${f.dtype}; F32, F16 or BF16 expected`);
-    else if (numelOf(f.shape) !== t.numel) problems.push(`Fisher tensor "${t.name}" has shape [${f.shape.join(', ')}], the model has [${t.shape.join(', ')}]`);
+    else if (numelOf(f.shape) !== t.numel && !vocabRowFit(t.name, t.shape, f.shape)) problems.push(`Fisher tensor "${t.name}" has shape [${f.shape.join(', ')}], the model has [${t.shape.join(', ')}]`);
   }
   if (problems.length > 0) listMismatches(fisher.path, problems);
 }
@@ -249,7 +282,13 @@ function slicesDrafts(config: MergeConfig, useBase: boolean, modelIndex: (path: 
   return { drafts, layerCount: out };
 }
 
-export function buildPlan(config: MergeConfig): MergePlan {
+export interface BuildPlanOptions {
+  /** Where warnings go (vocabulary rows that differ); default stderr. */
+  warn?: (line: string) => void;
+}
+
+export function buildPlan(config: MergeConfig, options: BuildPlanOptions = {}): MergePlan {
+  const warn = options.warn ?? ((line: string) => { process.stderr.write(line); });
   const opened = new Map<string, ModelSource>();
   let baseCk: Checkpoint | undefined;
   const openCheckpoint = (p: string): Checkpoint => {
@@ -295,7 +334,7 @@ export function buildPlan(config: MergeConfig): MergePlan {
       modelPaths = config.models.map((m) => m.path);
       const ms = modelPaths.map(open);
       reference = base ?? openCheckpoint(modelPaths[0]!);
-      for (const m of ms) if (m !== reference) checkSameArchitecture(reference, m);
+      for (const m of ms) if (m !== reference) checkSameArchitecture(reference, m, 'model', true);
       drafts = modelsDrafts(config, desc, reference, useBase);
     }
     const models = modelPaths.map(open);
@@ -312,11 +351,16 @@ export function buildPlan(config: MergeConfig): MergePlan {
       if (!ref.has(d.copyFrom.name)) { problems.push(`${ref.path}: no tensor "${d.copyFrom.name}"`); continue; }
       const info = ref.locate(d.copyFrom.name).info;
       let ok = true;
+      const fits = new Map<TensorSource, RowFit>();
       for (const s of inputs) {
         const ck = ckOf(s);
         if (!ck.has(s.name)) { problems.push(`${ck.path}: no tensor "${s.name}" (for output ${d.name})`); ok = false; continue; }
         const i = ck.locate(s.name).info;
-        if (i.shape.length !== info.shape.length || i.shape.some((x, j) => x !== info.shape[j])) {
+        const fit = s.model >= 0 && isComputeDtype(i.dtype) && isComputeDtype(info.dtype) ? vocabRowFit(s.name, info.shape, i.shape) : undefined;
+        if (fit) {
+          fits.set(s, fit);
+          warn(rowFitWarning(fit, ck.path, ref.path, d.copyFrom.model < 0 ? 'the base' : 'the reference model'));
+        } else if (i.shape.length !== info.shape.length || i.shape.some((x, j) => x !== info.shape[j])) {
           problems.push(`${ck.path}: tensor "${s.name}" has shape [${i.shape.join(', ')}], ${ref.path} has [${info.shape.join(', ')}]`);
           ok = false;
         }
@@ -344,10 +388,13 @@ export function buildPlan(config: MergeConfig): MergePlan {
         for (const s of inputs) ioBytes += byteSize(ckOf(s).locate(s.name).info.dtype, info.shape);
         for (const f of fishers) if (f.has(d.name)) ioBytes += byteSize(f.locate(d.name).info.dtype, info.shape);
       }
+      const fisherFits = fishers.map((f) => (merge && f.has(d.name) ? vocabRowFit(d.name, info.shape, f.locate(d.name).info.shape) : undefined));
       tensors.push({
         name: d.name, shape: [...info.shape], numel: numelOf(info.shape), kind: merge ? 'merge' : 'copy', outDtype: od,
         sources: d.sources, ...(d.baseName !== undefined ? { baseName: d.baseName } : {}), copyFrom: d.copyFrom,
         weights, modelParams, params, depth: d.depth, ioBytes,
+        ...(fits.size > 0 ? { rowFits: d.sources.map((s) => fits.get(s)) } : {}),
+        ...(fisherFits.some((f) => f) ? { fisherRowFits: fisherFits } : {}),
       });
     }
     if (problems.length > 0) listMismatches(reference.path, problems);

@@ -21,7 +21,7 @@ import { mergeTensor, sumOfSquares, type Device, type TensorInput } from './kern
 import type { MethodInputs } from './methods/index.js';
 import { modelCard } from './card.js';
 import { LoraAdapter } from './lora.js';
-import { buildPlan, type MergePlan, type TensorPlan } from './plan.js';
+import { buildPlan, fitFisherInput, fitSourceInput, type MergePlan, type TensorPlan } from './plan.js';
 
 export interface MergeRunOptions {
   out: string;
@@ -151,8 +151,9 @@ async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter
   }
   const inputs: MethodInputs = {
     base: t.baseName !== undefined ? tensorInput(plan.base!, t.baseName) : undefined,
-    models: t.sources.map((s) => input(s.model, s.name)),
-    fishers: plan.fishers.map((f) => tensorInput(f, t.name)),
+    // vocabulary rows that differ from the output's: read with the output's rows (plan.ts, io/vocab_rows.ts)
+    models: t.sources.map((s, j) => fitSourceInput(t, j, input(s.model, s.name), () => input(t.copyFrom.model, t.copyFrom.name))),
+    fishers: plan.fishers.map((f, k) => fitFisherInput(t, k, tensorInput(f, t.name))),
     fisherScale,
     seed: plan.config.seed,
     ...(threads !== undefined ? { threads } : {}),

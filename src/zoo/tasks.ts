@@ -10,6 +10,16 @@
  * others: they compete for capacity, which is what merging has to reconcile.
  */
 import { Rng } from '../util/rng.js';
+import type { PromptOptions } from '../eval/prompt_options.js';
+
+/**
+ * How the zoo's tasks are read: each choice follows its `<tag>:<input>=` prompt
+ * directly (the models are trained on that text), so the target delimiter is ''
+ * rather than lm-eval's default ' '. Pass it (or `--delimiter ""`) wherever zoo
+ * tasks are evaluated.
+ */
+export const ZOO_DELIMITER = '';
+export const ZOO_PROMPTS: PromptOptions = { delimiter: ZOO_DELIMITER };
 
 export interface McExample {
   prompt: string;

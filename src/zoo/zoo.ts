@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { evaluateTasks } from '../eval/accuracy.js';
+import { ZOO_DELIMITER } from './tasks.js';
 import { loadTask, tokenizeTask, type TokenizedTask } from '../eval/task.js';
 import { writeFileAtomic } from '../io/writer.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
@@ -249,7 +250,7 @@ export async function buildZoo(options: BuildZooOptions): Promise<ZooBuild> {
     }
     tasks[name] = { description: spec.description, ...files };
     const load = (split: 'train' | 'validation' | 'test') => {
-      const t = tokenizeTask(loadTask(join(dir, files[split])), tokenizer, modelConfig.maxPositions);
+      const t = tokenizeTask(loadTask(join(dir, files[split])), tokenizer, modelConfig.maxPositions, { delimiter: ZOO_DELIMITER });
       return { ...t, name };
     };
     tokenized[name] = { train: load('train'), validation: load('validation'), test: load('test') };

@@ -212,11 +212,11 @@ test('--chat-template renders each prompt as a user message (delimiter "" as lm-
   assert.equal(ChatTemplate.load(tok).renderPrompt('hi'), 'hi!');
 }));
 
-test('dfmerge eval warns when prompt and choice meet with no whitespace (default delimiter "") and not with --delimiter', () => {
-  const plain = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK]);
+test('dfmerge eval warns when prompt and choice meet with no whitespace (--delimiter "") and not with the default " " (lm-eval)', () => {
+  const plain = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK, '--delimiter', '']);
   assert.equal(plain.status, 0, plain.stderr);
   assert.match(plain.stderr, /warning: .*task\.jsonl: 4 of 4 examples join prompt and choice with no whitespace \(first: line 1\)/);
-  const spaced = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK, '--delimiter', ' ', '--scoring', 'byte-norm', '--json']);
+  const spaced = runCli(['eval', '--model', join(FIXTURES, 'gqa'), '--task', TASK, '--scoring', 'byte-norm', '--json']);
   assert.equal(spaced.status, 0, spaced.stderr);
   assert.doesNotMatch(spaced.stderr, /warning/);
   assert.equal((JSON.parse(spaced.stdout) as { tasks: { scoring: string }[] }).tasks[0]!.scoring, 'byte-norm');

@@ -16,6 +16,7 @@ import { zooTable } from '../../src/cli/zoo.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
 import { loadTask, tokenizeTask } from '../../src/eval/task.js';
+import { ZOO_DELIMITER } from '../../src/zoo/tasks.js';
 import { evaluateTasks } from '../../src/eval/accuracy.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -90,7 +91,7 @@ test('saved zoo models reload identically and the manifest accuracies are reprod
   const paths = resolveZoo(b.dir, b.manifest);
   const t = b.manifest.config.tasks[0]!;
   const rt = LlamaRuntime.fromCheckpoint(paths.experts[t]!);
-  const task = tokenizeTask(loadTask(paths.tasks[t]!.validation), rt.tokenizer!, rt.config.maxPositions);
+  const task = tokenizeTask(loadTask(paths.tasks[t]!.validation), rt.tokenizer!, rt.config.maxPositions, { delimiter: ZOO_DELIMITER });
   const res = await evaluateTasks(rt, [task]);
   assert.equal(res.meanAccuracy, b.manifest.accuracy[t]![t]!.validation);
   // Two fresh loads give equal logits (fresh: a runtime's prefix cache changes the last bits).
