@@ -102,7 +102,10 @@ export function assertCheckpointFinite(ck: Checkpoint): void {
 }
 
 // vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §10)
-const CONFIG_FIELDS = ['hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias'] as const;
+// What every model must share with the base for one runtime to compute them all (the family, shapes and layer kinds;
+// rope settings are taken from the base: a fine-tune that extended its context is still evaluated with the base's).
+const CONFIG_FIELDS = ['architecture', 'hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias',
+  'qkNorm', 'activation', 'normOffset', 'embedScale', 'postNorms', 'queryPreAttnScalar', 'attnSoftcap', 'finalSoftcap'] as const;
 
 /** A fine-tune's parameters in their stored dtype, vocabulary tensors fitted to the base's rows (`full`) or left short (scaled views). */
 function fineTuneSource(ck: Checkpoint, base: TensorSource, fits: ReadonlyMap<string, RowFit>, full: boolean): TensorSource {

@@ -70,3 +70,15 @@ test('a model holding NaN is refused before any evaluation, naming file and tens
   const left = readdirSync(root).filter((f) => f.startsWith('nan-out') || f.startsWith('.nan-out'));
   assert.deepEqual(left, []);
 });
+
+test('a fine-tuned model of another family than the base is refused naming the field, even with equal shapes', async () => {
+  const other = join(root, 'other-family');
+  const good = run.models[0]!;
+  mkdirSync(other);
+  for (const f of readdirSync(good)) copyFileSync(join(good, f), join(other, f));
+  const cfgPath = join(other, 'config.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: null }));
+  await assert.rejects(optimize(opts(join(root, 'family-out'), { models: [good, other] })),
+    { code: 'ModelMismatch', message: /other-family: does not share the base model's architecture \(architecture: mistral vs base llama\)/ });
+});
