@@ -138,6 +138,12 @@ const full = mountTmpfs('fs-full', 'size=1m');
 if (full) {  // filled to the last byte, so that even a journal line or a folder entry fails
   try { writeFileSync(join(full, 'filler'), Buffer.alloc(2 << 20)); } catch { /* ENOSPC: full */ }
 }
+// room for config.json and the tokenizer but not for the weights (the fixture's are 82 kB): the write fails mid-tensor
+const tight = mountTmpfs('fs-small', 'size=60k');
+if (tight) {
+  cases.push({ args: ['merge', '--method', 'linear', '-m', e0, '-m', e1, '-o', join(tight, 'merged'), '-q'], names: join(tight, 'merged'), status: [1], empty: tight });
+  cases.push({ args: [...opt, '-o', join(tight, 'opt'), '--journal', join(fx, `j-${cases.length}.jsonl`), ...small.slice(0, -1)], names: join(tight, 'opt'), status: [1], empty: tight });
+}
 for (const fs of [ro, full].filter(Boolean)) {
   cases.push({ args: ['merge', '--method', 'linear', '-m', e0, '-m', e1, '-o', join(fs, 'merged'), '-q'], names: join(fs, 'merged'), status: [1], empty: fs });
   cases.push({ args: ['fisher', '--model', e0, '--task', task, '--samples', '2', '--out', join(fs, 'f.safetensors')], names: join(fs, 'f.safetensors'), status: [1], empty: fs });

@@ -132,8 +132,9 @@ export function loadSetup(o: SetupOptions): DfSetup {
   }
   if (!(o.validationFraction > 0 && o.validationFraction <= 1)) throw new UsageError(`validation fraction must be in (0, 1], got ${o.validationFraction}`);
   const config = readModelConfig(o.base);
-  for (const m of o.models) {
-    const c = readModelConfig(m);
+  const configs = o.models.map((m) => readModelConfig(m));
+  for (const [i, m] of o.models.entries()) {
+    const c = configs[i]!;
     const diff = CONFIG_FIELDS.filter((f) => c[f] !== config[f]);
     if (diff.length > 0) {
       throw new CheckpointError(m, 'ModelMismatch', `does not share the base model's architecture (${diff.map((f) => `${f}: ${String(c[f])} vs base ${String(config[f])}`).join(', ')})`);
@@ -148,12 +149,13 @@ export function loadSetup(o: SetupOptions): DfSetup {
     assertCheckpointFinite(base);
     const warn = o.warn ?? ((line: string) => { process.stderr.write(line); });
     const fits: Map<string, RowFit>[] = [];
-    const models = o.models.map((m) => {
+    const models = o.models.map((m, i) => {
       const ck = Checkpoint.open(m);
       opened.push(ck);
       const f = checkSameArchitecture(base, ck, 'model', true);
       for (const fit of f) warn(rowFitWarning(fit, ck.path, base.path));
       fits.push(new Map(f.map((fit) => [fit.name, fit])));
+      checkConfigAgainstCheckpoint(configs[i]!, ck);  // and its own config.json describes its own weights (e.g. its vocab_size)
       assertCheckpointFinite(ck);
       return ck;
     });

@@ -14,7 +14,7 @@
  * next — concurrent calls only oversubscribe the cores. device 'cuda' streams each
  * chunk host → GPU → host, so it is bounded by the host link, not GPU memory.
  */
-import { MergeError, nativeErrorFields } from '../errors.js';
+import { MergeError, WriteError, nativeErrorFields } from '../errors.js';
 import { addon, type ComputeDtype, type NativeMergeOutput, type NativeMergeRequest, type NativeTensorInput } from '../native/addon.js';
 import { isComputeDtype } from '../io/dtypes.js';
 import type { SafetensorsWriter } from '../io/writer.js';
@@ -374,7 +374,12 @@ export async function mergeTensor(req: MergeTensorRequest): Promise<void> {
   try {
     await addon().mergeTensor(native);
   } catch (e) {
-    throw wrapNative(e, tensor);
+    const err = wrapNative(e, tensor);
+    // the native side writes through a descriptor and cannot name the file: a full disk or failing device names it here
+    if (req.out.kind === 'writer' && err instanceof MergeError && err.code === 'WriteFailed') {
+      throw new WriteError(req.out.writer.path, `tensor "${req.out.tensor}": ${err.message.replace(`${tensor}: `, '')}`);
+    }
+    throw err;
   }
   markWritten?.();
 }
