@@ -87,23 +87,9 @@ export function releaseCheckpoint(ck: Checkpoint): void {
   for (const name of ck.names) ck.locate(name).file.release(name);
 }
 
-/**
- * Refuses (SafetensorsError naming file, tensor and first element) a checkpoint
- * holding NaN or ±Inf: the scaled models, the Fisher and every merge would carry
- * them, and an accuracy would still be reported. One pass over the weights,
- * each tensor's pages dropped behind the scan so the peak stays one tensor.
- */
-export function assertCheckpointFinite(ck: Checkpoint): void {
-  for (const name of ck.names) {
-    const { file } = ck.locate(name);
-    file.assertFinite(name);
-    file.release(name);
-  }
-}
-
-// vocab_size may differ: the embedding and LM head rows are then checked and fitted (docs/design.md §10)
-// What every model must share with the base for one runtime to compute them all (the family, shapes and layer kinds;
-// rope settings are taken from the base: a fine-tune that extended its context is still evaluated with the base's).
+// What every model must share with the base for one runtime to compute them all: the family, shapes and layer kinds.
+// vocab_size may differ (the embedding and LM head rows are then checked and fitted, docs/design.md §10); rope
+// settings are taken from the base (a fine-tune that extended its context is still evaluated with the base's).
 const CONFIG_FIELDS = ['architecture', 'hidden', 'intermediate', 'heads', 'kvHeads', 'headDim', 'layers', 'rmsEps', 'ropeTheta', 'tieEmbeddings', 'attentionBias',
   'qkNorm', 'activation', 'normOffset', 'embedScale', 'postNorms', 'queryPreAttnScalar', 'attnSoftcap', 'finalSoftcap'] as const;
 
@@ -146,7 +132,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
     const base = Checkpoint.open(o.base);
     opened.push(base);
     checkConfigAgainstCheckpoint(config, base);  // every tensor the config implies, nothing unused
-    assertCheckpointFinite(base);
+    base.assertFinite();
     const warn = o.warn ?? ((line: string) => { process.stderr.write(line); });
     const fits: Map<string, RowFit>[] = [];
     const models = o.models.map((m, i) => {
@@ -156,7 +142,7 @@ export function loadSetup(o: SetupOptions): DfSetup {
       for (const fit of f) warn(rowFitWarning(fit, ck.path, base.path));
       fits.push(new Map(f.map((fit) => [fit.name, fit])));
       checkConfigAgainstCheckpoint(configs[i]!, ck);  // and its own config.json describes its own weights (e.g. its vocab_size)
-      assertCheckpointFinite(ck);
+      ck.assertFinite();
       return ck;
     });
     const tokenizer = ModelTokenizer.load(o.base, config.vocab);

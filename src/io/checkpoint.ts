@@ -99,6 +99,20 @@ export class Checkpoint {
   }
 
   /** Sum of tensor bytes (what an index's metadata.total_size should say). */
+  /**
+   * Refuses (SafetensorsError naming file, tensor and first element) a checkpoint
+   * holding NaN or ±Inf: every evaluation, Fisher and merge would carry them. One
+   * pass over the weights, each tensor's pages dropped behind the scan so the
+   * resident peak stays one tensor.
+   */
+  assertFinite(): void {
+    for (const name of this.names) {
+      const { file } = this.locate(name);
+      file.assertFinite(name);
+      file.release(name);
+    }
+  }
+
   get totalBytes(): number {
     let n = 0;
     for (const { info } of this.locations.values()) n += byteSize(info.dtype, info.shape);
