@@ -350,7 +350,7 @@ export async function optimize(options: OptimizeOptions): Promise<OptimizeResult
       } else {
         const spec: CandidateSpec = {
           kind: 'dfmerge-candidate', version: 1, index, lambda, score: scoreConfig, fisherMode: o.fisherMode,
-          ...(runtimeFree ? {} : { setup: setupOptions }),
+          ...(runtimeFree ? {} : { setup: { ...setupOptions, finiteChecked: true } }),  // checked here, once
           ...(grid ? { grid: { dir: resolve(gridDir), points: gridPts, interpolation: o.fisherGridInterpolation ?? 'linear' } } : {}),
           candidateDir: join(folder, 'candidate'), result: job.resultPath,
           ...(workerThreads(o, q) !== undefined ? { threads: workerThreads(o, q)! } : {}),
