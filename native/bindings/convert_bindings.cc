@@ -22,10 +22,7 @@ Napi::Value ToFloat32(const Napi::CallbackInfo& info) {
 // fromFloat32(src: Float32Array, dtype) -> Uint8Array of storage bytes (round to nearest even).
 Napi::Value FromFloat32(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw_type(info.Env(), "src must be a Float32Array");
-    }
-    Napi::Float32Array src = info[0].As<Napi::Float32Array>();
+    Napi::Float32Array src = f32_arg(info, 0, "src");
     const Dtype d = compute_dtype_arg(info, 1);
     Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), src.ElementLength() * dtype_size(d));
     from_f32(src.Data(), out.Data(), d, src.ElementLength());

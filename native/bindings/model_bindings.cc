@@ -319,10 +319,7 @@ class LlamaModelWrap : public Napi::ObjectWrap<LlamaModelWrap> {
     return guarded(info, [&]() -> Napi::Value {
       check_idle(info.Env());
       const uint64_t idx = spec_index(info, 0);
-      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        throw_type(info.Env(), "setParam: data must be a Float32Array");
-      }
-      Napi::Float32Array a = info[1].As<Napi::Float32Array>();
+      Napi::Float32Array a = f32_arg(info, 1, "setParam: data");
       model_->set_param(idx, a.Data(), a.ElementLength());
       keep_a_[idx].Reset();
       keep_b_[idx].Reset();
@@ -579,10 +576,7 @@ void ModelWorker::OnError(const Napi::Error& e) {
 // fisherFinalize(acc: Float32Array, scale, eps): acc = acc·scale + eps.
 Napi::Value FisherFinalize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw_type(info.Env(), "fisherFinalize: acc must be a Float32Array");
-    }
-    Napi::Float32Array acc = info[0].As<Napi::Float32Array>();
+    Napi::Float32Array acc = f32_arg(info, 0, "fisherFinalize: acc");
     fisher_finalize(acc.Data(), (float)number_arg(info, 1, "scale"), (float)number_arg(info, 2, "eps"), acc.ElementLength());
     return info.Env().Undefined();
   });
@@ -591,13 +585,8 @@ Napi::Value FisherFinalize(const Napi::CallbackInfo& info) {
 // fisherAccumulate(acc, g, w): acc += w·g² (exposed for tests and the merge loop).
 Napi::Value FisherAccumulate(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    for (int i = 0; i < 2; ++i) {
-      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        throw_type(info.Env(), "fisherAccumulate: acc and g must be Float32Arrays");
-      }
-    }
-    Napi::Float32Array acc = info[0].As<Napi::Float32Array>();
-    Napi::Float32Array g = info[1].As<Napi::Float32Array>();
+    Napi::Float32Array acc = f32_arg(info, 0, "fisherAccumulate: acc");
+    Napi::Float32Array g = f32_arg(info, 1, "fisherAccumulate: g");
     if (acc.ElementLength() != g.ElementLength()) throw_type(info.Env(), "fisherAccumulate: acc and g differ in length");
     fisher_accumulate(acc.Data(), g.Data(), (float)number_arg(info, 2, "w"), acc.ElementLength());
     return info.Env().Undefined();
@@ -607,14 +596,9 @@ Napi::Value FisherAccumulate(const Napi::CallbackInfo& info) {
 // fisherInterpolate(out, f0, f1, t, log): the Fisher between two grid points (kernels/fisher.h).
 Napi::Value FisherInterpolate(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    for (int i = 0; i < 3; ++i) {
-      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        throw_type(info.Env(), "fisherInterpolate: out, f0 and f1 must be Float32Arrays");
-      }
-    }
-    Napi::Float32Array out = info[0].As<Napi::Float32Array>();
-    Napi::Float32Array f0 = info[1].As<Napi::Float32Array>();
-    Napi::Float32Array f1 = info[2].As<Napi::Float32Array>();
+    Napi::Float32Array out = f32_arg(info, 0, "fisherInterpolate: out");
+    Napi::Float32Array f0 = f32_arg(info, 1, "fisherInterpolate: f0");
+    Napi::Float32Array f1 = f32_arg(info, 2, "fisherInterpolate: f1");
     if (f0.ElementLength() != out.ElementLength() || f1.ElementLength() != out.ElementLength()) {
       throw_type(info.Env(), "fisherInterpolate: out, f0 and f1 differ in length");
     }

@@ -82,6 +82,14 @@ inline ByteSpan bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* 
   return bytes_value(info.Env(), info[i], what);
 }
 
+// A Float32Array argument (TypeError naming it otherwise).
+inline Napi::Float32Array f32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw_type(info.Env(), std::string(what) + " must be a Float32Array");
+  }
+  return info[i].As<Napi::Float32Array>();
+}
+
 inline double number_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (!info[i].IsNumber()) throw_type(info.Env(), std::string(what) + " must be a number");
   return info[i].As<Napi::Number>().DoubleValue();

@@ -10,13 +10,6 @@ namespace dfm {
 
 namespace {
 
-Napi::Float32Array f32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw_type(info.Env(), std::string(what) + " must be a Float32Array");
-  }
-  return info[i].As<Napi::Float32Array>();
-}
-
 float hyper_field(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw_type(o.Env(), std::string("adamwUpdate: hyper.") + key + " must be a number");
