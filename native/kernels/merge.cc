@@ -16,7 +16,7 @@
 #include <functional>
 #include <mutex>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -302,6 +302,10 @@ void merge_tile(const MergeJob& j, const Prepared& p, float* s, size_t i0, size_
     gta_tile(p.elem.p, b, xs, i0, ds, out, tmp, m);
     return;
   }
+  if (j.method == MergeMethod::Sce) {  // the vectorised twin of sce_elem
+    sce_tile(p.elem.p, b, xs, ds, out, tmp, m);
+    return;
+  }
   if (j.method == MergeMethod::Lincomb && p.elem.p.seg_mode != static_cast<int>(Segments::Cols)) {
     lincomb_tile(p.elem.p, b, xs, i0, out, m);  // the vectorised twin of lincomb_elem
     return;
@@ -530,28 +534,15 @@ uint32_t ties_select_low(const uint64_t* hist, uint64_t remaining) {
   return 0;
 }
 
-std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
-                                       const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
-                                       int threads, bool release_inputs) {
-  const size_t k = kk.size();
-  std::vector<uint32_t> thr(k, 0);
-  std::vector<size_t> active;
-  for (size_t q = 0; q < k; ++q) {
-    if (kk[q] == 0) thr[q] = 0xffffffffu;  // keeps nothing
-    else if (kk[q] < n) active.push_back(q);
-  }
-  if (active.empty()) return thr;
-  if (n <= (size_t(1) << 16)) {
-    // Small tensors: select directly (std::nth_element) instead of clearing histograms.
-    std::vector<uint32_t> u(n);
-    std::vector<float> scratch(kSelectScratch);
-    for (size_t q : active) {
-      for (size_t t0 = 0; t0 < n; t0 += kTile) keys(q, t0, std::min(kTile, n - t0), u.data() + t0, scratch.data());
-      std::nth_element(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(kk[q] - 1), u.end(), std::greater<uint32_t>());
-      thr[q] = u[kk[q] - 1];
-    }
-    return thr;
-  }
+namespace {
+
+// The exact two-pass radix selection for the groups `active` (0 < kk < n): pass 0
+// histograms the high 16 bits of the keys, pass 1 the low 16 bits inside each
+// group's chosen bin. Writes thr[g] for g in active.
+void kth_largest_by_histogram(size_t n, const std::vector<uint64_t>& kk, const std::vector<size_t>& src,
+                              const std::vector<size_t>& active, const KeyFn& keys, const std::vector<TensorIn*>& inputs,
+                              const std::string& tensor, size_t chunk, int threads, bool release_inputs,
+                              std::vector<uint32_t>& thr) {
   const size_t na = active.size();
   std::vector<uint64_t> total(na * 65536, 0);
   std::mutex fold_mutex;
@@ -596,7 +587,7 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
             const size_t m = std::min(kTile, e0 - t0);
             for (size_t a = 0; a < na; ++a) {
               uint32_t* u = st.bits.data();
-              keys(active[a], t0, m, u, st.scratch.data());
+              keys(src[active[a]], t0, m, u, st.scratch.data());
               uint32_t* h = st.hist.data() + a * kSub * 65536;
               if (pass == 0) {
                 size_t i = 0;
@@ -625,6 +616,186 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
         thr[active[a]] = (high[a] << 16) | ties_select_low(total.data() + a * 65536, remaining[a]);
       }
     }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Appends the u[i] with lo ≤ u[i] ≤ hi to dst from position c (dst has room for
+// c + m); returns the new count. AVX-512: a compress in registers and a full
+// store (vpcompressd straight to memory is slow on some cores); else branchless.
+size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c) {
+  size_t i = 0;
+#if defined(__AVX512F__)
+  const __m512i vlo = _mm512_set1_epi32(static_cast<int>(lo)), vhi = _mm512_set1_epi32(static_cast<int>(hi));
+  for (; i + 16 <= m; i += 16) {
+    const __m512i v = _mm512_loadu_si512(u + i);
+    const __mmask16 in = _mm512_cmpge_epu32_mask(v, vlo) & _mm512_cmple_epu32_mask(v, vhi);
+    if (in == 0) continue;
+    _mm512_storeu_si512(dst + c, _mm512_maskz_compress_epi32(in, v));
+    c += static_cast<size_t>(__builtin_popcount(in));
+  }
+#endif
+  for (; i < m; ++i) {
+    dst[c] = u[i];
+    c += (u[i] >= lo && u[i] <= hi) ? 1u : 0u;
+  }
+  return c;
+}
+
+}  // namespace
+
+std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
+                                       const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
+                                       int threads, bool release_inputs) {
+  std::vector<size_t> src(kk.size());
+  for (size_t g = 0; g < src.size(); ++g) src[g] = g;
+  return kth_largest_keys(n, kk, src, keys, inputs, tensor, chunk, threads, release_inputs);
+}
+
+std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const std::vector<size_t>& src,
+                                       const KeyFn& keys, const std::vector<TensorIn*>& inputs,
+                                       const std::string& tensor, size_t chunk, int threads, bool release_inputs) {
+  const size_t k = kk.size();
+  std::vector<uint32_t> thr(k, 0);
+  std::vector<size_t> active;
+  for (size_t g = 0; g < k; ++g) {
+    if (kk[g] == 0) thr[g] = 0xffffffffu;  // keeps nothing
+    else if (kk[g] < n) active.push_back(g);
+  }
+  if (active.empty()) return thr;
+  // The key streams the active groups read, each computed once per tile.
+  std::vector<size_t> streams;
+  std::vector<size_t> slot(k, 0);  // group → index in streams
+  for (size_t g : active) {
+    auto it = std::find(streams.begin(), streams.end(), src[g]);
+    slot[g] = static_cast<size_t>(it - streams.begin());
+    if (it == streams.end()) streams.push_back(src[g]);
+  }
+  if (n <= (size_t(1) << 16)) {
+    // Small tensors: select directly (std::nth_element).
+    std::vector<uint32_t> u(n), v(n);
+    std::vector<float> scratch(kSelectScratch);
+    for (size_t si = 0; si < streams.size(); ++si) {
+      for (size_t t0 = 0; t0 < n; t0 += kTile) keys(streams[si], t0, std::min(kTile, n - t0), u.data() + t0, scratch.data());
+      for (size_t g : active) {
+        if (slot[g] != si) continue;
+        v = u;
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(kk[g] - 1), v.end(), std::greater<uint32_t>());
+        thr[g] = v[kk[g] - 1];
+      }
+    }
+    return thr;
+  }
+
+  // 1. A bracket [lo, hi] of keys around each group's kk-th largest, from a
+  //    stratified sample: S = n/64 keys (16Ki to 1Mi) in blocks of 1024 spread evenly over the tensor,
+  //    ranks kk/n · S ± (4σ + 32) of the sample (σ of a binomial count).
+  constexpr size_t kBlock = 1024;
+  static_assert(kBlock <= kTile, "keys() takes at most a tile");
+  const size_t sample = std::min<size_t>(size_t(1) << 20, std::max<size_t>(size_t(1) << 14, n / 64)) / kBlock * kBlock;
+  const size_t blocks = sample / kBlock;
+  std::vector<std::vector<uint32_t>> samp(streams.size(), std::vector<uint32_t>(sample));
+  {
+    InputStage stage(inputs, n, kBlock, tensor, false);
+    std::vector<float> scratch(kSelectScratch);
+    for (size_t bi = 0; bi < blocks; ++bi) {
+      const size_t b0 = static_cast<size_t>(static_cast<double>(bi) * static_cast<double>(n - kBlock) / static_cast<double>(blocks - 1));
+      stage.begin_chunk(b0, b0 + kBlock);
+      stage.read(b0, b0 + kBlock);
+      for (size_t si = 0; si < streams.size(); ++si) keys(streams[si], b0, kBlock, samp[si].data() + bi * kBlock, scratch.data());
+    }
+  }
+  const size_t na = active.size();
+  std::vector<uint32_t> lo(na), hi(na);
+  auto nth = [](std::vector<uint32_t>& v, size_t r) {  // r-th largest (0-based)
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(r), v.end(), std::greater<uint32_t>());
+    return v[r];
+  };
+  for (size_t a = 0; a < na; ++a) {
+    const size_t g = active[a];
+    const double f = static_cast<double>(kk[g]) / static_cast<double>(n);
+    const double r = f * static_cast<double>(sample);
+    const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + 32.0;
+    std::vector<uint32_t>& v = samp[slot[g]];
+    hi[a] = r - margin < 0.0 ? 0xffffffffu : nth(v, static_cast<size_t>(r - margin));
+    lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, static_cast<size_t>(r + margin));
+  }
+  samp.clear();
+
+  // 2. One pass: per group, the keys above the bracket counted and those inside collected
+  //    (at most `cap` in all per group; more sends the group to the histogram selection).
+  const size_t cap = std::max<size_t>(size_t(1) << 16, (size_t(16) << 20) / na);
+  std::vector<uint64_t> above(na, 0);
+  std::vector<std::vector<uint32_t>> cand(na);
+  std::vector<uint8_t> overflow(na, 0);
+  std::mutex fold_mutex;
+  struct CandState {
+    std::vector<float> scratch;
+    std::vector<uint32_t> bits;
+    std::vector<uint64_t> above;
+    std::vector<std::vector<uint32_t>> cand;
+    std::vector<size_t> count;
+  };
+  const size_t nthreads = static_cast<size_t>(std::max(1, threads));
+  const size_t tcap = cap / nthreads + kTile;
+  {
+    InputStage stage(inputs, n, std::max<size_t>(chunk, kAlign), tensor, false);
+    PageReleaser releaser(release_inputs && !stage.active(), values_of(inputs));
+    run_chunked(
+        n, chunk, threads, releaser, &stage,
+        [&](size_t) {
+          CandState st{std::vector<float>(kSelectScratch), std::vector<uint32_t>(kTile * streams.size()),
+                       std::vector<uint64_t>(na, 0), std::vector<std::vector<uint32_t>>(na), std::vector<size_t>(na, 0)};
+          return st;  // candidate buffers grow as they fill (a fixed size would be touched whole per tensor)
+        },
+        [&](CandState& st, size_t b0, size_t e0) {
+          for (size_t t0 = b0; t0 < e0; t0 += kTile) {
+            const size_t m = std::min(kTile, e0 - t0);
+            for (size_t si = 0; si < streams.size(); ++si) keys(streams[si], t0, m, st.bits.data() + si * kTile, st.scratch.data());
+            for (size_t a = 0; a < na; ++a) {
+              const uint32_t* u = st.bits.data() + slot[active[a]] * kTile;
+              const uint32_t l = lo[a], h = hi[a];
+              uint64_t up = 0;
+#pragma omp simd reduction(+ : up)
+              for (size_t i = 0; i < m; ++i) up += u[i] > h ? 1u : 0u;
+              st.above[a] += up;
+              size_t c = st.count[a];
+              if (c + m > tcap) continue;  // overflowed: counted below
+              std::vector<uint32_t>& buf = st.cand[a];
+              if (buf.size() < c + m) buf.resize(std::min(tcap, std::max(2 * buf.size(), c + m + 4096)));
+              st.count[a] = collect_in_range(u, m, l, h, buf.data(), c);
+            }
+          }
+        },
+        [&](CandState& st) {
+          std::lock_guard<std::mutex> lock(fold_mutex);
+          for (size_t a = 0; a < na; ++a) {
+            above[a] += st.above[a];
+            if (st.count[a] + kTile > tcap) overflow[a] = 1;  // a tile may have been skipped
+            if (!overflow[a]) cand[a].insert(cand[a].end(), st.cand[a].begin(), st.cand[a].begin() + static_cast<std::ptrdiff_t>(st.count[a]));
+          }
+        });
+  }
+
+  // 3. The kk-th largest is inside the bracket when above < kk ≤ above + |candidates|.
+  std::vector<size_t> missed;
+  for (size_t a = 0; a < na; ++a) {
+    const size_t g = active[a];
+    std::vector<uint32_t>& c = cand[a];
+    if (!overflow[a] && above[a] < kk[g] && kk[g] - above[a] <= c.size()) {
+      const size_t r = static_cast<size_t>(kk[g] - above[a]) - 1;
+      std::nth_element(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(r), c.end(), std::greater<uint32_t>());
+      thr[g] = c[r];
+    } else {
+      missed.push_back(g);
+    }
+    std::vector<uint32_t>().swap(c);
+  }
+  if (!missed.empty()) {
+    kth_largest_by_histogram(n, kk, src, missed, keys, inputs, tensor, chunk, threads, release_inputs, thr);
   }
   return thr;
 }
@@ -740,11 +911,45 @@ void symmetrize(double* g, size_t k) {
   }
 }
 
+// Stable LSD radix sort of (key << 32 | position) pairs by key, ascending, so
+// equal keys stay in position order: four passes of 8 bits, a pass skipped when
+// every key has the same digit (the exponent byte of |τ| often is). `kv` and
+// `tmp` hold n pairs; the sorted pairs end in `kv`.
+void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
+  uint32_t hist[4][256] = {};
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t key = static_cast<uint32_t>(kv[i] >> 32);
+    ++hist[0][key & 0xff];
+    ++hist[1][(key >> 8) & 0xff];
+    ++hist[2][(key >> 16) & 0xff];
+    ++hist[3][key >> 24];
+  }
+  uint64_t* src = kv;
+  uint64_t* dst = tmp;
+  for (int pass = 0; pass < 4; ++pass) {
+    const int shift = 32 + 8 * pass;
+    uint32_t* h = hist[pass];
+    if (h[(src[0] >> shift) & 0xff] == n) continue;  // one digit for all: order unchanged
+    uint32_t sum = 0;
+    for (int d = 0; d < 256; ++d) {
+      const uint32_t c = h[d];
+      h[d] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; ++i) dst[h[(src[i] >> shift) & 0xff]++] = src[i];
+    std::swap(src, dst);
+  }
+  if (src != kv) std::memcpy(kv, src, n * sizeof(uint64_t));
+}
+
 // DELLA (Deep et al. 2024, MagPrune as mergekit's della_magprune): in each row,
 // entries ranked by |τ| (ascending, ties by position: rank r = 1..C) are kept with
 // probability p = (d − ε) + 2ε (r − 1)/(C − 1) (C = 1: d − ε), drawn from
 // dare_u24(key, i) < p · 2^24. One bit per element and model.
-std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride) {
+// With `l1` set (the L1 rescale), also returns per model Σ|τ| and Σ|kept τ| (2k
+// values), summed per row in f64 and then over rows in row order.
+std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride,
+                                std::vector<double>* l1) {
   const size_t k = j.models.size();
   const size_t row = j.row_len == 0 ? j.n : j.row_len;
   const size_t rows = j.n / row;
@@ -752,26 +957,41 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
   std::vector<uint8_t> mask(k * *stride, 0);
   Failure failure;
   const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / row);
+  const bool small_rows = row <= 0xffffffffu;
   for (size_t q = 0; q < k; ++q) {
     const std::vector<TensorIn*> inputs{&j.models[q], &j.base};
     InputStage stage(inputs, j.n, rows_per_chunk * row, j.tensor, false);
     PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
     const double d = j.densities[q], eps = j.epsilons[q];
+    std::vector<uint32_t> table(row);
+    for (size_t pos = 0; pos < row; ++pos) {
+      const double rank_norm = row > 1 ? static_cast<double>(pos) / static_cast<double>(row - 1) : 0.0;
+      const double prob = (d - eps) + rank_norm * 2.0 * eps;
+      table[pos] = static_cast<uint32_t>(std::ceil(prob * 16777216.0));  // u < x ⇔ u < ceil(x) for integer u
+    }
+    std::vector<double> row_l1(l1 ? 2 * rows : 0);
     for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
       const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
       stage.begin_chunk(r0 * row, static_cast<size_t>(r1) * row);
 #pragma omp parallel num_threads(std::max(1, j.threads))
       {
         std::vector<float> b, x;
-        std::vector<uint32_t> u;
-        std::vector<uint32_t> order;
-        std::vector<uint64_t> kv;
+        std::vector<uint32_t> u, order;
+        std::vector<uint64_t> kv, kv_tmp;
+        std::vector<uint32_t> lim;
+        std::vector<uint8_t> bits;
         try {
           b.resize(row);
           x.resize(row);
-          if (row > 0xffffffffu) u.resize(row);
-          else kv.resize(row);
-          order.resize(row);
+          lim.resize(row);
+          bits.resize(row / 8 + 2);
+          if (small_rows) {
+            kv.resize(row);
+            kv_tmp.resize(row);
+          } else {
+            u.resize(row);
+            order.resize(row);
+          }
         } catch (...) {
           failure.capture();
         }
@@ -782,33 +1002,84 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
           stage.read(first, first + row);
           load_tile(j.base, first, b.data(), row);
           load_tile(j.models[q], first, x.data(), row);
-          if (row <= 0xffffffffu) {
-            // Ranks by (|τ| bits, position) packed in one integer: a plain sort of
-            // distinct keys gives the stable order, several times faster.
+          // lim[i] = T[rank of element i]
+          if (small_rows) {
+            // Ranks by (|τ| bits, position) packed in one integer: the radix sort
+            // of these distinct keys gives the stable order.
             for (size_t i = 0; i < row; ++i) kv[i] = (static_cast<uint64_t>(abs_bits(x[i] - b[i])) << 32) | i;
-            std::sort(kv.begin(), kv.end());
-            for (size_t i = 0; i < row; ++i) order[i] = static_cast<uint32_t>(kv[i]);
+            radix_sort_pairs(kv.data(), kv_tmp.data(), row);
+            for (size_t pos = 0; pos < row; ++pos) lim[static_cast<uint32_t>(kv[pos])] = table[pos];
           } else {
             for (size_t i = 0; i < row; ++i) {
               u[i] = abs_bits(x[i] - b[i]);
               order[i] = static_cast<uint32_t>(i);
             }
             std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return u[a] < u[c]; });
+            for (size_t pos = 0; pos < row; ++pos) lim[order[pos]] = table[pos];
           }
-          uint8_t* mq = mask.data() + q * *stride;
-          for (size_t pos = 0; pos < row; ++pos) {
-            const size_t i = order[pos];
-            const double rank_norm = row > 1 ? static_cast<double>(pos) / static_cast<double>(row - 1) : 0.0;
-            const double prob = (d - eps) + rank_norm * 2.0 * eps;
-            const uint64_t g = first + i;
-            if (static_cast<double>(dare_u24(keys[q], g)) < prob * 16777216.0) {
-              __atomic_fetch_or(mq + (g >> 3), static_cast<uint8_t>(1u << (g & 7)), __ATOMIC_RELAXED);
+          // This row's bits, assembled in position order from byte first/8 on;
+          // only the first and last byte can be shared with a neighbouring row.
+          const uint64_t byte0 = first >> 3;
+          const size_t nbytes = static_cast<size_t>(((first + row - 1) >> 3) - byte0 + 1);
+          std::fill(bits.begin(), bits.begin() + static_cast<std::ptrdiff_t>(nbytes), uint8_t(0));
+          // keep[i] (in lim, as 0/1) = dare_u24(key, g) < lim[i], vectorised as gta_tile does
+          const uint64_t key = keys[q];
+          if ((first >> 32) == ((first + row - 1) >> 32)) {
+            const uint32_t lo0 = static_cast<uint32_t>(first), k0 = static_cast<uint32_t>(key);
+            const uint32_t k1 = static_cast<uint32_t>(first >> 32) + static_cast<uint32_t>(key >> 32);
+            uint32_t* __restrict lp = lim.data();
+#pragma omp simd
+            for (size_t i = 0; i < row; ++i) {
+              lp[i] = (mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8) < lp[i] ? 1u : 0u;
             }
+          } else {
+            for (size_t i = 0; i < row; ++i) lim[i] = dare_u24(key, first + i) < lim[i] ? 1u : 0u;
           }
+          for (size_t i = 0; i < row; ++i) {
+            const uint64_t g = first + i;
+            bits[(g >> 3) - byte0] |= static_cast<uint8_t>(lim[i] << (g & 7));
+          }
+          // Σ|τ| and Σ|kept τ| in f64, four interleaved partial sums (a fixed order)
+          double all = 0, kept = 0;
+          if (l1) {
+            double sa[4] = {0, 0, 0, 0}, sk[4] = {0, 0, 0, 0};
+            size_t i = 0;
+            for (; i + 4 <= row; i += 4) {
+              for (size_t t = 0; t < 4; ++t) {
+                const double a = std::fabs(static_cast<double>(x[i + t] - b[i + t]));
+                sa[t] += a;
+                sk[t] += lim[i + t] ? a : 0.0;
+              }
+            }
+            for (; i < row; ++i) {
+              const double a = std::fabs(static_cast<double>(x[i] - b[i]));
+              sa[0] += a;
+              sk[0] += lim[i] ? a : 0.0;
+            }
+            all = (sa[0] + sa[1]) + (sa[2] + sa[3]);
+            kept = (sk[0] + sk[1]) + (sk[2] + sk[3]);
+          }
+          if (l1) {
+            row_l1[2 * static_cast<size_t>(r)] = all;
+            row_l1[2 * static_cast<size_t>(r) + 1] = kept;
+          }
+          uint8_t* mq = mask.data() + q * *stride + byte0;
+          __atomic_fetch_or(mq, bits[0], __ATOMIC_RELAXED);
+          for (size_t t = 1; t + 1 < nbytes; ++t) mq[t] = bits[t];
+          if (nbytes > 1) __atomic_fetch_or(mq + nbytes - 1, bits[nbytes - 1], __ATOMIC_RELAXED);
         }
       }
       failure.rethrow();
       releaser.upto(static_cast<size_t>(r1) * row);
+    }
+    if (l1) {
+      double all = 0, kept = 0;
+      for (size_t r = 0; r < rows; ++r) {
+        all += row_l1[2 * r];
+        kept += row_l1[2 * r + 1];
+      }
+      (*l1)[2 * q] = all;
+      (*l1)[2 * q + 1] = j.densities[q] >= 1.0 ? all : kept;  // density 1 keeps everything
     }
   }
   return mask;
@@ -905,18 +1176,20 @@ ElemPrepared prepare_element_method(MergeJob& j) {
           lo[q] = j.keep_count[q] + drop;
           hi[q] = drop;
         }
-        const KeyFn keys = tau_keys(j.models, j.base);
-        const std::vector<uint32_t> tl = kth_largest_keys(j.n, lo, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
-        std::vector<uint32_t> th(k, 0xffffffffu);
-        if (std::any_of(hi.begin(), hi.end(), [](uint64_t h) { return h > 0; })) {
-          th = kth_largest_keys(j.n, hi, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
-          for (size_t q = 0; q < k; ++q) {
-            if (hi[q] == 0) th[q] = 0xffffffffu;  // nothing dropped from the top
-          }
+        // Both cut-offs of every model in one selection (groups q and k + q read model q's keys).
+        std::vector<uint64_t> kk(lo);
+        std::vector<size_t> src(k);
+        for (size_t q = 0; q < k; ++q) src[q] = q;
+        const bool drops = std::any_of(hi.begin(), hi.end(), [](uint64_t h) { return h > 0; });
+        if (drops) {
+          kk.insert(kk.end(), hi.begin(), hi.end());
+          src.insert(src.end(), src.begin(), src.end());
         }
+        const std::vector<uint32_t> t =
+            kth_largest_keys(j.n, kk, src, tau_keys(j.models, j.base), inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
         for (size_t q = 0; q < k; ++q) {
-          p.thr_lo[q] = tl[q];
-          p.thr_hi[q] = th[q];
+          p.thr_lo[q] = t[q];
+          p.thr_hi[q] = drops && hi[q] > 0 ? t[k + q] : 0xffffffffu;  // hi 0: nothing dropped from the top
         }
       }
       std::vector<uint64_t> keys(k);
@@ -925,8 +1198,10 @@ ElemPrepared prepare_element_method(MergeJob& j) {
         p.key[q] = keys[q];
         if (j.sparsify == Sparsify::Random) p.keep_thr[q] = dare_keep_threshold(1.0 - j.densities[q]);
       }
+      std::vector<double> mask_l1;
       if (j.sparsify == Sparsify::Mask) {
-        ep.mask = della_mask(j, keys, &p.mask_stride);
+        if (j.rescale == 1) mask_l1.assign(2 * k, 0.0);
+        ep.mask = della_mask(j, keys, &p.mask_stride, j.rescale == 1 ? &mask_l1 : nullptr);
         for (size_t q = 0; q < k; ++q) {
           if (j.densities[q] >= 1.0) {  // density 1 keeps everything (mergekit)
             std::fill(ep.mask.begin() + q * p.mask_stride, ep.mask.begin() + (q + 1) * p.mask_stride, uint8_t(0xff));
@@ -939,7 +1214,7 @@ ElemPrepared prepare_element_method(MergeJob& j) {
       } else if (j.rescale == 1) {
         // L1 rescale (mergekit's rescale_norm l1): rs_k = Σ|τ_k| / Σ|kept τ_k| (1 when either is < 1e-7)
         const ElemParams pc = p;
-        const std::vector<double> l1 = block_reduce(
+        const std::vector<double> l1 = !mask_l1.empty() ? mask_l1 : block_reduce(
             j.n, 2 * k, (k + 1) * kTile,
             [&](size_t first, size_t m, double* acc, float* scratch) {
               for (size_t t0 = first; t0 < first + m; t0 += kTile) {
@@ -967,21 +1242,29 @@ ElemPrepared prepare_element_method(MergeJob& j) {
       break;
     }
     case MergeMethod::Sce: {
-      auto variance_at = [&](const float* scratch, size_t i, float* tau) {
-        for (size_t q = 0; q < k; ++q) tau[q] = scratch[kTile * (1 + q) + i];
-        return sce_variance(tau, static_cast<int>(k));
+      // Per tile: τ_q of the tile (scratch tiles 1..k) and their variance (tile k + 2; mean in tile k + 1).
+      const size_t vscratch = (k + 3) * kTile;
+      auto variance_tile = [&](float* scratch, size_t first, size_t m) {
+        load_vectors(j.models, j.base, first, m, scratch + kTile, scratch);
+        const float* d[kMaxMergeModels] = {};
+        for (size_t q = 0; q < k; ++q) d[q] = scratch + kTile * (1 + q);
+        float* var = scratch + kTile * (k + 2);
+        sce_variance_tile(d, static_cast<int>(k), scratch + kTile * (k + 1), var, m);
+        return var;
       };
       if (j.select_topk < 1.0) {
         p.select = 1;
         // count_nonzero(var), then the kk-th largest variance, kk = floor(nnz · select_topk)
         const std::vector<double> nnz = block_reduce(
-            j.n, 1, (k + 1) * kTile + kMaxMergeModels,
+            j.n, 1, vscratch,
             [&](size_t first, size_t m, double* acc, float* scratch) {
-              float* tau = scratch + (k + 1) * kTile;
               for (size_t t0 = first; t0 < first + m; t0 += kTile) {
                 const size_t mm = std::min(kTile, first + m - t0);
-                load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
-                for (size_t i = 0; i < mm; ++i) acc[0] += variance_at(scratch, i, tau) != 0.0f ? 1.0 : 0.0;
+                const float* var = variance_tile(scratch, t0, mm);
+                uint64_t c = 0;
+#pragma omp simd reduction(+ : c)
+                for (size_t i = 0; i < mm; ++i) c += var[i] != 0.0f ? 1 : 0;
+                acc[0] += static_cast<double>(c);
               }
             },
             inputs, j.tensor, j.threads, j.release_inputs);
@@ -991,10 +1274,9 @@ ElemPrepared prepare_element_method(MergeJob& j) {
         } else {
           const KeyFn keys = [&](size_t, size_t first, size_t m, uint32_t* out, float*) {
             thread_local std::vector<float> s;
-            s.resize((k + 1) * kTile + kMaxMergeModels);
-            load_vectors(j.models, j.base, first, m, s.data() + kTile, s.data());
-            float* tau = s.data() + (k + 1) * kTile;
-            for (size_t i = 0; i < m; ++i) out[i] = abs_bits(variance_at(s.data(), i, tau));
+            s.resize(vscratch);
+            const float* var = variance_tile(s.data(), first, m);
+            for (size_t i = 0; i < m; ++i) out[i] = abs_bits(var[i]);
           };
           p.var_thr = kth_largest_keys(j.n, {kk}, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs)[0];
         }
@@ -1002,16 +1284,26 @@ ElemPrepared prepare_element_method(MergeJob& j) {
       // w_k = mean(d_k²) / Σ_k mean(d_k²) (1/k each when that sum is < 1e-6)
       const ElemParams pc = p;
       const std::vector<double> sq = block_reduce(
-          j.n, k, (k + 1) * kTile + kMaxMergeModels,
+          j.n, k, vscratch,
           [&](size_t first, size_t m, double* acc, float* scratch) {
-            float* tau = scratch + (k + 1) * kTile;
             for (size_t t0 = first; t0 < first + m; t0 += kTile) {
               const size_t mm = std::min(kTile, first + m - t0);
-              load_vectors(j.models, j.base, t0, mm, scratch + kTile, scratch);
-              for (size_t i = 0; i < mm; ++i) {
-                const float var = variance_at(scratch, i, tau);  // also fills tau
-                if (pc.select && !(abs_bits(var) >= pc.var_thr)) continue;
-                for (size_t q = 0; q < k; ++q) acc[q] += static_cast<double>(tau[q]) * tau[q];
+              const float* var = variance_tile(scratch, t0, mm);
+              for (size_t q = 0; q < k; ++q) {
+                const float* tau = scratch + kTile * (1 + q);
+                // Σ τ² of the selected entries in f64, four interleaved partial sums (a fixed order)
+                double a[4] = {0, 0, 0, 0};
+                size_t i = 0;
+                for (; i + 4 <= mm; i += 4) {
+                  for (size_t t = 0; t < 4; ++t) {
+                    const bool sel = !pc.select || abs_bits(var[i + t]) >= pc.var_thr;
+                    a[t] += sel ? static_cast<double>(tau[i + t]) * tau[i + t] : 0.0;
+                  }
+                }
+                for (; i < mm; ++i) {
+                  if (!pc.select || abs_bits(var[i]) >= pc.var_thr) a[0] += static_cast<double>(tau[i]) * tau[i];
+                }
+                acc[q] += (a[0] + a[1]) + (a[2] + a[3]);
               }
             }
           },

@@ -136,13 +136,22 @@ struct ElemPrepared {
 };
 ElemPrepared prepare_element_method(MergeJob& job);  // re-points job's inputs while it reads (restored)
 
-// For each of `groups` streams of non-negative f32 keys over n elements, the bit
-// pattern of the kk[g]-th largest key, by an exact two-pass radix selection;
-// kk = 0 gives 0xffffffff, kk ≥ n gives 0. keys(g, first, m, out, scratch) writes
-// the keys of elements [first, first + m) (scratch: kSelectScratch floats).
+// For each group g, the bit pattern of the kk[g]-th largest of the non-negative
+// f32 keys of stream src[g] over n elements (exact); kk = 0 gives 0xffffffff,
+// kk ≥ n gives 0. keys(s, first, m, out, scratch) writes stream s's keys of
+// elements [first, first + m) (scratch: kSelectScratch floats); groups sharing a
+// stream compute it once per tile. One pass in the usual case: a stratified
+// sample brackets each group's answer, the pass counts the keys above the bracket
+// and collects those inside, and the answer is selected among those; a group
+// whose answer falls outside its bracket (or whose bracket holds too many keys)
+// is finished by a two-pass radix selection (16 high bits, then 16 low bits).
 constexpr size_t kSelectScratch = 4096;
 using KeyFn = std::function<void(size_t, size_t, size_t, uint32_t*, float*)>;
 // `inputs` are the live fields keys() reads (staged: merge_staging.h).
+std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const std::vector<size_t>& src,
+                                       const KeyFn& keys, const std::vector<TensorIn*>& inputs,
+                                       const std::string& tensor, size_t chunk, int threads, bool release_inputs);
+// The same with src[g] = g.
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
                                        const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
                                        int threads, bool release_inputs);

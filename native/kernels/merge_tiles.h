@@ -275,12 +275,20 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
         dq[i] = dare_u24(p.key[q], first + i) >= p.keep_thr[q] ? tau * rs : 0.0f;
       }
     } else {
+      // The mask's bits expanded byte by byte into 0/1 flags (tmp is free until the mix), then applied.
       const uint8_t* mq = p.mask + static_cast<uint64_t>(q) * p.mask_stride;
+      uint32_t* __restrict keep = reinterpret_cast<uint32_t*>(tmp);
+      size_t i = 0;
+      for (; i < n && ((first + i) & 7) != 0; ++i) keep[i] = (mq[(first + i) >> 3] >> ((first + i) & 7)) & 1u;
+      for (; i + 8 <= n; i += 8) {
+        const uint32_t byte = mq[(first + i) >> 3];
+        for (unsigned t = 0; t < 8; ++t) keep[i + t] = (byte >> t) & 1u;
+      }
+      for (; i < n; ++i) keep[i] = (mq[(first + i) >> 3] >> ((first + i) & 7)) & 1u;
 #pragma omp simd
-      for (size_t i = 0; i < n; ++i) {
-        const uint64_t g = first + i;
-        const float tau = xq[i] - b[i];
-        dq[i] = ((mq[g >> 3] >> (g & 7)) & 1u) != 0 ? tau * rs : 0.0f;
+      for (size_t e = 0; e < n; ++e) {
+        const float tau = xq[e] - b[e];
+        dq[e] = keep[e] != 0 ? tau * rs : 0.0f;
       }
     }
   }
@@ -349,6 +357,94 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
     if (lam) v = v * lambda;
     out[i] = b[i] + v;
   }
+}
+
+// sce_variance (merge_methods.h) of k task-vector tiles d[0..k) over n elements,
+// into var: the same operations in the same order per element (mean in `mu`).
+inline void sce_variance_tile(const float* const* d, int k, float* __restrict mu, float* __restrict var, size_t n) {
+  const float kf = static_cast<float>(k);
+  {
+    const float* __restrict d0 = d[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) mu[i] = d0[i];
+  }
+  for (int q = 1; q < k; ++q) {
+    const float* __restrict dq = d[q];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) mu[i] += dq[i];
+  }
+  {
+    const float* __restrict d0 = d[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      mu[i] = mu[i] / kf;
+      var[i] = (d0[i] - mu[i]) * (d0[i] - mu[i]);
+    }
+  }
+  for (int q = 1; q < k; ++q) {
+    const float* __restrict dq = d[q];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) var[i] += (dq[i] - mu[i]) * (dq[i] - mu[i]);
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) var[i] = var[i] / kf;
+}
+
+// sce_elem (merge_methods.h) over a tile: the same operations in the same order
+// per element, model loop outside, element loop inside. d: k scratch tiles; tmp: 2.
+template <class S>
+void sce_tile(const ElemParams& p, S b, const S* x, float* const* d, float* __restrict out, float* __restrict tmp,
+              size_t n) {
+  const int k = p.k;
+  for (int q = 0; q < k; ++q) {
+    const S xq = x[q];
+    float* __restrict dq = d[q];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) dq[i] = xq[i] - b[i];
+  }
+  float* __restrict t0 = tmp;
+  float* __restrict t1 = tmp + n;
+  if (p.select) {
+    sce_variance_tile(d, k, t0, t1, n);
+    const uint32_t thr = p.var_thr;
+    for (int q = 0; q < k; ++q) {
+      float* __restrict dq = d[q];
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, &t1[i], 4);
+        dq[i] = (u & 0x7fffffffu) >= thr ? dq[i] : 0.0f;
+      }
+    }
+  }
+  {
+    const float* __restrict d0 = d[0];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) t0[i] = d0[i];
+  }
+  for (int q = 1; q < k; ++q) {
+    const float* __restrict dq = d[q];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) t0[i] += dq[i];
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    t0[i] = t0[i] >= 0.0f ? 1.0f : -1.0f;  // sign of Σ d
+    out[i] = 0.0f;                          // Σ_[agree] w d
+    t1[i] = 0.0f;                           // Σ_[agree] w
+  }
+  for (int q = 0; q < k; ++q) {
+    const float* __restrict dq = d[q];
+    const float wq = p.w[q];
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      const float ew = dq[i] * t0[i] > 0.0f ? wq : 0.0f;
+      out[i] += dq[i] * ew;
+      t1[i] += ew;
+    }
+  }
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + out[i] / (t1[i] < 1e-6f ? 1e-6f : t1[i]);
 }
 
 // lincomb_elem (merge_methods.h) over a tile, for whole-tensor and per-row

@@ -59,6 +59,37 @@ describe('TIES trimming is exact', () => {
   }
 });
 
+describe('TIES selection when its sample misleads', () => {
+  // Beyond 65536 elements the cut-off is selected in one pass among the keys of a
+  // bracket estimated from a sample of blocks; when the answer falls outside the
+  // bracket, the two-pass radix selection finishes the job. Both must agree with
+  // the reference exactly.
+  const n = 3 * 1024 * 1024 + 5;
+  const cases: { name: string; density: number; tau: (i: number, rng: Rng) => number }[] = [
+    // τ ≠ 0 only in one run of 30000 elements: a block sample sees none of it or a
+    // block of it, never its true share (1%), so every bracket misses
+    { name: 'task vector non-zero in one short run', density: 0.005, tau: (i, rng) => (i >= 1_500_000 && i < 1_530_000 ? 0.01 * rng.normal() : 0) },
+    { name: 'task vector non-zero in the last run only', density: 0.002, tau: (i, rng) => (i >= n - 20_000 ? 0.01 + 0.01 * rng.next() : 0) },
+    // every |τ| equal: the bracket is one key holding all n entries
+    { name: 'all |τ| equal', density: 0.3, tau: (i) => (i % 3 === 0 ? 0.015625 : -0.015625) },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const rng = new Rng(5);
+      // base values on a 2^-10 grid, so base + τ is exact in f32
+      const base = randomTensor(rng, n, 'F32', () => Math.round(50 * rng.normal()) / 1024);
+      const model = randomTensor(rng, n, 'F32', (i) => base.values[i]! + c.tau(i, rng));
+      const got = await single('ties', base, model, c.density);
+      const tau = model.values.map((v, i) => Math.fround(v - base.values[i]!));
+      const thr = tiesThreshold(tau, c.density);
+      for (let i = 0; i < n; i += 1) {
+        const want = Math.fround(base.values[i]! + (Math.abs(tau[i]!) >= thr ? tau[i]! : 0));
+        if (got[i] !== want) assert.fail(`element ${i}: got ${got[i]}, want ${want} (|τ| ${Math.abs(tau[i]!)}, threshold ${thr})`);
+      }
+    });
+  }
+});
+
 describe('DARE drops are deterministic and exact', () => {
   const n = 3 * 1024 * 1024 + 5;
   const { base, model } = pair(n, 'BF16', 99);
