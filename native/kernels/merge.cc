@@ -655,14 +655,22 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
   return kth_largest_keys(n, kk, src, keys, inputs, tensor, chunk, threads, release_inputs);
 }
 
-std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const std::vector<size_t>& src,
-                                       const KeyFn& keys, const std::vector<TensorIn*>& inputs,
-                                       const std::string& tensor, size_t chunk, int threads, bool release_inputs) {
+namespace {
+
+// kth_largest_keys; with nz_frac ≥ 0 (one group only), kk is not given but
+// floor(nnz · nz_frac), nnz the number of non-zero keys, counted in the same pass
+// (and estimated from the sample for the bracket).
+std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::vector<size_t>& src, const KeyFn& keys,
+                                 const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
+                                 int threads, bool release_inputs, double nz_frac) {
+  const bool nz_mode = nz_frac >= 0.0;
   const size_t k = kk.size();
+  if (nz_mode) kk.assign(1, 1);  // provisional: active until the count is known
   std::vector<uint32_t> thr(k, 0);
   std::vector<size_t> active;
   for (size_t g = 0; g < k; ++g) {
-    if (kk[g] == 0) thr[g] = 0xffffffffu;  // keeps nothing
+    if (nz_mode) active.push_back(g);          // kk known after counting
+    else if (kk[g] == 0) thr[g] = 0xffffffffu;  // keeps nothing
     else if (kk[g] < n) active.push_back(g);
   }
   if (active.empty()) return thr;
@@ -680,6 +688,11 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
     std::vector<float> scratch(kSelectScratch);
     for (size_t si = 0; si < streams.size(); ++si) {
       for (size_t t0 = 0; t0 < n; t0 += kTile) keys(streams[si], t0, std::min(kTile, n - t0), u.data() + t0, scratch.data());
+      if (nz_mode) {
+        const uint64_t nnz = static_cast<uint64_t>(std::count_if(u.begin(), u.end(), [](uint32_t x) { return x != 0; }));
+        kk[0] = static_cast<uint64_t>(std::floor(static_cast<double>(nnz) * nz_frac));
+        if (kk[0] == 0 || kk[0] >= n) return {kk[0] == 0 ? 0xffffffffu : 0u};
+      }
       for (size_t g : active) {
         if (slot[g] != si) continue;
         v = u;
@@ -714,11 +727,18 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
     std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(r), v.end(), std::greater<uint32_t>());
     return v[r];
   };
+  double nz_spread = 0.0;  // nz mode: the sample's spread of the non-zero count, in sample ranks
+  if (nz_mode) {
+    const double p = static_cast<double>(std::count_if(samp[0].begin(), samp[0].end(), [](uint32_t x) { return x != 0; })) /
+                     static_cast<double>(sample);
+    kk[0] = std::max<uint64_t>(1, static_cast<uint64_t>(p * nz_frac * static_cast<double>(n)));
+    nz_spread = 4.0 * nz_frac * std::sqrt(static_cast<double>(sample) * p * (1.0 - p));
+  }
   for (size_t a = 0; a < na; ++a) {
     const size_t g = active[a];
-    const double f = static_cast<double>(kk[g]) / static_cast<double>(n);
+    const double f = std::min(1.0, static_cast<double>(kk[g]) / static_cast<double>(n));
     const double r = f * static_cast<double>(sample);
-    const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + 32.0;
+    const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + nz_spread + 32.0;
     std::vector<uint32_t>& v = samp[slot[g]];
     hi[a] = r - margin < 0.0 ? 0xffffffffu : nth(v, static_cast<size_t>(r - margin));
     lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, static_cast<size_t>(r + margin));
@@ -729,6 +749,7 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
   //    (at most `cap` in all per group; more sends the group to the histogram selection).
   const size_t cap = std::max<size_t>(size_t(1) << 16, (size_t(16) << 20) / na);
   std::vector<uint64_t> above(na, 0);
+  uint64_t nonzero = 0;  // nz mode: non-zero keys of the stream
   std::vector<std::vector<uint32_t>> cand(na);
   std::vector<uint8_t> overflow(na, 0);
   std::mutex fold_mutex;
@@ -738,6 +759,7 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
     std::vector<uint64_t> above;
     std::vector<std::vector<uint32_t>> cand;
     std::vector<size_t> count;
+    uint64_t nonzero = 0;
   };
   const size_t nthreads = static_cast<size_t>(std::max(1, threads));
   const size_t tcap = cap / nthreads + kTile;
@@ -755,6 +777,13 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
           for (size_t t0 = b0; t0 < e0; t0 += kTile) {
             const size_t m = std::min(kTile, e0 - t0);
             for (size_t si = 0; si < streams.size(); ++si) keys(streams[si], t0, m, st.bits.data() + si * kTile, st.scratch.data());
+            if (nz_mode) {
+              const uint32_t* u = st.bits.data();
+              uint64_t c = 0;
+#pragma omp simd reduction(+ : c)
+              for (size_t i = 0; i < m; ++i) c += u[i] != 0 ? 1u : 0u;
+              st.nonzero += c;
+            }
             for (size_t a = 0; a < na; ++a) {
               const uint32_t* u = st.bits.data() + slot[active[a]] * kTile;
               const uint32_t l = lo[a], h = hi[a];
@@ -772,6 +801,7 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
         },
         [&](CandState& st) {
           std::lock_guard<std::mutex> lock(fold_mutex);
+          nonzero += st.nonzero;
           for (size_t a = 0; a < na; ++a) {
             above[a] += st.above[a];
             if (st.count[a] + kTile > tcap) overflow[a] = 1;  // a tile may have been skipped
@@ -780,6 +810,10 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
         });
   }
 
+  if (nz_mode) {  // the exact kk, now that the non-zero keys are counted
+    kk[0] = static_cast<uint64_t>(std::floor(static_cast<double>(nonzero) * nz_frac));
+    if (kk[0] == 0 || kk[0] >= n) return {kk[0] == 0 ? 0xffffffffu : 0u};
+  }
   // 3. The kk-th largest is inside the bracket when above < kk ≤ above + |candidates|.
   std::vector<size_t> missed;
   for (size_t a = 0; a < na; ++a) {
@@ -798,6 +832,19 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
     kth_largest_by_histogram(n, kk, src, missed, keys, inputs, tensor, chunk, threads, release_inputs, thr);
   }
   return thr;
+}
+
+}  // namespace
+
+std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const std::vector<size_t>& src,
+                                       const KeyFn& keys, const std::vector<TensorIn*>& inputs,
+                                       const std::string& tensor, size_t chunk, int threads, bool release_inputs) {
+  return kth_select(n, kk, src, keys, inputs, tensor, chunk, threads, release_inputs, -1.0);
+}
+
+uint32_t kth_largest_of_nonzero(size_t n, double frac, const KeyFn& keys, const std::vector<TensorIn*>& inputs,
+                                const std::string& tensor, size_t chunk, int threads, bool release_inputs) {
+  return kth_select(n, {1}, {0}, keys, inputs, tensor, chunk, threads, release_inputs, frac)[0];
 }
 
 namespace {
@@ -1254,32 +1301,14 @@ ElemPrepared prepare_element_method(MergeJob& j) {
       };
       if (j.select_topk < 1.0) {
         p.select = 1;
-        // count_nonzero(var), then the kk-th largest variance, kk = floor(nnz · select_topk)
-        const std::vector<double> nnz = block_reduce(
-            j.n, 1, vscratch,
-            [&](size_t first, size_t m, double* acc, float* scratch) {
-              for (size_t t0 = first; t0 < first + m; t0 += kTile) {
-                const size_t mm = std::min(kTile, first + m - t0);
-                const float* var = variance_tile(scratch, t0, mm);
-                uint64_t c = 0;
-#pragma omp simd reduction(+ : c)
-                for (size_t i = 0; i < mm; ++i) c += var[i] != 0.0f ? 1 : 0;
-                acc[0] += static_cast<double>(c);
-              }
-            },
-            inputs, j.tensor, j.threads, j.release_inputs);
-        const uint64_t kk = static_cast<uint64_t>(std::floor(nnz[0] * j.select_topk));
-        if (kk == 0) {
-          p.var_thr = 0xffffffffu;
-        } else {
-          const KeyFn keys = [&](size_t, size_t first, size_t m, uint32_t* out, float*) {
-            thread_local std::vector<float> s;
-            s.resize(vscratch);
-            const float* var = variance_tile(s.data(), first, m);
-            for (size_t i = 0; i < m; ++i) out[i] = abs_bits(var[i]);
-          };
-          p.var_thr = kth_largest_keys(j.n, {kk}, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs)[0];
-        }
+        // the kk-th largest variance, kk = floor(count_nonzero(var) · select_topk), counted in the same pass
+        const KeyFn keys = [&](size_t, size_t first, size_t m, uint32_t* out, float*) {
+          thread_local std::vector<float> s;
+          s.resize(vscratch);
+          const float* var = variance_tile(s.data(), first, m);
+          for (size_t i = 0; i < m; ++i) out[i] = abs_bits(var[i]);
+        };
+        p.var_thr = kth_largest_of_nonzero(j.n, j.select_topk, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
       }
       // w_k = mean(d_k²) / Σ_k mean(d_k²) (1/k each when that sum is < 1e-6)
       const ElemParams pc = p;

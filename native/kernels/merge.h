@@ -151,6 +151,10 @@ using KeyFn = std::function<void(size_t, size_t, size_t, uint32_t*, float*)>;
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const std::vector<size_t>& src,
                                        const KeyFn& keys, const std::vector<TensorIn*>& inputs,
                                        const std::string& tensor, size_t chunk, int threads, bool release_inputs);
+// One stream, with kk = floor(nnz · frac) where nnz is the number of its non-zero
+// keys (SCE: count_nonzero of the variances), counted in the same pass.
+uint32_t kth_largest_of_nonzero(size_t n, double frac, const KeyFn& keys, const std::vector<TensorIn*>& inputs,
+                                const std::string& tensor, size_t chunk, int threads, bool release_inputs);
 // The same with src[g] = g.
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
                                        const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
