@@ -1042,11 +1042,27 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
         } catch (...) {
           failure.capture();
         }
+        // The chunk's inputs read first, by the team in large pieces (a pread per row
+        // of a few KiB spent more time in the kernel than the sort took).
+        {
+          constexpr size_t kReadPiece = size_t(1) << 16;
+          const size_t c0 = r0 * row, c1 = static_cast<size_t>(r1) * row;
+          const long pieces = static_cast<long>((c1 - c0 + kReadPiece - 1) / kReadPiece);
+#pragma omp for schedule(static)
+          for (long pc = 0; pc < pieces; ++pc) {
+            if (failure.failed()) continue;
+            try {
+              const size_t p0 = c0 + static_cast<size_t>(pc) * kReadPiece;
+              stage.read(p0, std::min(c1, p0 + kReadPiece));
+            } catch (...) {
+              failure.capture();
+            }
+          }
+        }
 #pragma omp for schedule(dynamic, 1)
         for (long r = static_cast<long>(r0); r < r1; ++r) {
           if (failure.failed()) continue;
           const size_t first = static_cast<size_t>(r) * row;
-          stage.read(first, first + row);
           load_tile(j.base, first, b.data(), row);
           load_tile(j.models[q], first, x.data(), row);
           // lim[i] = T[rank of element i]
