@@ -14,7 +14,7 @@ import { methodDescriptor } from '../../src/merge/methods/index.js';
 import type { MethodInputs } from '../../src/merge/methods/index.js';
 import type { TensorPlan } from '../../src/merge/plan.js';
 import type { ComputeDtype } from '../../src/native/addon.js';
-import { DTYPES, SIZE, compare, type RefResult, type RefTensor } from './reference.js';
+import { DTYPES, Rng, SIZE, compare, randomTensor, type RefResult, type RefTensor } from './reference.js';
 import { inputsFor, type Inputs, type Pattern } from './cases.js';
 import {
   bandMask, dareKey, dellaMask, l1Factor, refGta, refKarcher, refModelStock, refMultislerp, refNearswap, refNuslerp, refSce, refSlerp,
@@ -190,6 +190,26 @@ test('slerp falls back to lerp for colinear tensors, and interpolates gradients 
   const out = await runMethod('slerp', [4097], { t: 0.25 }, [{}], twice, 1, true, 'F32');
   const r = compare(out, 'F32', { value: inp.base.values.map((v) => 1.25 * v), mag: inp.base.values.map((v) => 3 * Math.abs(v)) });
   assert.equal(r.badCount, 0, JSON.stringify(r.bad));
+});
+
+test('sce: the variance cut-off is exact when the selection\'s sample misleads', async () => {
+  // The models differ from the base only in one run of 30000 elements, 100× more
+  // in 4000 of them around 2.008 Mi, where (for this n) one of the 48 sampled
+  // blocks of the one-pass selection lies: the sample sees only the large
+  // variances, its bracket misses the true cut-off, and the two-pass radix
+  // selection finishes (native/kernels/merge.cc, kth_select). Whatever the
+  // sampling, the output must equal the reference.
+  const n = 3 * 1024 * 1024 + 5;
+  const rng = new Rng(11);
+  const base = randomTensor(rng, n, 'F32', () => 0.05 * rng.normal());
+  const models = [0, 1, 2].map(() => randomTensor(rng, n, 'BF16', (i) => base.values[i]! + (i >= 2_000_000 && i < 2_030_000 ? (i >= 2_006_000 && i < 2_010_000 ? 1 : 0.01) * rng.normal() : 0)));
+  const inp: Inputs = { n, base, models, fishers: [], w: base, s: base };
+  const ref = refSce(base.values, models.map((m) => m.values), 0.4);
+  for (const dtype of DTYPES) {
+    const out = await runMethod('sce', [n], { select_topk: 0.4 }, [{}, {}, {}], inp, 3, true, dtype);
+    const { bad, badCount } = compare(out, dtype, ref);
+    assert.equal(badCount, 0, `sce -> ${dtype}: ${badCount} of ${n} elements off, first: ${JSON.stringify(bad)}`);
+  }
 });
 
 const cuda = loadAddon().addon.buildInfo().cudaDevices > 0 ? false : 'no CUDA device: the element kernels\' CUDA twins are checked where one answers';
