@@ -177,9 +177,8 @@ struct GramJob {
 std::vector<double> tensor_gram_cpu(const GramJob& job);
 
 // TIES: per model, the f32 bit pattern of the kk-th largest |x_k − b| over the
-// whole tensor, kk = round(density · n), by an exact two-pass radix selection
-// (16 high bits, then 16 low bits inside the chosen bin). Entries with
-// bits(|τ|) ≥ threshold are kept; kk = 0 gives 0xffffffff (keeps nothing).
+// whole tensor, kk = round(density · n), by kth_largest_keys (exact). Entries
+// with bits(|τ|) ≥ threshold are kept; kk = 0 gives 0xffffffff (keeps nothing).
 std::vector<uint32_t> ties_thresholds(MergeJob& job);
 
 // Picks the threshold from the two histograms (shared with the CUDA driver).
