@@ -242,6 +242,7 @@ void element_fields(Napi::Env env, Napi::Object r, MergeJob& j) {
   if (has(r, "densities")) j.densities = f64_list(env, r, "densities");
   if (has(r, "epsilons")) j.epsilons = f64_list(env, r, "epsilons");
   if (has(r, "rowLen")) j.row_len = count_field(env, r, "rowLen");
+  if (has(r, "maskBudget")) j.mask_budget = count_field(env, r, "maskBudget");
   if (has(r, "selectTopk")) j.select_topk = number_field(env, r, "selectTopk");
 }
 

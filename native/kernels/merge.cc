@@ -995,13 +995,15 @@ void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
 // dare_u24(key, i) < p · 2^24. One bit per element and model.
 // With `l1` set (the L1 rescale), also returns per model Σ|τ| and Σ|kept τ| (2k
 // values), summed per row in f64 and then over rows in row order.
+// With store false no mask is kept (only the sums: the L1 factors of a tensor
+// merged in blocks). The hash reads element g as j.first_element + g.
 std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride,
-                                std::vector<double>* l1) {
+                                std::vector<double>* l1, bool store) {
   const size_t k = j.models.size();
   const size_t row = j.row_len == 0 ? j.n : j.row_len;
   const size_t rows = j.n / row;
   *stride = (j.n + 7) / 8;
-  std::vector<uint8_t> mask(k * *stride, 0);
+  std::vector<uint8_t> mask(store ? k * *stride : 0, 0);
   Failure failure;
   const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / row);
   const bool small_rows = row <= 0xffffffffu;
@@ -1087,20 +1089,23 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
           std::fill(bits.begin(), bits.begin() + static_cast<std::ptrdiff_t>(nbytes), uint8_t(0));
           // keep[i] (in lim, as 0/1) = dare_u24(key, g) < lim[i], vectorised as gta_tile does
           const uint64_t key = keys[q];
-          if ((first >> 32) == ((first + row - 1) >> 32)) {
-            const uint32_t lo0 = static_cast<uint32_t>(first), k0 = static_cast<uint32_t>(key);
-            const uint32_t k1 = static_cast<uint32_t>(first >> 32) + static_cast<uint32_t>(key >> 32);
+          const uint64_t h0 = j.first_element + first;  // hash index of the row's first element
+          if ((h0 >> 32) == ((h0 + row - 1) >> 32)) {
+            const uint32_t lo0 = static_cast<uint32_t>(h0), k0 = static_cast<uint32_t>(key);
+            const uint32_t k1 = static_cast<uint32_t>(h0 >> 32) + static_cast<uint32_t>(key >> 32);
             uint32_t* __restrict lp = lim.data();
 #pragma omp simd
             for (size_t i = 0; i < row; ++i) {
               lp[i] = (mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8) < lp[i] ? 1u : 0u;
             }
           } else {
-            for (size_t i = 0; i < row; ++i) lim[i] = dare_u24(key, first + i) < lim[i] ? 1u : 0u;
+            for (size_t i = 0; i < row; ++i) lim[i] = dare_u24(key, h0 + i) < lim[i] ? 1u : 0u;
           }
-          for (size_t i = 0; i < row; ++i) {
-            const uint64_t g = first + i;
-            bits[(g >> 3) - byte0] |= static_cast<uint8_t>(lim[i] << (g & 7));
+          if (store) {
+            for (size_t i = 0; i < row; ++i) {
+              const uint64_t g = first + i;
+              bits[(g >> 3) - byte0] |= static_cast<uint8_t>(lim[i] << (g & 7));
+            }
           }
           // Σ|τ| and Σ|kept τ| in f64, four interleaved partial sums (a fixed order)
           double all = 0, kept = 0;
@@ -1126,10 +1131,12 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
             row_l1[2 * static_cast<size_t>(r)] = all;
             row_l1[2 * static_cast<size_t>(r) + 1] = kept;
           }
-          uint8_t* mq = mask.data() + q * *stride + byte0;
-          __atomic_fetch_or(mq, bits[0], __ATOMIC_RELAXED);
-          for (size_t t = 1; t + 1 < nbytes; ++t) mq[t] = bits[t];
-          if (nbytes > 1) __atomic_fetch_or(mq + nbytes - 1, bits[nbytes - 1], __ATOMIC_RELAXED);
+          if (store) {
+            uint8_t* mq = mask.data() + q * *stride + byte0;
+            __atomic_fetch_or(mq, bits[0], __ATOMIC_RELAXED);
+            for (size_t t = 1; t + 1 < nbytes; ++t) mq[t] = bits[t];
+            if (nbytes > 1) __atomic_fetch_or(mq + nbytes - 1, bits[nbytes - 1], __ATOMIC_RELAXED);
+          }
         }
       }
       failure.rethrow();
@@ -1148,6 +1155,13 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
   return mask;
 }
 
+}  // namespace
+
+namespace {
+// mergekit's rescale_norm l1: Σ|τ| / Σ|kept τ| (1 when either is < 1e-7).
+float l1_rescale(double before, double after) {
+  return before < 1e-7 || after < 1e-7 ? 1.0f : static_cast<float>(before / after);
+}
 }  // namespace
 
 void validate_element_job(const MergeJob& j, const std::function<void(const std::string&)>& bad) {
@@ -1264,7 +1278,7 @@ ElemPrepared prepare_element_method(MergeJob& j) {
       std::vector<double> mask_l1;
       if (j.sparsify == Sparsify::Mask) {
         if (j.rescale == 1) mask_l1.assign(2 * k, 0.0);
-        ep.mask = della_mask(j, keys, &p.mask_stride, j.rescale == 1 ? &mask_l1 : nullptr);
+        ep.mask = della_mask(j, keys, &p.mask_stride, j.rescale == 1 ? &mask_l1 : nullptr, true);
         for (size_t q = 0; q < k; ++q) {
           if (j.densities[q] >= 1.0) {  // density 1 keeps everything (mergekit)
             std::fill(ep.mask.begin() + q * p.mask_stride, ep.mask.begin() + (q + 1) * p.mask_stride, uint8_t(0xff));
@@ -1297,10 +1311,7 @@ ElemPrepared prepare_element_method(MergeJob& j) {
               }
             },
             inputs, j.tensor, j.threads, j.release_inputs);
-        for (size_t q = 0; q < k; ++q) {
-          const double before = l1[2 * q], after = l1[2 * q + 1];
-          p.rs[q] = before < 1e-7 || after < 1e-7 ? 1.0f : static_cast<float>(before / after);
-        }
+        for (size_t q = 0; q < k; ++q) p.rs[q] = l1_rescale(l1[2 * q], l1[2 * q + 1]);
       }
       break;
     }
@@ -1461,10 +1472,11 @@ std::vector<TensorIn*> used_inputs(MergeJob& j) {
   return v;
 }
 
-void merge_tensor_cpu(const MergeJob& job) {
-  validate_merge_job(job);
-  MergeJob j = job;  // its inputs are re-pointed at staging buffers chunk by chunk (merge_staging.h)
-  const Prepared p = prepare(j);
+namespace {
+
+// The merge pass of a prepared job: every chunk read (staged), merged tile by
+// tile, and written to memory or to the file slot.
+void merge_pass(MergeJob& j, const Prepared& p) {
   const int k = p.k;
   const size_t osz = dtype_size(j.out_dtype);
   const std::vector<TensorIn*> inputs = used_inputs(j);
@@ -1491,6 +1503,67 @@ void merge_tensor_cpu(const MergeJob& job) {
         if (j.fd >= 0) pwrite_all(j.fd, s.stage.data(), (e0 - b0) * osz, j.fd_offset + b0 * osz);
       });
   stage.finish();
+}
+
+// DELLA whose drop mask (k bits per element) exceeds mask_budget: merged in
+// blocks of rows (a multiple of 8 rows, so each block's mask starts on a byte),
+// each block ranked, masked and merged as a job of its own; the L1 rescale
+// factors, which need the whole tensor, come from one ranking pass before
+// (keeping the sums, not the mask). Same output as the whole-tensor path.
+bool della_in_blocks(const MergeJob& j) {
+  if (j.method != MergeMethod::Gta || j.sparsify != Sparsify::Mask || j.row_len == 0) return false;
+  const uint64_t rows = j.n / j.row_len;
+  return static_cast<uint64_t>(j.models.size()) * ((j.n + 7) / 8) > j.mask_budget && rows > 8;
+}
+
+void merge_della_in_blocks(MergeJob& j) {
+  const size_t k = j.models.size();
+  const size_t row = j.row_len, rows = j.n / row;
+  std::vector<float> rs(k, 1.0f);
+  if (j.rescale == 1) {
+    std::vector<uint64_t> keys(k);
+    for (size_t q = 0; q < k; ++q) keys[q] = dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(q));
+    std::vector<double> l1(2 * k, 0.0);
+    uint64_t stride = 0;
+    della_mask(j, keys, &stride, &l1, false);
+    for (size_t q = 0; q < k; ++q) rs[q] = l1_rescale(l1[2 * q], l1[2 * q + 1]);
+  }
+  const size_t row_mask_bytes = std::max<size_t>(1, k * row / 8);
+  const size_t block_rows = std::max<size_t>(8, j.mask_budget / row_mask_bytes / 8 * 8);
+  const size_t osz = dtype_size(j.out_dtype);
+  auto shift = [](TensorIn& t, size_t e) {
+    if (t.data) t.data += e * dtype_size(t.dtype);
+  };
+  for (size_t r0 = 0; r0 < rows; r0 += block_rows) {
+    const size_t r1 = std::min(rows, r0 + block_rows);
+    const size_t e0 = r0 * row;
+    MergeJob sub = j;
+    sub.n = (r1 - r0) * row;
+    sub.first_element = j.first_element + e0;
+    shift(sub.base, e0);
+    for (TensorIn& m : sub.models) shift(m, e0);
+    if (sub.out) sub.out += e0 * osz;
+    else sub.fd_offset += e0 * osz;
+    if (j.rescale == 1) sub.rescale = 0;  // the whole tensor's factors, set below
+    Prepared p = prepare(sub);
+    if (j.rescale == 1) {
+      for (size_t q = 0; q < k; ++q) p.elem.p.rs[q] = rs[q];
+    }
+    merge_pass(sub, p);
+  }
+}
+
+}  // namespace
+
+void merge_tensor_cpu(const MergeJob& job) {
+  validate_merge_job(job);
+  MergeJob j = job;  // its inputs are re-pointed at staging buffers chunk by chunk (merge_staging.h)
+  if (della_in_blocks(j)) {
+    merge_della_in_blocks(j);
+    return;
+  }
+  const Prepared p = prepare(j);
+  merge_pass(j, p);
 }
 
 void df_accumulate_cpu(const AccumulateJob& j) {

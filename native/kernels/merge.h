@@ -76,6 +76,11 @@ struct MergeJob {
   std::vector<double> densities;     // Random / Mask: keep probability per model
   std::vector<double> epsilons;      // Mask (DELLA): probability spread ε per model
   uint64_t row_len = 0;              // Mask (DELLA): elements per row (0: the whole tensor is one row)
+  // Mask (DELLA): bytes of drop mask held at once (k bits per element). A tensor
+  // needing more is merged in blocks of rows, each with its own mask (and, for
+  // the L1 rescale, one extra ranking pass over the whole tensor first).
+  size_t mask_budget = size_t(128) << 20;
+  uint64_t first_element = 0;        // index of element 0 in the whole tensor (DELLA's hash; set for blocks)
   // sce
   double select_topk = 1.0;
   // Output: memory (out != nullptr) or a file slot (fd >= 0, at fd_offset).

@@ -168,6 +168,8 @@ export interface GtaRequest extends CommonRequest {
   readonly epsilons?: readonly number[];
   /** mask (DELLA): elements per row ranked together (default: the whole tensor). */
   readonly rowLen?: number;
+  /** mask (DELLA): bytes of drop mask (k bits per element) held at once; a larger tensor is merged in blocks of rows (default 128 MiB). */
+  readonly maskBudgetBytes?: number;
   readonly consensus?: boolean;
   readonly normalize?: boolean;
   /** Kept entries rescaled: none (default), by Σ|τ|/Σ|kept τ| per tensor (l1), or by 1/density. */
@@ -357,6 +359,7 @@ export async function mergeTensor(req: MergeTensorRequest): Promise<void> {
           ...(req.densities ? { densities: [...req.densities] } : {}),
           ...(req.epsilons ? { epsilons: [...req.epsilons] } : {}),
           ...(req.rowLen !== undefined ? { rowLen: req.rowLen } : {}),
+          ...(req.maskBudgetBytes !== undefined ? { maskBudget: req.maskBudgetBytes } : {}),
         });
         if (RESCALE_CODE[req.rescale ?? 'none'] === undefined) throw new MergeError('InvalidArgument', `rescale must be none, l1 or inverse_density, got ${String(req.rescale)}`, tensor);
         break;

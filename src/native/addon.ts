@@ -110,6 +110,7 @@ export interface NativeMergeRequest {
   densities?: number[];
   epsilons?: number[];
   rowLen?: number;
+  maskBudget?: number;
   /** 'sce': fraction of entries kept by variance. */
   selectTopk?: number;
   out: NativeMergeOutput;

@@ -192,6 +192,26 @@ test('slerp falls back to lerp for colinear tensors, and interpolates gradients 
   assert.equal(r.badCount, 0, JSON.stringify(r.bad));
 });
 
+test('della merged in blocks of rows (mask over its budget) gives the whole-tensor output, bit for bit', async () => {
+  // 300 rows of 4099: the 3 models' mask is 3 × 153713 bytes; a 20000-byte budget
+  // makes blocks of 8·⌊20000 / (3·4099/8) / 8⌋ = 8 rows (the last one shorter)
+  const shape = [300, 4099];
+  const n = shape[0]! * shape[1]!;
+  const inp = inputsFor(n, 'mixed');
+  for (const [name, global] of [['della', {}], ['della_linear', { rescale: false }]] as const) {
+    const t = planFor(name, shape, global, W3.map((weight) => ({ weight, density: 0.4, epsilon: 0.1 })), 'F32');
+    const inputs: MethodInputs = { base: input(inp.base), models: inp.models.slice(0, 3).map(input), fishers: [], fisherScale: [], seed: SEED };
+    const whole = new Uint8Array(n * 4);
+    const blocks = new Uint8Array(n * 4);
+    const req = await methodDescriptor(name).request(t, inputs, { kind: 'memory', data: whole, dtype: 'F32' });
+    await mergeTensor(req);
+    const reqB = await methodDescriptor(name).request(t, inputs, { kind: 'memory', data: blocks, dtype: 'F32' });
+    await mergeTensor({ ...reqB, maskBudgetBytes: 20000 } as typeof reqB);
+    assert.ok(Buffer.from(whole).equals(Buffer.from(blocks)), `${name}: blockwise output differs from the whole-tensor one`);
+    assert.ok(whole.some((b) => b !== 0));
+  }
+});
+
 test('sce: the variance cut-off is exact when the selection\'s sample misleads', async () => {
   // The models differ from the base only in one run of 30000 elements, 100× more
   // in 4000 of them around 2.008 Mi, where (for this n) one of the 48 sampled
