@@ -416,6 +416,15 @@ bool is_element_method(MergeMethod m) {
   }
 }
 
+namespace {
+// The per-model keys of the counter-based hash (DARE's drops, DELLA's draws).
+std::vector<uint64_t> model_keys(const MergeJob& j) {
+  std::vector<uint64_t> keys(j.models.size());
+  for (size_t q = 0; q < keys.size(); ++q) keys[q] = dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(q));
+  return keys;
+}
+}  // namespace
+
 MergeConstants merge_constants(const MergeJob& j) {
   MergeConstants p;
   p.k = static_cast<int>(j.models.size());
@@ -437,7 +446,7 @@ MergeConstants merge_constants(const MergeJob& j) {
       break;
   }
   if (j.method == MergeMethod::DareLinear || j.method == MergeMethod::DareTies) {
-    for (int m = 0; m < p.k; ++m) p.keys.push_back(dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(m)));
+    p.keys = model_keys(j);
     p.keep_thr = dare_keep_threshold(1.0 - j.density);
     p.keep_prob = static_cast<float>(j.density);
   }
@@ -618,10 +627,6 @@ void kth_largest_by_histogram(size_t n, const std::vector<uint64_t>& kk, const s
     }
   }
 }
-
-}  // namespace
-
-namespace {
 
 // Appends the u[i] with lo ≤ u[i] ≤ hi to dst from position c (dst has room for
 // c + m); returns the new count. AVX-512: a compress in registers and a full
@@ -1033,7 +1038,7 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
           b.resize(row);
           x.resize(row);
           lim.resize(row);
-          bits.resize(row / 8 + 2);
+          if (store) bits.resize(row / 8 + 2);
           if (small_rows) {
             kv.resize(row);
             kv_tmp.resize(row);
@@ -1082,11 +1087,6 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
             std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return u[a] < u[c]; });
             for (size_t pos = 0; pos < row; ++pos) lim[order[pos]] = table[pos];
           }
-          // This row's bits, assembled in position order from byte first/8 on;
-          // only the first and last byte can be shared with a neighbouring row.
-          const uint64_t byte0 = first >> 3;
-          const size_t nbytes = static_cast<size_t>(((first + row - 1) >> 3) - byte0 + 1);
-          std::fill(bits.begin(), bits.begin() + static_cast<std::ptrdiff_t>(nbytes), uint8_t(0));
           // keep[i] (in lim, as 0/1) = dare_u24(key, g) < lim[i], vectorised as gta_tile does
           const uint64_t key = keys[q];
           const uint64_t h0 = j.first_element + first;  // hash index of the row's first element
@@ -1102,14 +1102,22 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
             for (size_t i = 0; i < row; ++i) lim[i] = dare_u24(key, h0 + i) < lim[i] ? 1u : 0u;
           }
           if (store) {
+            // This row's bits, assembled in position order from byte first/8 on;
+            // only the first and last byte can be shared with a neighbouring row.
+            const uint64_t byte0 = first >> 3;
+            const size_t nbytes = static_cast<size_t>(((first + row - 1) >> 3) - byte0 + 1);
+            std::fill(bits.begin(), bits.begin() + static_cast<std::ptrdiff_t>(nbytes), uint8_t(0));
             for (size_t i = 0; i < row; ++i) {
               const uint64_t g = first + i;
               bits[(g >> 3) - byte0] |= static_cast<uint8_t>(lim[i] << (g & 7));
             }
+            uint8_t* mq = mask.data() + q * *stride + byte0;
+            __atomic_fetch_or(mq, bits[0], __ATOMIC_RELAXED);
+            for (size_t t = 1; t + 1 < nbytes; ++t) mq[t] = bits[t];
+            if (nbytes > 1) __atomic_fetch_or(mq + nbytes - 1, bits[nbytes - 1], __ATOMIC_RELAXED);
           }
-          // Σ|τ| and Σ|kept τ| in f64, four interleaved partial sums (a fixed order)
-          double all = 0, kept = 0;
           if (l1) {
+            // Σ|τ| and Σ|kept τ| in f64, four interleaved partial sums (a fixed order)
             double sa[4] = {0, 0, 0, 0}, sk[4] = {0, 0, 0, 0};
             size_t i = 0;
             for (; i + 4 <= row; i += 4) {
@@ -1124,18 +1132,8 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
               sa[0] += a;
               sk[0] += lim[i] ? a : 0.0;
             }
-            all = (sa[0] + sa[1]) + (sa[2] + sa[3]);
-            kept = (sk[0] + sk[1]) + (sk[2] + sk[3]);
-          }
-          if (l1) {
-            row_l1[2 * static_cast<size_t>(r)] = all;
-            row_l1[2 * static_cast<size_t>(r) + 1] = kept;
-          }
-          if (store) {
-            uint8_t* mq = mask.data() + q * *stride + byte0;
-            __atomic_fetch_or(mq, bits[0], __ATOMIC_RELAXED);
-            for (size_t t = 1; t + 1 < nbytes; ++t) mq[t] = bits[t];
-            if (nbytes > 1) __atomic_fetch_or(mq + nbytes - 1, bits[nbytes - 1], __ATOMIC_RELAXED);
+            row_l1[2 * static_cast<size_t>(r)] = (sa[0] + sa[1]) + (sa[2] + sa[3]);
+            row_l1[2 * static_cast<size_t>(r) + 1] = (sk[0] + sk[1]) + (sk[2] + sk[3]);
           }
         }
       }
@@ -1155,9 +1153,6 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
   return mask;
 }
 
-}  // namespace
-
-namespace {
 // mergekit's rescale_norm l1: Σ|τ| / Σ|kept τ| (1 when either is < 1e-7).
 float l1_rescale(double before, double after) {
   return before < 1e-7 || after < 1e-7 ? 1.0f : static_cast<float>(before / after);
@@ -1269,9 +1264,8 @@ ElemPrepared prepare_element_method(MergeJob& j) {
           p.thr_hi[q] = drops && hi[q] > 0 ? t[k + q] : 0xffffffffu;  // hi 0: nothing dropped from the top
         }
       }
-      std::vector<uint64_t> keys(k);
+      const std::vector<uint64_t> keys = model_keys(j);
       for (size_t q = 0; q < k; ++q) {
-        keys[q] = dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(q));
         p.key[q] = keys[q];
         if (j.sparsify == Sparsify::Random) p.keep_thr[q] = dare_keep_threshold(1.0 - j.densities[q]);
       }
@@ -1521,8 +1515,7 @@ void merge_della_in_blocks(MergeJob& j) {
   const size_t row = j.row_len, rows = j.n / row;
   std::vector<float> rs(k, 1.0f);
   if (j.rescale == 1) {
-    std::vector<uint64_t> keys(k);
-    for (size_t q = 0; q < k; ++q) keys[q] = dare_key(j.seed, j.tensor_id, static_cast<uint32_t>(q));
+    const std::vector<uint64_t> keys = model_keys(j);
     std::vector<double> l1(2 * k, 0.0);
     uint64_t stride = 0;
     della_mask(j, keys, &stride, &l1, false);

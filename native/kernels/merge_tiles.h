@@ -359,20 +359,25 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
   }
 }
 
-// sce_variance (merge_methods.h) of k task-vector tiles d[0..k) over n elements,
-// into var: the same operations in the same order per element (mean in `mu`).
-inline void sce_variance_tile(const float* const* d, int k, float* __restrict mu, float* __restrict var, size_t n) {
-  const float kf = static_cast<float>(k);
+// out = d[0] + d[1] + … + d[k−1] over n elements (added in model order).
+inline void tile_sum(const float* const* d, int k, float* __restrict out, size_t n) {
   {
     const float* __restrict d0 = d[0];
 #pragma omp simd
-    for (size_t i = 0; i < n; ++i) mu[i] = d0[i];
+    for (size_t i = 0; i < n; ++i) out[i] = d0[i];
   }
   for (int q = 1; q < k; ++q) {
     const float* __restrict dq = d[q];
 #pragma omp simd
-    for (size_t i = 0; i < n; ++i) mu[i] += dq[i];
+    for (size_t i = 0; i < n; ++i) out[i] += dq[i];
   }
+}
+
+// sce_variance (merge_methods.h) of k task-vector tiles d[0..k) over n elements,
+// into var: the same operations in the same order per element (mean in `mu`).
+inline void sce_variance_tile(const float* const* d, int k, float* __restrict mu, float* __restrict var, size_t n) {
+  const float kf = static_cast<float>(k);
+  tile_sum(d, k, mu, n);
   {
     const float* __restrict d0 = d[0];
 #pragma omp simd
@@ -417,16 +422,7 @@ void sce_tile(const ElemParams& p, S b, const S* x, float* const* d, float* __re
       }
     }
   }
-  {
-    const float* __restrict d0 = d[0];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) t0[i] = d0[i];
-  }
-  for (int q = 1; q < k; ++q) {
-    const float* __restrict dq = d[q];
-#pragma omp simd
-    for (size_t i = 0; i < n; ++i) t0[i] += dq[i];
-  }
+  tile_sum(d, k, t0, n);
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) {
     t0[i] = t0[i] >= 0.0f ? 1.0f : -1.0f;  // sign of Σ d
