@@ -21,6 +21,7 @@
 #endif
 
 #include "io/mapped_file.h"
+#include "kernels/fixed_sums.h"
 #include "kernels/merge_rng.h"
 #include "kernels/merge_staging.h"
 #include "kernels/merge_tiles.h"
@@ -967,28 +968,72 @@ void symmetrize(double* g, size_t k) {
 // equal keys stay in position order: four passes of 8 bits, a pass skipped when
 // every key has the same digit (the exponent byte of |τ| often is). `kv` and
 // `tmp` hold n pairs; the sorted pairs end in `kv`.
+// Each pass scatters four quarters of the input at once, each with its own
+// offsets (quarter p's entries of a digit follow those of quarters < p, so the
+// order stays stable): one running offset array made every element wait on the
+// previous one's store whenever neighbours share a digit, as the high digits of
+// |τ| mostly do (that wait was most of DELLA's ranking time).
 void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
-  uint32_t hist[4][256] = {};
+  constexpr size_t kParts = 4;
+  size_t cut[kParts + 1];
+  for (size_t p = 0; p <= kParts; ++p) cut[p] = n * p / kParts;
+  const size_t len = cut[1] - cut[0];  // the shortest quarter (the cuts round down)
+  // Digits every key shares: those bits equal in the AND and the OR of all keys.
+  uint64_t any = 0, every = ~uint64_t(0);
+#pragma omp simd reduction(| : any) reduction(& : every)
   for (size_t i = 0; i < n; ++i) {
-    const uint32_t key = static_cast<uint32_t>(kv[i] >> 32);
-    ++hist[0][key & 0xff];
-    ++hist[1][(key >> 8) & 0xff];
-    ++hist[2][(key >> 16) & 0xff];
-    ++hist[3][key >> 24];
+    any |= kv[i];
+    every &= kv[i];
   }
+  const uint64_t differ = any ^ every;
   uint64_t* src = kv;
   uint64_t* dst = tmp;
   for (int pass = 0; pass < 4; ++pass) {
     const int shift = 32 + 8 * pass;
-    uint32_t* h = hist[pass];
-    if (h[(src[0] >> shift) & 0xff] == n) continue;  // one digit for all: order unchanged
+    if (((differ >> shift) & 0xff) == 0) continue;  // one digit for all: order unchanged
+    // this pass's digit counts per quarter of the current order, then their offsets
+    uint32_t h[kParts][256] = {};
+    {
+      const uint64_t* s0 = src + cut[0];
+      const uint64_t* s1 = src + cut[1];
+      const uint64_t* s2 = src + cut[2];
+      const uint64_t* s3 = src + cut[3];
+      for (size_t i = 0; i < len; ++i) {
+        ++h[0][(s0[i] >> shift) & 0xff];
+        ++h[1][(s1[i] >> shift) & 0xff];
+        ++h[2][(s2[i] >> shift) & 0xff];
+        ++h[3][(s3[i] >> shift) & 0xff];
+      }
+      for (size_t p = 0; p < kParts; ++p) {
+        for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) ++h[p][(src[i] >> shift) & 0xff];
+      }
+    }
     uint32_t sum = 0;
     for (int d = 0; d < 256; ++d) {
-      const uint32_t c = h[d];
-      h[d] = sum;
-      sum += c;
+      for (size_t p = 0; p < kParts; ++p) {
+        const uint32_t c = h[p][d];
+        h[p][d] = sum;
+        sum += c;
+      }
     }
-    for (size_t i = 0; i < n; ++i) dst[h[(src[i] >> shift) & 0xff]++] = src[i];
+    uint32_t* o0 = h[0];
+    uint32_t* o1 = h[1];
+    uint32_t* o2 = h[2];
+    uint32_t* o3 = h[3];
+    const uint64_t* s0 = src + cut[0];
+    const uint64_t* s1 = src + cut[1];
+    const uint64_t* s2 = src + cut[2];
+    const uint64_t* s3 = src + cut[3];
+    for (size_t i = 0; i < len; ++i) {
+      const uint64_t a = s0[i], b = s1[i], c = s2[i], e = s3[i];
+      dst[o0[(a >> shift) & 0xff]++] = a;
+      dst[o1[(b >> shift) & 0xff]++] = b;
+      dst[o2[(c >> shift) & 0xff]++] = c;
+      dst[o3[(e >> shift) & 0xff]++] = e;
+    }
+    for (size_t p = 0; p < kParts; ++p) {
+      for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) dst[h[p][(src[i] >> shift) & 0xff]++] = src[i];
+    }
     std::swap(src, dst);
   }
   if (src != kv) std::memcpy(kv, src, n * sizeof(uint64_t));
@@ -1117,23 +1162,9 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
             if (nbytes > 1) __atomic_fetch_or(mq + nbytes - 1, bits[nbytes - 1], __ATOMIC_RELAXED);
           }
           if (l1) {
-            // Σ|τ| and Σ|kept τ| in f64, four interleaved partial sums (a fixed order)
-            double sa[4] = {0, 0, 0, 0}, sk[4] = {0, 0, 0, 0};
-            size_t i = 0;
-            for (; i + 4 <= row; i += 4) {
-              for (size_t t = 0; t < 4; ++t) {
-                const double a = std::fabs(static_cast<double>(x[i + t] - b[i + t]));
-                sa[t] += a;
-                sk[t] += lim[i + t] ? a : 0.0;
-              }
-            }
-            for (; i < row; ++i) {
-              const double a = std::fabs(static_cast<double>(x[i] - b[i]));
-              sa[0] += a;
-              sk[0] += lim[i] ? a : 0.0;
-            }
-            row_l1[2 * static_cast<size_t>(r)] = (sa[0] + sa[1]) + (sa[2] + sa[3]);
-            row_l1[2 * static_cast<size_t>(r) + 1] = (sk[0] + sk[1]) + (sk[2] + sk[3]);
+            // Σ|τ| and Σ|kept τ| of the row in f64, in a fixed order
+            abs_diff_sums(x.data(), b.data(), lim.data(), row, &row_l1[2 * static_cast<size_t>(r)],
+                          &row_l1[2 * static_cast<size_t>(r) + 1]);
           }
         }
       }
@@ -1341,19 +1372,8 @@ ElemPrepared prepare_element_method(MergeJob& j) {
               const float* var = variance_tile(scratch, t0, mm);
               for (size_t q = 0; q < k; ++q) {
                 const float* tau = scratch + kTile * (1 + q);
-                // Σ τ² of the selected entries in f64, four interleaved partial sums (a fixed order)
-                double a[4] = {0, 0, 0, 0};
-                size_t i = 0;
-                for (; i + 4 <= mm; i += 4) {
-                  for (size_t t = 0; t < 4; ++t) {
-                    const bool sel = !pc.select || abs_bits(var[i + t]) >= pc.var_thr;
-                    a[t] += sel ? static_cast<double>(tau[i + t]) * tau[i + t] : 0.0;
-                  }
-                }
-                for (; i < mm; ++i) {
-                  if (!pc.select || abs_bits(var[i]) >= pc.var_thr) a[0] += static_cast<double>(tau[i]) * tau[i];
-                }
-                acc[q] += (a[0] + a[1]) + (a[2] + a[3]);
+                // Σ τ² of the selected entries in f64, in a fixed order
+                acc[q] += selected_square_sum(tau, var, pc.var_thr, !pc.select, mm);
               }
             }
           },
