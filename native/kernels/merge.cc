@@ -663,6 +663,58 @@ std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk
 
 namespace {
 
+// Step 1 of kth_select: for each active group a (streams[slot[active[a]]] its key
+// stream), a bracket [lo[a], hi[a]] of keys around its kk-th largest, from a
+// stratified sample. In nz mode (nz_frac ≥ 0, one group) kk[0] is set to the
+// sample's estimate of floor(nnz · nz_frac) and the bracket widened by its spread.
+void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const std::vector<size_t>& streams,
+                     const std::vector<size_t>& slot, const std::vector<size_t>& active, const KeyFn& keys,
+                     const std::vector<TensorIn*>& inputs, const std::string& tensor, std::vector<uint32_t>& lo,
+                     std::vector<uint32_t>& hi) {
+  const bool nz_mode = nz_frac >= 0.0;
+  // S = n/64 keys (16Ki to 1Mi) in blocks of 1024 spread evenly over the tensor;
+  // the bracket is the sample's ranks kk/n · S ± (4σ + 32) (σ of a binomial count).
+  constexpr size_t kBlock = 1024;
+  static_assert(kBlock <= kTile, "keys() takes at most a tile");
+  const size_t sample = std::min<size_t>(size_t(1) << 20, std::max<size_t>(size_t(1) << 14, n / 64)) / kBlock * kBlock;
+  const size_t blocks = sample / kBlock;
+  std::vector<std::vector<uint32_t>> samp(streams.size(), std::vector<uint32_t>(sample));
+  {
+    InputStage stage(inputs, n, kBlock, tensor, false);
+    std::vector<float> scratch(kSelectScratch);
+    for (size_t bi = 0; bi < blocks; ++bi) {
+      const size_t b0 = static_cast<size_t>(static_cast<double>(bi) * static_cast<double>(n - kBlock) / static_cast<double>(blocks - 1));
+      stage.begin_chunk(b0, b0 + kBlock);
+      stage.read(b0, b0 + kBlock);
+      for (size_t si = 0; si < streams.size(); ++si) keys(streams[si], b0, kBlock, samp[si].data() + bi * kBlock, scratch.data());
+    }
+  }
+  const size_t na = active.size();
+  lo.assign(na, 0);
+  hi.assign(na, 0);
+  auto nth = [](std::vector<uint32_t>& v, size_t r) {  // r-th largest (0-based)
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(r), v.end(), std::greater<uint32_t>());
+    return v[r];
+  };
+  double nz_spread = 0.0;  // nz mode: the sample's spread of the non-zero count, in sample ranks
+  if (nz_mode) {
+    const double p = static_cast<double>(std::count_if(samp[0].begin(), samp[0].end(), [](uint32_t x) { return x != 0; })) /
+                     static_cast<double>(sample);
+    kk[0] = std::max<uint64_t>(1, static_cast<uint64_t>(p * nz_frac * static_cast<double>(n)));
+    nz_spread = 4.0 * nz_frac * std::sqrt(static_cast<double>(sample) * p * (1.0 - p));
+  }
+  for (size_t a = 0; a < na; ++a) {
+    const size_t g = active[a];
+    const double f = std::min(1.0, static_cast<double>(kk[g]) / static_cast<double>(n));
+    const double r = f * static_cast<double>(sample);
+    const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + nz_spread + 32.0;
+    std::vector<uint32_t>& v = samp[slot[g]];
+    hi[a] = r - margin < 0.0 ? 0xffffffffu : nth(v, static_cast<size_t>(r - margin));
+    lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, static_cast<size_t>(r + margin));
+  }
+  samp.clear();
+}
+
 // kth_largest_keys; with nz_frac ≥ 0 (one group only), kk is not given but
 // floor(nnz · nz_frac), nnz the number of non-zero keys, counted in the same pass
 // (and estimated from the sample for the bracket).
@@ -709,47 +761,10 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
     return thr;
   }
 
-  // 1. A bracket [lo, hi] of keys around each group's kk-th largest, from a
-  //    stratified sample: S = n/64 keys (16Ki to 1Mi) in blocks of 1024 spread evenly over the tensor,
-  //    ranks kk/n · S ± (4σ + 32) of the sample (σ of a binomial count).
-  constexpr size_t kBlock = 1024;
-  static_assert(kBlock <= kTile, "keys() takes at most a tile");
-  const size_t sample = std::min<size_t>(size_t(1) << 20, std::max<size_t>(size_t(1) << 14, n / 64)) / kBlock * kBlock;
-  const size_t blocks = sample / kBlock;
-  std::vector<std::vector<uint32_t>> samp(streams.size(), std::vector<uint32_t>(sample));
-  {
-    InputStage stage(inputs, n, kBlock, tensor, false);
-    std::vector<float> scratch(kSelectScratch);
-    for (size_t bi = 0; bi < blocks; ++bi) {
-      const size_t b0 = static_cast<size_t>(static_cast<double>(bi) * static_cast<double>(n - kBlock) / static_cast<double>(blocks - 1));
-      stage.begin_chunk(b0, b0 + kBlock);
-      stage.read(b0, b0 + kBlock);
-      for (size_t si = 0; si < streams.size(); ++si) keys(streams[si], b0, kBlock, samp[si].data() + bi * kBlock, scratch.data());
-    }
-  }
+  // 1. A bracket [lo, hi] of keys around each group's kk-th largest (sample_brackets).
   const size_t na = active.size();
-  std::vector<uint32_t> lo(na), hi(na);
-  auto nth = [](std::vector<uint32_t>& v, size_t r) {  // r-th largest (0-based)
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(r), v.end(), std::greater<uint32_t>());
-    return v[r];
-  };
-  double nz_spread = 0.0;  // nz mode: the sample's spread of the non-zero count, in sample ranks
-  if (nz_mode) {
-    const double p = static_cast<double>(std::count_if(samp[0].begin(), samp[0].end(), [](uint32_t x) { return x != 0; })) /
-                     static_cast<double>(sample);
-    kk[0] = std::max<uint64_t>(1, static_cast<uint64_t>(p * nz_frac * static_cast<double>(n)));
-    nz_spread = 4.0 * nz_frac * std::sqrt(static_cast<double>(sample) * p * (1.0 - p));
-  }
-  for (size_t a = 0; a < na; ++a) {
-    const size_t g = active[a];
-    const double f = std::min(1.0, static_cast<double>(kk[g]) / static_cast<double>(n));
-    const double r = f * static_cast<double>(sample);
-    const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + nz_spread + 32.0;
-    std::vector<uint32_t>& v = samp[slot[g]];
-    hi[a] = r - margin < 0.0 ? 0xffffffffu : nth(v, static_cast<size_t>(r - margin));
-    lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, static_cast<size_t>(r + margin));
-  }
-  samp.clear();
+  std::vector<uint32_t> lo, hi;
+  sample_brackets(n, kk, nz_frac, streams, slot, active, keys, inputs, tensor, lo, hi);
 
   // 2. One pass: per group, the keys above the bracket counted and those inside collected
   //    (at most `cap` in all per group; more sends the group to the histogram selection).
@@ -1188,6 +1203,121 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
 float l1_rescale(double before, double after) {
   return before < 1e-7 || after < 1e-7 ? 1.0f : static_cast<float>(before / after);
 }
+
+// SCE's variance tile: τ_q of elements [first, first + m) into scratch tiles 1..k,
+// their variance into tile k + 2 (returned; the mean in tile k + 1).
+using VarianceTileFn = std::function<const float*(float* scratch, size_t first, size_t m)>;
+
+// SCE's selection and its weights' sums in one pass: the variance cut-off
+// kth_largest_of_nonzero(frac) would give (*thr), and per model Σ τ² over the
+// elements whose variance key is ≥ it (*sq). Usual case: a sample brackets the
+// cut-off (sample_brackets); the pass counts the non-zero keys and those above
+// the bracket, sums τ² of the elements above it per fixed block, and keeps the
+// elements inside it (key, block, τ of every model). With the cut-off selected
+// among those, each block's kept elements at or above it are added to a second
+// per-block sum (in element order: a block is one thread's), and the sums are
+// added in block order, a fixed order. Returns false, having set nothing, when
+// the cut-off falls outside the bracket or the bracket holds too many elements;
+// the caller then selects and sums in separate passes.
+bool sce_select_and_square_sums(MergeJob& j, double frac, const KeyFn& keys, const VarianceTileFn& variance_tile,
+                                size_t vscratch, const std::vector<TensorIn*>& inputs, uint32_t* thr,
+                                std::vector<double>* sq) {
+  const size_t k = j.models.size(), n = j.n;
+  std::vector<uint64_t> kk{1};
+  std::vector<uint32_t> lo, hi;
+  sample_brackets(n, kk, frac, {0}, {0}, {0}, keys, inputs, j.tensor, lo, hi);
+  const size_t stride = 2 + k;  // a kept element: key, block, τ_0 … τ_{k−1} (f32 bits)
+  const size_t nthreads = static_cast<size_t>(std::max(1, j.threads));
+  const size_t tcap = (size_t(64) << 20) / sizeof(uint32_t) / nthreads / stride * stride;  // 64 MiB in all
+  std::vector<std::vector<uint32_t>> kept(nthreads);
+  std::vector<uint8_t> overflow(nthreads, 0);
+  // acc: Σ τ_q² above the bracket (k), the non-zero keys, the keys above the bracket
+  const std::vector<double> total = block_reduce(
+      n, k + 2, vscratch,
+      [&](size_t first, size_t m, double* acc, float* scratch) {
+        const size_t tid = static_cast<size_t>(omp_get_thread_num());
+        const uint32_t l = lo[0], h = hi[0];  // copies: the key stores below could alias captured ones
+        std::vector<uint32_t>& c = kept[tid];
+        const uint32_t block = static_cast<uint32_t>(first / kReduceBlock);
+        for (size_t t0 = first; t0 < first + m; t0 += kTile) {
+          const size_t mm = std::min(kTile, first + m - t0);
+          const float* var = variance_tile(scratch, t0, mm);
+          uint32_t u[kTile];
+          uint32_t nz = 0, up = 0;
+#pragma omp simd reduction(+ : nz, up)
+          for (size_t i = 0; i < mm; ++i) {
+            u[i] = abs_bits(var[i]);
+            nz += u[i] != 0 ? 1u : 0u;
+            up += u[i] > h ? 1u : 0u;
+          }
+          acc[k] += static_cast<double>(nz);
+          acc[k + 1] += static_cast<double>(up);
+          if (h != 0xffffffffu) {
+            for (size_t q = 0; q < k; ++q) acc[q] += selected_square_sum(scratch + kTile * (1 + q), var, h + 1, false, mm);
+          }
+          if (overflow[tid]) continue;
+          // the elements inside the bracket, found 16 at a time (u − l ≤ h − l: l ≤ u ≤ h)
+          const uint32_t span = h - l;
+          for (size_t g0 = 0; g0 < mm; g0 += 16) {
+            const size_t g1 = std::min(mm, g0 + 16);
+            uint32_t hits = 0;
+#pragma omp simd reduction(+ : hits)
+            for (size_t i = g0; i < g1; ++i) hits += u[i] - l <= span ? 1u : 0u;
+            if (hits == 0) continue;
+            if (c.size() + hits * stride > tcap) {
+              overflow[tid] = 1;
+              break;
+            }
+            for (size_t i = g0; i < g1; ++i) {
+              if (u[i] - l > span) continue;
+              c.push_back(u[i]);
+              c.push_back(block);
+              for (size_t q = 0; q < k; ++q) {
+                uint32_t bits;
+                std::memcpy(&bits, scratch + kTile * (1 + q) + i, 4);
+                c.push_back(bits);
+              }
+            }
+          }
+        }
+      },
+      inputs, j.tensor, j.threads, j.release_inputs);
+  if (std::any_of(overflow.begin(), overflow.end(), [](uint8_t o) { return o != 0; })) return false;
+  const uint64_t want = static_cast<uint64_t>(std::floor(total[k] * frac));  // floor(nnz · frac)
+  if (want == 0) {  // nothing selected (kth_largest_of_nonzero's kk = 0)
+    *thr = 0xffffffffu;
+    sq->assign(k, 0.0);
+    return true;
+  }
+  const uint64_t above = static_cast<uint64_t>(total[k + 1]);
+  std::vector<uint32_t> ck;
+  for (const std::vector<uint32_t>& c : kept) {
+    for (size_t r = 0; r < c.size(); r += stride) ck.push_back(c[r]);
+  }
+  if (want >= n || above >= want || want - above > ck.size()) return false;
+  const size_t rank = static_cast<size_t>(want - above) - 1;
+  std::nth_element(ck.begin(), ck.begin() + static_cast<std::ptrdiff_t>(rank), ck.end(), std::greater<uint32_t>());
+  const uint32_t t = ck[rank];
+  const size_t nblocks = (n + kReduceBlock - 1) / kReduceBlock;
+  std::vector<double> per_block(nblocks * k, 0.0);
+  for (const std::vector<uint32_t>& c : kept) {
+    for (size_t r = 0; r < c.size(); r += stride) {
+      if (c[r] < t) continue;
+      double* pb = per_block.data() + static_cast<size_t>(c[r + 1]) * k;
+      for (size_t q = 0; q < k; ++q) {
+        float v;
+        std::memcpy(&v, &c[r + 2 + q], 4);
+        pb[q] += static_cast<double>(v) * v;
+      }
+    }
+  }
+  sq->assign(total.begin(), total.begin() + static_cast<std::ptrdiff_t>(k));
+  for (size_t b = 0; b < nblocks; ++b) {
+    for (size_t q = 0; q < k; ++q) (*sq)[q] += per_block[b * k + q];
+  }
+  *thr = t;
+  return true;
+}
 }  // namespace
 
 void validate_element_job(const MergeJob& j, const std::function<void(const std::string&)>& bad) {
@@ -1343,7 +1473,7 @@ ElemPrepared prepare_element_method(MergeJob& j) {
     case MergeMethod::Sce: {
       // Per tile: τ_q of the tile (scratch tiles 1..k) and their variance (tile k + 2; mean in tile k + 1).
       const size_t vscratch = (k + 3) * kTile;
-      auto variance_tile = [&](float* scratch, size_t first, size_t m) {
+      const VarianceTileFn variance_tile = [&](float* scratch, size_t first, size_t m) -> const float* {
         load_vectors(j.models, j.base, first, m, scratch + kTile, scratch);
         const float* d[kMaxMergeModels] = {};
         for (size_t q = 0; q < k; ++q) d[q] = scratch + kTile * (1 + q);
@@ -1351,6 +1481,7 @@ ElemPrepared prepare_element_method(MergeJob& j) {
         sce_variance_tile(d, static_cast<int>(k), scratch + kTile * (k + 1), var, m);
         return var;
       };
+      std::vector<double> sq;  // per model Σ τ² of the selected entries
       if (j.select_topk < 1.0) {
         p.select = 1;
         // the kk-th largest variance, kk = floor(count_nonzero(var) · select_topk), counted in the same pass
@@ -1360,24 +1491,30 @@ ElemPrepared prepare_element_method(MergeJob& j) {
           const float* var = variance_tile(s.data(), first, m);
           for (size_t i = 0; i < m; ++i) out[i] = abs_bits(var[i]);
         };
-        p.var_thr = kth_largest_of_nonzero(j.n, j.select_topk, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
+        // usually one pass for the cut-off and the sums; else one for each
+        const bool fused = j.n > (size_t(1) << 16) &&
+                           sce_select_and_square_sums(j, j.select_topk, keys, variance_tile, vscratch, inputs, &p.var_thr, &sq);
+        if (!fused) {
+          p.var_thr = kth_largest_of_nonzero(j.n, j.select_topk, keys, inputs, j.tensor, j.chunk, j.threads, j.release_inputs);
+        }
       }
       // w_k = mean(d_k²) / Σ_k mean(d_k²) (1/k each when that sum is < 1e-6)
       const ElemParams pc = p;
-      const std::vector<double> sq = block_reduce(
-          j.n, k, vscratch,
-          [&](size_t first, size_t m, double* acc, float* scratch) {
-            for (size_t t0 = first; t0 < first + m; t0 += kTile) {
-              const size_t mm = std::min(kTile, first + m - t0);
-              const float* var = variance_tile(scratch, t0, mm);
-              for (size_t q = 0; q < k; ++q) {
-                const float* tau = scratch + kTile * (1 + q);
-                // Σ τ² of the selected entries in f64, in a fixed order
-                acc[q] += selected_square_sum(tau, var, pc.var_thr, !pc.select, mm);
+      if (sq.empty()) {
+        sq = block_reduce(
+            j.n, k, vscratch,
+            [&](size_t first, size_t m, double* acc, float* scratch) {
+              for (size_t t0 = first; t0 < first + m; t0 += kTile) {
+                const size_t mm = std::min(kTile, first + m - t0);
+                const float* var = variance_tile(scratch, t0, mm);
+                for (size_t q = 0; q < k; ++q) {
+                  // Σ τ² of the selected entries in f64, in a fixed order
+                  acc[q] += selected_square_sum(scratch + kTile * (1 + q), var, pc.var_thr, !pc.select, mm);
+                }
               }
-            }
-          },
-          inputs, j.tensor, j.threads, j.release_inputs);
+            },
+            inputs, j.tensor, j.threads, j.release_inputs);
+      }
       double total = 0;
       for (size_t q = 0; q < k; ++q) total += sq[q] / static_cast<double>(j.n);
       for (size_t q = 0; q < k; ++q) {

@@ -212,6 +212,33 @@ test('della merged in blocks of rows (mask over its budget) gives the whole-tens
   }
 });
 
+test('sce and della: the same bytes for 1, 2 and 3 threads', async () => {
+  // SCE's one-pass cut-off and weights (n > 64 Ki: the sampled path) add their
+  // per-model sums per fixed block, and DELLA ranks and sums per row: neither may
+  // depend on how the elements are shared among threads.
+  const cases: { name: string; shape: number[]; global: P; perModel: P[] }[] = [
+    { name: 'sce', shape: [(1 << 20) + 77], global: { select_topk: 0.3 }, perModel: [{}, {}, {}] },
+    { name: 'della', shape: [300, 4099], global: {}, perModel: W3.map((weight) => ({ weight, density: 0.4, epsilon: 0.1 })) },
+  ];
+  for (const c of cases) {
+    const n = c.shape.reduce((a, b) => a * b, 1);
+    const inp = inputsFor(n, 'mixed');
+    const t = planFor(c.name, c.shape, c.global, c.perModel, 'F32');
+    const inputs: MethodInputs = { base: input(inp.base), models: inp.models.slice(0, 3).map(input), fishers: [], fisherScale: [], seed: SEED };
+    const outs: Uint8Array[] = [];
+    for (const threads of [1, 2, 3]) {
+      const out = new Uint8Array(n * 4);
+      const req = await methodDescriptor(c.name).request(t, inputs, { kind: 'memory', data: out, dtype: 'F32' });
+      await mergeTensor({ ...req, threads });
+      outs.push(out);
+    }
+    assert.ok(outs[0]!.some((b) => b !== 0), `${c.name}: empty output`);
+    for (const [i, threads] of [[1, 2], [2, 3]] as const) {
+      assert.ok(Buffer.from(outs[0]!).equals(Buffer.from(outs[i]!)), `${c.name}: ${threads} threads give other bytes than 1`);
+    }
+  }
+});
+
 test('sce: the variance cut-off is exact when the selection\'s sample misleads', async () => {
   // The models differ from the base only in one run of 30000 elements, 100× more
   // in 4000 of them around 2.008 Mi, where (for this n) one of the 48 sampled
