@@ -1656,18 +1656,15 @@ void merge_pass(MergeJob& j, const Prepared& p) {
   stage.finish();
 }
 
-// DELLA whose drop mask (k bits per element) exceeds mask_budget: merged in
-// blocks of rows (a multiple of 8 rows, so each block's mask starts on a byte),
-// each block ranked, masked and merged as a job of its own; the L1 rescale
-// factors, which need the whole tensor, come from one ranking pass before
-// (keeping the sums, not the mask). Same output as the whole-tensor path.
+}  // namespace
+
 bool della_in_blocks(const MergeJob& j) {
   if (j.method != MergeMethod::Gta || j.sparsify != Sparsify::Mask || j.row_len == 0) return false;
   const uint64_t rows = j.n / j.row_len;
   return static_cast<uint64_t>(j.models.size()) * ((j.n + 7) / 8) > j.mask_budget && rows > 8;
 }
 
-void merge_della_in_blocks(MergeJob& j) {
+void for_della_blocks(MergeJob& j, const std::function<void(MergeJob&, const std::vector<float>*)>& merge_block) {
   const size_t k = j.models.size();
   const size_t row = j.row_len, rows = j.n / row;
   std::vector<float> rs(k, 1.0f);
@@ -1694,22 +1691,22 @@ void merge_della_in_blocks(MergeJob& j) {
     for (TensorIn& m : sub.models) shift(m, e0);
     if (sub.out) sub.out += e0 * osz;
     else sub.fd_offset += e0 * osz;
-    if (j.rescale == 1) sub.rescale = 0;  // the whole tensor's factors, set below
-    Prepared p = prepare(sub);
-    if (j.rescale == 1) {
-      for (size_t q = 0; q < k; ++q) p.elem.p.rs[q] = rs[q];
-    }
-    merge_pass(sub, p);
+    if (j.rescale == 1) sub.rescale = 0;  // the whole tensor's factors, passed along
+    merge_block(sub, j.rescale == 1 ? &rs : nullptr);
   }
 }
-
-}  // namespace
 
 void merge_tensor_cpu(const MergeJob& job) {
   validate_merge_job(job);
   MergeJob j = job;  // its inputs are re-pointed at staging buffers chunk by chunk (merge_staging.h)
   if (della_in_blocks(j)) {
-    merge_della_in_blocks(j);
+    for_della_blocks(j, [](MergeJob& sub, const std::vector<float>* rs) {
+      Prepared p = prepare(sub);
+      if (rs) {
+        for (size_t q = 0; q < rs->size(); ++q) p.elem.p.rs[q] = (*rs)[q];
+      }
+      merge_pass(sub, p);
+    });
     return;
   }
   const Prepared p = prepare(j);

@@ -426,12 +426,16 @@ __global__ void elem_kernel(const ElemKParams p) {
   }
 }
 
-void merge_elements_cuda(const MergeJob& j, size_t chunk) {
+// rs: L1 rescale factors that replace the job's own (a DELLA block: for_della_blocks).
+void merge_elements_cuda(const MergeJob& j, size_t chunk, const std::vector<float>* rs = nullptr) {
   MergeJob stats_job = j;  // the statistics passes re-point its inputs at staging buffers (merge_staging.h)
   const ElemPrepared prep = prepare_element_method(stats_job);
   ElemKParams p{};
   p.method = static_cast<int>(j.method);
   p.ep = prep.p;
+  if (rs) {
+    for (size_t q = 0; q < rs->size(); ++q) p.ep.rs[q] = (*rs)[q];
+  }
   p.out_dtype = static_cast<int>(j.out_dtype);
   DevBuf dcoef(j.coef.size() * sizeof(float)), dmask(prep.mask.size());
   if (!j.coef.empty()) {
@@ -504,6 +508,11 @@ void merge_tensor_cuda(const MergeJob& j) {
     for (int q = 0; q < k; ++q) p.thr[q] = thr[q];
   }
 
+  if (della_in_blocks(j)) {  // a drop mask over its budget: blocks of rows, as on the CPU
+    MergeJob whole = j;
+    for_della_blocks(whole, [chunk](MergeJob& block, const std::vector<float>* rs) { merge_elements_cuda(block, chunk, rs); });
+    return;
+  }
   if (is_element_method(j.method)) {
     merge_elements_cuda(j, chunk);
     return;

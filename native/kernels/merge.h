@@ -141,6 +141,17 @@ struct ElemPrepared {
 };
 ElemPrepared prepare_element_method(MergeJob& job);  // re-points job's inputs while it reads (restored)
 
+// DELLA whose drop mask (k bits per element) exceeds mask_budget is merged in
+// blocks of rows (a multiple of 8 rows, so each block's mask starts on a byte),
+// each block ranked, masked and merged as a job of its own (its hash index
+// first_element + e, so the bytes equal the whole-tensor path's). The L1 rescale
+// factors need the whole tensor: they come from one ranking pass before (sums
+// only, no mask) and reach merge_block as rs (null without the L1 rescale); the
+// block job's own rescale is then off and its factors are to be replaced by rs.
+// Both drivers use it.
+bool della_in_blocks(const MergeJob& j);
+void for_della_blocks(MergeJob& j, const std::function<void(MergeJob& block, const std::vector<float>* rs)>& merge_block);
+
 // For each group g, the bit pattern of the kk[g]-th largest of the non-negative
 // f32 keys of stream src[g] over n elements (exact); kk = 0 gives 0xffffffff,
 // kk ≥ n gives 0. keys(s, first, m, out, scratch) writes stream s's keys of

@@ -192,7 +192,8 @@ test('slerp falls back to lerp for colinear tensors, and interpolates gradients 
   assert.equal(r.badCount, 0, JSON.stringify(r.bad));
 });
 
-test('della merged in blocks of rows (mask over its budget) gives the whole-tensor output, bit for bit', async () => {
+/** DELLA merged whole and in blocks of rows (a mask over its budget) on `device`: the same bytes. */
+async function dellaBlocksMatchWhole(device: 'cpu' | 'cuda'): Promise<void> {
   // 300 rows of 4099: the 3 models' mask is 3 × 153713 bytes; a 20000-byte budget
   // makes blocks of 8·⌊20000 / (3·4099/8) / 8⌋ = 8 rows (the last one shorter)
   const shape = [300, 4099];
@@ -204,13 +205,15 @@ test('della merged in blocks of rows (mask over its budget) gives the whole-tens
     const whole = new Uint8Array(n * 4);
     const blocks = new Uint8Array(n * 4);
     const req = await methodDescriptor(name).request(t, inputs, { kind: 'memory', data: whole, dtype: 'F32' });
-    await mergeTensor(req);
+    await mergeTensor({ ...req, device });
     const reqB = await methodDescriptor(name).request(t, inputs, { kind: 'memory', data: blocks, dtype: 'F32' });
-    await mergeTensor({ ...reqB, maskBudgetBytes: 20000 } as typeof reqB);
-    assert.ok(Buffer.from(whole).equals(Buffer.from(blocks)), `${name}: blockwise output differs from the whole-tensor one`);
+    await mergeTensor({ ...reqB, device, maskBudgetBytes: 20000 } as typeof reqB);
+    assert.ok(Buffer.from(whole).equals(Buffer.from(blocks)), `${name} on ${device}: blockwise output differs from the whole-tensor one`);
     assert.ok(whole.some((b) => b !== 0));
   }
-});
+}
+
+test('della merged in blocks of rows (mask over its budget) gives the whole-tensor output, bit for bit', () => dellaBlocksMatchWhole('cpu'));
 
 test('sce and della: the same bytes for 1, 2 and 3 threads', async () => {
   // SCE's one-pass cut-off and weights (n > 64 Ki: the sampled path) add their
@@ -260,6 +263,8 @@ test('sce: the variance cut-off is exact when the selection\'s sample misleads',
 });
 
 const cuda = loadAddon().addon.buildInfo().cudaDevices > 0 ? false : 'no CUDA device: the element kernels\' CUDA twins are checked where one answers';
+test('della merged in blocks of rows on CUDA gives its whole-tensor output, bit for bit', { skip: cuda }, () => dellaBlocksMatchWhole('cuda'));
+
 describe('CUDA twins of the element methods', () => {
   for (const c of CASES) {
     const shape = c.matrix ? [33, 129] : c.big ? BIG : [4097];
