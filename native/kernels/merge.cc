@@ -989,7 +989,7 @@ void symmetrize(double* g, size_t k) {
 // previous one's store whenever neighbours share a digit, as the high digits of
 // |τ| mostly do (that wait was most of DELLA's ranking time).
 void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
-  constexpr size_t kParts = 4;
+  constexpr size_t kParts = 4;  // the offsets and the scatter below are written out for four
   size_t cut[kParts + 1];
   for (size_t p = 0; p <= kParts; ++p) cut[p] = n * p / kParts;
   const size_t len = cut[1] - cut[0];  // the shortest quarter (the cuts round down)
@@ -1023,13 +1023,27 @@ void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
         for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) ++h[p][(src[i] >> shift) & 0xff];
       }
     }
-    uint32_t sum = 0;
-    for (int d = 0; d < 256; ++d) {
-      for (size_t p = 0; p < kParts; ++p) {
-        const uint32_t c = h[p][d];
-        h[p][d] = sum;
-        sum += c;
+    // offsets: digit d starts after every smaller digit (one running sum over the
+    // 256 digit totals), quarter p's entries after those of quarters < p (per
+    // digit, independent: vectorised)
+    uint32_t start[256];
+    {
+      uint32_t tot[256];
+#pragma omp simd
+      for (int d = 0; d < 256; ++d) tot[d] = h[0][d] + h[1][d] + h[2][d] + h[3][d];
+      uint32_t sum = 0;
+      for (int d = 0; d < 256; ++d) {
+        start[d] = sum;
+        sum += tot[d];
       }
+    }
+#pragma omp simd
+    for (int d = 0; d < 256; ++d) {
+      const uint32_t c0 = h[0][d], c1 = h[1][d], c2 = h[2][d];
+      h[0][d] = start[d];
+      h[1][d] = start[d] + c0;
+      h[2][d] = start[d] + c0 + c1;
+      h[3][d] = start[d] + c0 + c1 + c2;
     }
     uint32_t* o0 = h[0];
     uint32_t* o1 = h[1];
