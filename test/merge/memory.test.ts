@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeSyntheticModels } from '../../benchmarks/merge/synthetic.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
@@ -26,9 +27,17 @@ test('a 3 x 128 MB merge runs with a 48 MB JS heap and a peak RSS far below the 
     const { peakRssBytes } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'util', 'memory.js'))});
     const code = await main(process.argv.slice(1));
     process.stdout.write(JSON.stringify({ code, peak: peakRssBytes() }));`;
-  for (const method of ['ties', 'dare_linear']) {
+  // TIES and SCE keep their selections' candidates, DELLA its drop mask: all bounded by budgets
+  // (SCE's select_topk is a config parameter: a mergekit YAML, written as JSON)
+  const sceConfig = join(root, 'sce.yaml');
+  writeFileSync(sceConfig, JSON.stringify({ merge_method: 'sce', base_model: base, models: models.slice(0, 2).map((m) => ({ model: m })), parameters: { select_topk: 0.5 } }));
+  const flags = (method: string, extra: string[]) => ['--method', method, '--base', base, '-m', models[0]!, '-m', models[1]!, ...extra];
+  const methods: [string, string[]][] = [
+    ['ties', flags('ties', ['--density', '0.5'])], ['dare_linear', flags('dare_linear', ['--density', '0.5'])],
+    ['della', flags('della', ['--density', '0.5'])], ['sce', ['-c', sceConfig]]];
+  for (const [method, args] of methods) {
     const r = spawnSync(process.execPath, ['--max-old-space-size=48', '--input-type=module', '-e', script, '--',
-      'merge', '--method', method, '--base', base, '-m', models[0]!, '-m', models[1]!, '--density', '0.5', '-o', join(out, method), '-q'], { encoding: 'utf8' });
+      'merge', ...args, '-o', join(out, method), '-q'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const { code, peak } = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{'))) as { code: number; peak: number };
     assert.equal(code, 0, r.stderr);
