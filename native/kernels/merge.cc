@@ -1006,22 +1006,20 @@ void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
   for (int pass = 0; pass < 4; ++pass) {
     const int shift = 32 + 8 * pass;
     if (((differ >> shift) & 0xff) == 0) continue;  // one digit for all: order unchanged
-    // this pass's digit counts per quarter of the current order, then their offsets
+    const uint64_t* s0 = src + cut[0];  // the quarters of the current order
+    const uint64_t* s1 = src + cut[1];
+    const uint64_t* s2 = src + cut[2];
+    const uint64_t* s3 = src + cut[3];
+    // this pass's digit counts per quarter, then their offsets
     uint32_t h[kParts][256] = {};
-    {
-      const uint64_t* s0 = src + cut[0];
-      const uint64_t* s1 = src + cut[1];
-      const uint64_t* s2 = src + cut[2];
-      const uint64_t* s3 = src + cut[3];
-      for (size_t i = 0; i < len; ++i) {
-        ++h[0][(s0[i] >> shift) & 0xff];
-        ++h[1][(s1[i] >> shift) & 0xff];
-        ++h[2][(s2[i] >> shift) & 0xff];
-        ++h[3][(s3[i] >> shift) & 0xff];
-      }
-      for (size_t p = 0; p < kParts; ++p) {
-        for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) ++h[p][(src[i] >> shift) & 0xff];
-      }
+    for (size_t i = 0; i < len; ++i) {
+      ++h[0][(s0[i] >> shift) & 0xff];
+      ++h[1][(s1[i] >> shift) & 0xff];
+      ++h[2][(s2[i] >> shift) & 0xff];
+      ++h[3][(s3[i] >> shift) & 0xff];
+    }
+    for (size_t p = 0; p < kParts; ++p) {
+      for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) ++h[p][(src[i] >> shift) & 0xff];
     }
     // offsets: digit d starts after every smaller digit (one running sum over the
     // 256 digit totals), quarter p's entries after those of quarters < p (per
@@ -1049,10 +1047,6 @@ void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
     uint32_t* o1 = h[1];
     uint32_t* o2 = h[2];
     uint32_t* o3 = h[3];
-    const uint64_t* s0 = src + cut[0];
-    const uint64_t* s1 = src + cut[1];
-    const uint64_t* s2 = src + cut[2];
-    const uint64_t* s3 = src + cut[3];
     for (size_t i = 0; i < len; ++i) {
       const uint64_t a = s0[i], b = s1[i], c = s2[i], e = s3[i];
       dst[o0[(a >> shift) & 0xff]++] = a;
