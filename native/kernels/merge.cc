@@ -21,6 +21,7 @@
 #endif
 
 #include "io/mapped_file.h"
+#include "kernels/della_keep.h"
 #include "kernels/fixed_sums.h"
 #include "kernels/merge_rng.h"
 #include "kernels/merge_staging.h"
@@ -979,89 +980,6 @@ void symmetrize(double* g, size_t k) {
   }
 }
 
-// Stable LSD radix sort of (key << 32 | position) pairs by key, ascending, so
-// equal keys stay in position order: four passes of 8 bits, a pass skipped when
-// every key has the same digit (the exponent byte of |τ| often is). `kv` and
-// `tmp` hold n pairs; the sorted pairs end in `kv`.
-// Each pass scatters four quarters of the input at once, each with its own
-// offsets (quarter p's entries of a digit follow those of quarters < p, so the
-// order stays stable): one running offset array made every element wait on the
-// previous one's store whenever neighbours share a digit, as the high digits of
-// |τ| mostly do (that wait was most of DELLA's ranking time).
-void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
-  constexpr size_t kParts = 4;  // the offsets and the scatter below are written out for four
-  size_t cut[kParts + 1];
-  for (size_t p = 0; p <= kParts; ++p) cut[p] = n * p / kParts;
-  const size_t len = cut[1] - cut[0];  // the shortest quarter (the cuts round down)
-  // Digits every key shares: those bits equal in the AND and the OR of all keys.
-  uint64_t any = 0, every = ~uint64_t(0);
-#pragma omp simd reduction(| : any) reduction(& : every)
-  for (size_t i = 0; i < n; ++i) {
-    any |= kv[i];
-    every &= kv[i];
-  }
-  const uint64_t differ = any ^ every;
-  uint64_t* src = kv;
-  uint64_t* dst = tmp;
-  for (int pass = 0; pass < 4; ++pass) {
-    const int shift = 32 + 8 * pass;
-    if (((differ >> shift) & 0xff) == 0) continue;  // one digit for all: order unchanged
-    const uint64_t* s0 = src + cut[0];  // the quarters of the current order
-    const uint64_t* s1 = src + cut[1];
-    const uint64_t* s2 = src + cut[2];
-    const uint64_t* s3 = src + cut[3];
-    // this pass's digit counts per quarter, then their offsets
-    uint32_t h[kParts][256] = {};
-    for (size_t i = 0; i < len; ++i) {
-      ++h[0][(s0[i] >> shift) & 0xff];
-      ++h[1][(s1[i] >> shift) & 0xff];
-      ++h[2][(s2[i] >> shift) & 0xff];
-      ++h[3][(s3[i] >> shift) & 0xff];
-    }
-    for (size_t p = 0; p < kParts; ++p) {
-      for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) ++h[p][(src[i] >> shift) & 0xff];
-    }
-    // offsets: digit d starts after every smaller digit (one running sum over the
-    // 256 digit totals), quarter p's entries after those of quarters < p (per
-    // digit, independent: vectorised)
-    uint32_t start[256];
-    {
-      uint32_t tot[256];
-#pragma omp simd
-      for (int d = 0; d < 256; ++d) tot[d] = h[0][d] + h[1][d] + h[2][d] + h[3][d];
-      uint32_t sum = 0;
-      for (int d = 0; d < 256; ++d) {
-        start[d] = sum;
-        sum += tot[d];
-      }
-    }
-#pragma omp simd
-    for (int d = 0; d < 256; ++d) {
-      const uint32_t c0 = h[0][d], c1 = h[1][d], c2 = h[2][d];
-      h[0][d] = start[d];
-      h[1][d] = start[d] + c0;
-      h[2][d] = start[d] + c0 + c1;
-      h[3][d] = start[d] + c0 + c1 + c2;
-    }
-    uint32_t* o0 = h[0];
-    uint32_t* o1 = h[1];
-    uint32_t* o2 = h[2];
-    uint32_t* o3 = h[3];
-    for (size_t i = 0; i < len; ++i) {
-      const uint64_t a = s0[i], b = s1[i], c = s2[i], e = s3[i];
-      dst[o0[(a >> shift) & 0xff]++] = a;
-      dst[o1[(b >> shift) & 0xff]++] = b;
-      dst[o2[(c >> shift) & 0xff]++] = c;
-      dst[o3[(e >> shift) & 0xff]++] = e;
-    }
-    for (size_t p = 0; p < kParts; ++p) {
-      for (size_t i = cut[p] + len; i < cut[p + 1]; ++i) dst[h[p][(src[i] >> shift) & 0xff]++] = src[i];
-    }
-    std::swap(src, dst);
-  }
-  if (src != kv) std::memcpy(kv, src, n * sizeof(uint64_t));
-}
-
 // DELLA (Deep et al. 2024, MagPrune as mergekit's della_magprune): in each row,
 // entries ranked by |τ| (ascending, ties by position: rank r = 1..C) are kept with
 // probability p = (d − ε) + 2ε (r − 1)/(C − 1) (C = 1: d − ε), drawn from
@@ -1079,18 +997,12 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
   std::vector<uint8_t> mask(store ? k * *stride : 0, 0);
   Failure failure;
   const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / row);
-  const bool small_rows = row <= 0xffffffffu;
   for (size_t q = 0; q < k; ++q) {
     const std::vector<TensorIn*> inputs{&j.models[q], &j.base};
     InputStage stage(inputs, j.n, rows_per_chunk * row, j.tensor, false);
     PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
     const double d = j.densities[q], eps = j.epsilons[q];
-    std::vector<uint32_t> table(row);
-    for (size_t pos = 0; pos < row; ++pos) {
-      const double rank_norm = row > 1 ? static_cast<double>(pos) / static_cast<double>(row - 1) : 0.0;
-      const double prob = (d - eps) + rank_norm * 2.0 * eps;
-      table[pos] = static_cast<uint32_t>(std::ceil(prob * 16777216.0));  // u < x ⇔ u < ceil(x) for integer u
-    }
+    const DellaTable table = della_table(row, d, eps);
     std::vector<double> row_l1(l1 ? 2 * rows : 0);
     for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
       const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
@@ -1098,22 +1010,16 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
 #pragma omp parallel num_threads(std::max(1, j.threads))
       {
         std::vector<float> b, x;
-        std::vector<uint32_t> u, order;
-        std::vector<uint64_t> kv, kv_tmp;
-        std::vector<uint32_t> lim;
+        std::vector<uint32_t> key, u, lim;
         std::vector<uint8_t> bits;
+        DellaRowScratch scratch;
         try {
           b.resize(row);
           x.resize(row);
+          key.resize(row);
+          u.resize(row);
           lim.resize(row);
           if (store) bits.resize(row / 8 + 2);
-          if (small_rows) {
-            kv.resize(row);
-            kv_tmp.resize(row);
-          } else {
-            u.resize(row);
-            order.resize(row);
-          }
         } catch (...) {
           failure.capture();
         }
@@ -1140,42 +1046,40 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
           const size_t first = static_cast<size_t>(r) * row;
           load_tile(j.base, first, b.data(), row);
           load_tile(j.models[q], first, x.data(), row);
-          // lim[i] = T[rank of element i]
-          if (small_rows) {
-            // Ranks by (|τ| bits, position) packed in one integer: the radix sort
-            // of these distinct keys gives the stable order.
-            for (size_t i = 0; i < row; ++i) kv[i] = (static_cast<uint64_t>(abs_bits(x[i] - b[i])) << 32) | i;
-            radix_sort_pairs(kv.data(), kv_tmp.data(), row);
-            for (size_t pos = 0; pos < row; ++pos) lim[static_cast<uint32_t>(kv[pos])] = table[pos];
-          } else {
-            for (size_t i = 0; i < row; ++i) {
-              u[i] = abs_bits(x[i] - b[i]);
-              order[i] = static_cast<uint32_t>(i);
-            }
-            std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return u[a] < u[c]; });
-            for (size_t pos = 0; pos < row; ++pos) lim[order[pos]] = table[pos];
-          }
-          // keep[i] (in lim, as 0/1) = dare_u24(key, g) < lim[i], vectorised as gta_tile does
-          const uint64_t key = keys[q];
+          // the keys |τ| (f32 bits) and the draws u_i = dare_u24(key, g), vectorised as gta_tile does
+          for (size_t i = 0; i < row; ++i) key[i] = abs_bits(x[i] - b[i]);
+          const uint64_t hkey = keys[q];
           const uint64_t h0 = j.first_element + first;  // hash index of the row's first element
           if ((h0 >> 32) == ((h0 + row - 1) >> 32)) {
-            const uint32_t lo0 = static_cast<uint32_t>(h0), k0 = static_cast<uint32_t>(key);
-            const uint32_t k1 = static_cast<uint32_t>(h0 >> 32) + static_cast<uint32_t>(key >> 32);
-            uint32_t* __restrict lp = lim.data();
+            const uint32_t lo0 = static_cast<uint32_t>(h0), k0 = static_cast<uint32_t>(hkey);
+            const uint32_t k1 = static_cast<uint32_t>(h0 >> 32) + static_cast<uint32_t>(hkey >> 32);
+            uint32_t* __restrict up = u.data();
 #pragma omp simd
-            for (size_t i = 0; i < row; ++i) {
-              lp[i] = (mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8) < lp[i] ? 1u : 0u;
-            }
+            for (size_t i = 0; i < row; ++i) up[i] = mix32(mix32((lo0 + static_cast<uint32_t>(i)) ^ k0) ^ k1) >> 8;
           } else {
-            for (size_t i = 0; i < row; ++i) lim[i] = dare_u24(key, h0 + i) < lim[i] ? 1u : 0u;
+            for (size_t i = 0; i < row; ++i) u[i] = dare_u24(hkey, h0 + i);
           }
+          // keep[i] (in lim, as 0/1) = u_i < T[rank of element i]
+          della_row_keep(key.data(), u.data(), table, row, lim.data(), scratch);
           if (store) {
             // This row's bits, assembled in position order from byte first/8 on;
             // only the first and last byte can be shared with a neighbouring row.
             const uint64_t byte0 = first >> 3;
             const size_t nbytes = static_cast<size_t>(((first + row - 1) >> 3) - byte0 + 1);
             std::fill(bits.begin(), bits.begin() + static_cast<std::ptrdiff_t>(nbytes), uint8_t(0));
-            for (size_t i = 0; i < row; ++i) {
+            // (eight 0/1 words to a byte, vectorised, from the first byte boundary on)
+            const size_t lead = std::min(row, static_cast<size_t>((8 - (first & 7)) & 7));
+            for (size_t i = 0; i < lead; ++i) bits[0] |= static_cast<uint8_t>(lim[i] << ((first + i) & 7));
+            const size_t whole = (row - lead) / 8;
+            uint8_t* __restrict packed = bits.data() + (lead != 0 ? 1 : 0);
+            const uint32_t* __restrict lp = lim.data() + lead;
+#pragma omp simd
+            for (size_t t = 0; t < whole; ++t) {
+              const uint32_t* w8 = lp + 8 * t;
+              packed[t] = static_cast<uint8_t>(w8[0] | w8[1] << 1 | w8[2] << 2 | w8[3] << 3 | w8[4] << 4 | w8[5] << 5 |
+                                               w8[6] << 6 | w8[7] << 7);
+            }
+            for (size_t i = lead + 8 * whole; i < row; ++i) {
               const uint64_t g = first + i;
               bits[(g >> 3) - byte0] |= static_cast<uint8_t>(lim[i] << (g & 7));
             }

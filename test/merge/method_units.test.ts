@@ -215,6 +215,34 @@ async function dellaBlocksMatchWhole(device: 'cpu' | 'cuda'): Promise<void> {
 
 test('della merged in blocks of rows (mask over its budget) gives the whole-tensor output, bit for bit', () => dellaBlocksMatchWhole('cpu'));
 
+// DELLA's keep decision (native/kernels/della_keep.cc) settles most elements by the
+// rank range of their bucket, counts the exact rank of the few it cannot, and sorts
+// rows where too many are left; each row kind below takes another of those paths,
+// and all must give the reference's sorted ranks.
+test('della: rows of distinct, tied, equal and zero |τ|, ε = 0 and rows of 9 all match the sorted-rank reference', async () => {
+  const rng = new Rng(5);
+  const kinds: { name: string; shape: number[]; eps: number; tau: (i: number) => number }[] = [
+    { name: 'distinct |τ| (bucket ranges, a few exact ranks)', shape: [5, 4099], eps: 0.1, tau: () => 0.01 * rng.normal() },
+    { name: 'five values, ε 0.3 (crowded buckets: the sort)', shape: [4, 3000], eps: 0.3, tau: () => 0.01 * (Math.floor(rng.next() * 5) - 2) },
+    { name: 'one value', shape: [3, 2048], eps: 0.2, tau: () => 0.01 },
+    { name: 'all zero', shape: [2, 1500], eps: 0.2, tau: () => 0 },
+    { name: 'ε = 0', shape: [3, 1000], eps: 0, tau: () => 0.01 * rng.normal() },
+    { name: 'rows of 9 (bytes shared between rows)', shape: [37, 9], eps: 0.25, tau: () => 0.01 * rng.normal() },
+  ];
+  for (const kind of kinds) {
+    const n = kind.shape[0]! * kind.shape[1]!;
+    const base = randomTensor(rng, n, 'F32', () => 0.05 * rng.normal());
+    const models = [0, 1].map(() => randomTensor(rng, n, 'F32', (i) => base.values[i]! + kind.tau(i)));
+    const inp: Inputs = { n, base, models, fishers: [], w: base, s: base };
+    const ts = taus(inp, 2);
+    const keeps = ts.map((t, q) => dellaMask(t, last(kind.shape), 0.5, kind.eps, keyOf(q)));
+    const ref = refGta(base.values, xs(inp, 2), keeps, ts.map((t, q) => l1Factor(t, keeps[q]!)), [1, 0.5], true, true, 1);
+    const out = await runMethod('della', kind.shape, {}, [{ weight: 1, density: 0.5, epsilon: kind.eps }, { weight: 0.5, density: 0.5, epsilon: kind.eps }], inp, 2, true, 'F32');
+    const { bad, badCount } = compare(out, 'F32', ref);
+    assert.equal(badCount, 0, `${kind.name}: ${badCount} of ${n} elements off, first: ${JSON.stringify(bad)}`);
+  }
+});
+
 test('sce and della: the same bytes for 1, 2 and 3 threads', async () => {
   // SCE's one-pass cut-off and weights (n > 64 Ki: the sampled path) add their
   // per-model sums per fixed block, and DELLA ranks and sums per row: neither may
