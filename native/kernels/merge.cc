@@ -987,7 +987,9 @@ void symmetrize(double* g, size_t k) {
 // With `l1` set (the L1 rescale), also returns per model Σ|τ| and Σ|kept τ| (2k
 // values), summed per row in f64 and then over rows in row order.
 // With store false no mask is kept (only the sums: the L1 factors of a tensor
-// merged in blocks). The hash reads element g as j.first_element + g.
+// merged in blocks). The hash reads element g as j.first_element + g. All models
+// in one pass over the rows (each row's base read and converted once); the
+// keep decisions themselves are della_row_keep's (della_keep.h).
 std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, uint64_t* stride,
                                 std::vector<double>* l1, bool store) {
   const size_t k = j.models.size();
@@ -997,54 +999,56 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
   std::vector<uint8_t> mask(store ? k * *stride : 0, 0);
   Failure failure;
   const size_t rows_per_chunk = std::max<size_t>(1, (size_t(1) << 20) / row);
-  for (size_t q = 0; q < k; ++q) {
-    const std::vector<TensorIn*> inputs{&j.models[q], &j.base};
-    InputStage stage(inputs, j.n, rows_per_chunk * row, j.tensor, false);
-    PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
-    const double d = j.densities[q], eps = j.epsilons[q];
-    const DellaTable table = della_table(row, d, eps);
-    std::vector<double> row_l1(l1 ? 2 * rows : 0);
-    for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
-      const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
-      stage.begin_chunk(r0 * row, static_cast<size_t>(r1) * row);
+  // One pass for all models: each row's base read and converted once.
+  std::vector<TensorIn*> inputs{&j.base};
+  for (TensorIn& m : j.models) inputs.push_back(&m);
+  InputStage stage(inputs, j.n, rows_per_chunk * row, j.tensor, false);
+  PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
+  std::vector<DellaTable> tables;
+  for (size_t q = 0; q < k; ++q) tables.push_back(della_table(row, j.densities[q], j.epsilons[q]));
+  std::vector<double> row_l1(l1 ? 2 * rows * k : 0);  // per model, per row: Σ|τ|, Σ|kept τ|
+  for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
+    const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
+    stage.begin_chunk(r0 * row, static_cast<size_t>(r1) * row);
 #pragma omp parallel num_threads(std::max(1, j.threads))
+    {
+      std::vector<float> b, x;
+      std::vector<uint32_t> key, u, lim;
+      std::vector<uint8_t> bits;
+      DellaRowScratch scratch;
+      try {
+        b.resize(row);
+        x.resize(row);
+        key.resize(row);
+        u.resize(row);
+        lim.resize(row);
+        if (store) bits.resize(row / 8 + 2);
+      } catch (...) {
+        failure.capture();
+      }
+      // The chunk's inputs read first, by the team in large pieces (a pread per row
+      // of a few KiB spent more time in the kernel than the sort took).
       {
-        std::vector<float> b, x;
-        std::vector<uint32_t> key, u, lim;
-        std::vector<uint8_t> bits;
-        DellaRowScratch scratch;
-        try {
-          b.resize(row);
-          x.resize(row);
-          key.resize(row);
-          u.resize(row);
-          lim.resize(row);
-          if (store) bits.resize(row / 8 + 2);
-        } catch (...) {
-          failure.capture();
-        }
-        // The chunk's inputs read first, by the team in large pieces (a pread per row
-        // of a few KiB spent more time in the kernel than the sort took).
-        {
-          constexpr size_t kReadPiece = size_t(1) << 16;
-          const size_t c0 = r0 * row, c1 = static_cast<size_t>(r1) * row;
-          const long pieces = static_cast<long>((c1 - c0 + kReadPiece - 1) / kReadPiece);
+        constexpr size_t kReadPiece = size_t(1) << 16;
+        const size_t c0 = r0 * row, c1 = static_cast<size_t>(r1) * row;
+        const long pieces = static_cast<long>((c1 - c0 + kReadPiece - 1) / kReadPiece);
 #pragma omp for schedule(static)
-          for (long pc = 0; pc < pieces; ++pc) {
-            if (failure.failed()) continue;
-            try {
-              const size_t p0 = c0 + static_cast<size_t>(pc) * kReadPiece;
-              stage.read(p0, std::min(c1, p0 + kReadPiece));
-            } catch (...) {
-              failure.capture();
-            }
+        for (long pc = 0; pc < pieces; ++pc) {
+          if (failure.failed()) continue;
+          try {
+            const size_t p0 = c0 + static_cast<size_t>(pc) * kReadPiece;
+            stage.read(p0, std::min(c1, p0 + kReadPiece));
+          } catch (...) {
+            failure.capture();
           }
         }
+      }
 #pragma omp for schedule(dynamic, 1)
-        for (long r = static_cast<long>(r0); r < r1; ++r) {
-          if (failure.failed()) continue;
-          const size_t first = static_cast<size_t>(r) * row;
-          load_tile(j.base, first, b.data(), row);
+      for (long r = static_cast<long>(r0); r < r1; ++r) {
+        if (failure.failed()) continue;
+        const size_t first = static_cast<size_t>(r) * row;
+        load_tile(j.base, first, b.data(), row);
+        for (size_t q = 0; q < k; ++q) {
           load_tile(j.models[q], first, x.data(), row);
           // the keys |τ| (f32 bits) and the draws u_i = dare_u24(key, g), vectorised as gta_tile does
           for (size_t i = 0; i < row; ++i) key[i] = abs_bits(x[i] - b[i]);
@@ -1060,7 +1064,7 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
             for (size_t i = 0; i < row; ++i) u[i] = dare_u24(hkey, h0 + i);
           }
           // keep[i] (in lim, as 0/1) = u_i < T[rank of element i]
-          della_row_keep(key.data(), u.data(), table, row, lim.data(), scratch);
+          della_row_keep(key.data(), u.data(), tables[q], row, lim.data(), scratch);
           if (store) {
             // This row's bits, assembled in position order from byte first/8 on;
             // only the first and last byte can be shared with a neighbouring row.
@@ -1090,23 +1094,23 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
           }
           if (l1) {
             // Σ|τ| and Σ|kept τ| of the row in f64, in a fixed order
-            abs_diff_sums(x.data(), b.data(), lim.data(), row, &row_l1[2 * static_cast<size_t>(r)],
-                          &row_l1[2 * static_cast<size_t>(r) + 1]);
+            double* acc = &row_l1[2 * (q * rows + static_cast<size_t>(r))];
+            abs_diff_sums(x.data(), b.data(), lim.data(), row, acc, acc + 1);
           }
         }
       }
-      failure.rethrow();
-      releaser.upto(static_cast<size_t>(r1) * row);
     }
-    if (l1) {
-      double all = 0, kept = 0;
-      for (size_t r = 0; r < rows; ++r) {
-        all += row_l1[2 * r];
-        kept += row_l1[2 * r + 1];
-      }
-      (*l1)[2 * q] = all;
-      (*l1)[2 * q + 1] = j.densities[q] >= 1.0 ? all : kept;  // density 1 keeps everything
+    failure.rethrow();
+    releaser.upto(static_cast<size_t>(r1) * row);
+  }
+  for (size_t q = 0; l1 && q < k; ++q) {
+    double all = 0, kept = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      all += row_l1[2 * (q * rows + r)];
+      kept += row_l1[2 * (q * rows + r) + 1];
     }
+    (*l1)[2 * q] = all;
+    (*l1)[2 * q + 1] = j.densities[q] >= 1.0 ? all : kept;  // density 1 keeps everything
   }
   return mask;
 }
