@@ -152,7 +152,6 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
   const uint32_t* before = t.before.data();
   const uint32_t t_first = table[0], t_last = table[n - 1];
   if (t_first > t_last || n > 0xffffffffu) {  // not non-decreasing (ε < 0): no shortcut holds
-    ++s.sorted_rows;
     della_row_keep_sorted(key, u, t, n, keep, s);
     return;
   }
@@ -202,7 +201,6 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
   }
   if (open == 0) return;
   if (open > kMaxExact) {
-    ++s.sorted_rows;
     della_row_keep_sorted(key, u, t, n, keep, s);
     return;
   }

@@ -36,7 +36,6 @@ struct DellaRowScratch {
   std::vector<uint32_t> t_lo, t_hi;  // per bucket: the table at its lowest and highest rank
   std::vector<uint64_t> kv, tmp;  // the sort fallback's (key << 32 | position) pairs
   std::vector<uint32_t> order;  // the fallback for rows of more than 2^32 elements
-  size_t sorted_rows = 0;       // rows that took the sort fallback (for tests and tuning)
 };
 
 // keep[i] = 1 if u[i] < table[rank of i], else 0, for a row of n ≥ 1 elements
