@@ -79,4 +79,18 @@ inline double selected_square_sum(const float* v, const float* key_of, uint32_t 
   return fold(l);
 }
 
+// Σ a_i·c_i, each product taken in f64 (the Gram matrices of the SLERP family,
+// Karcher and model stock).
+inline double dot_sum(const float* a, const float* c, size_t n) {
+  using namespace fixed_sums_detail;
+  f64x4 s = {0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s += __builtin_convertvector(load4<f32x4>(a + i), f64x4) * __builtin_convertvector(load4<f32x4>(c + i), f64x4);
+  }
+  double l[4] = {s[0], s[1], s[2], s[3]};
+  for (; i < n; ++i) l[0] += static_cast<double>(a[i]) * static_cast<double>(c[i]);
+  return fold(l);
+}
+
 }  // namespace dfm

@@ -969,9 +969,7 @@ void add_gram(const float* v, size_t k, size_t m, double* g) {
     for (size_t r = q; r < k; ++r) {
       const float* a = v + q * kTile;
       const float* c = v + r * kTile;
-      double s = 0;
-      for (size_t i = 0; i < m; ++i) s += static_cast<double>(a[i]) * static_cast<double>(c[i]);
-      g[q * k + r] += s;
+      g[q * k + r] += dot_sum(a, c, m);  // four f64 lanes in a fixed order (fixed_sums.h)
     }
   }
 }
