@@ -6,6 +6,10 @@
 #include <cstring>
 #include <utility>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace dfm {
 
 namespace {
@@ -14,10 +18,29 @@ namespace {
 uint32_t exact_rank(const uint32_t* key, size_t n, size_t e) {
   const uint32_t ke = key[e];
   uint32_t below = 0, before = 0;
-#pragma omp simd reduction(+ : below)
-  for (size_t j = 0; j < n; ++j) below += key[j] < ke ? 1u : 0u;
+  size_t j = 0;
+#if defined(__AVX512F__)
+  {  // 16 keys per compare (the compiler's own loop below keeps to 8)
+    const __m512i vk = _mm512_set1_epi32(static_cast<int>(ke));
+    for (; j + 16 <= e; j += 16) {  // before e: keys below, or equal
+      const __m512i v = _mm512_loadu_si512(key + j);
+      below += static_cast<uint32_t>(__builtin_popcount(_mm512_cmplt_epu32_mask(v, vk)));
+      before += static_cast<uint32_t>(__builtin_popcount(_mm512_cmpeq_epu32_mask(v, vk)));
+    }
+    for (; j < e; ++j) {
+      below += key[j] < ke ? 1u : 0u;
+      before += key[j] == ke ? 1u : 0u;
+    }
+    for (; j + 16 <= n; j += 16) {  // from e on: keys below
+      below += static_cast<uint32_t>(__builtin_popcount(_mm512_cmplt_epu32_mask(_mm512_loadu_si512(key + j), vk)));
+    }
+  }
+#else
 #pragma omp simd reduction(+ : before)
-  for (size_t j = 0; j < e; ++j) before += key[j] == ke ? 1u : 0u;
+  for (size_t i = 0; i < e; ++i) before += key[i] == ke ? 1u : 0u;
+#endif
+#pragma omp simd reduction(+ : below)
+  for (size_t i = j; i < n; ++i) below += key[i] < ke ? 1u : 0u;
   return below + before;
 }
 
