@@ -49,8 +49,6 @@ uint32_t exact_rank(const uint32_t* key, size_t n, size_t e) {
 // eight times (scalar).
 constexpr size_t kMaxExact = 24;
 
-}  // namespace
-
 // Stable LSD radix sort of (key << 32 | position) pairs by key, ascending, so
 // equal keys stay in position order: four passes of 8 bits, a pass skipped when
 // every key has the same digit (the exponent byte of |τ| often is). `kv` and
@@ -134,21 +132,7 @@ void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
   if (src != kv) std::memcpy(kv, src, n * sizeof(uint64_t));
 }
 
-DellaTable della_table(size_t n, double density, double epsilon) {
-  DellaTable t;
-  t.at.resize(n + 1);
-  t.before.resize(n + 1);
-  for (size_t r = 0; r < n; ++r) {
-    const double rank_norm = n > 1 ? static_cast<double>(r) / static_cast<double>(n - 1) : 0.0;
-    const double prob = (density - epsilon) + rank_norm * 2.0 * epsilon;
-    t.at[r] = static_cast<uint32_t>(std::ceil(prob * 16777216.0));  // u < x ⇔ u < ceil(x) for integer u
-  }
-  t.at[n] = t.at[n - 1];
-  t.before[0] = t.at[0];
-  for (size_t r = 1; r <= n; ++r) t.before[r] = t.at[r - 1];
-  return t;
-}
-
+// The same decision by a full sort (rows with too many exact ranks to count, ε < 0).
 void della_row_keep_sorted(const uint32_t* key, const uint32_t* u, const DellaTable& t, size_t n, uint32_t* keep,
                            DellaRowScratch& s) {
   const uint32_t* table = t.at.data();
@@ -167,6 +151,23 @@ void della_row_keep_sorted(const uint32_t* key, const uint32_t* u, const DellaTa
     std::stable_sort(s.order.begin(), s.order.end(), [&](uint32_t a, uint32_t c) { return key[a] < key[c]; });
     for (size_t pos = 0; pos < n; ++pos) keep[s.order[pos]] = u[s.order[pos]] < table[pos] ? 1u : 0u;
   }
+}
+
+}  // namespace
+
+DellaTable della_table(size_t n, double density, double epsilon) {
+  DellaTable t;
+  t.at.resize(n + 1);
+  t.before.resize(n + 1);
+  for (size_t r = 0; r < n; ++r) {
+    const double rank_norm = n > 1 ? static_cast<double>(r) / static_cast<double>(n - 1) : 0.0;
+    const double prob = (density - epsilon) + rank_norm * 2.0 * epsilon;
+    t.at[r] = static_cast<uint32_t>(std::ceil(prob * 16777216.0));  // u < x ⇔ u < ceil(x) for integer u
+  }
+  t.at[n] = t.at[n - 1];
+  t.before[0] = t.at[0];
+  for (size_t r = 1; r <= n; ++r) t.before[r] = t.at[r - 1];
+  return t;
 }
 
 void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t, size_t n, uint32_t* keep,

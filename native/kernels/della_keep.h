@@ -43,13 +43,4 @@ struct DellaRowScratch {
 void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& table, size_t n, uint32_t* keep,
                     DellaRowScratch& s);
 
-// The same decision always by a full sort (the reference the bucketed path must
-// equal; tests compare them).
-void della_row_keep_sorted(const uint32_t* key, const uint32_t* u, const DellaTable& table, size_t n, uint32_t* keep,
-                           DellaRowScratch& s);
-
-// Stable LSD radix sort of (key << 32 | position) pairs by key, ascending; `kv` and
-// `tmp` hold n pairs, the sorted pairs end in `kv`.
-void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n);
-
 }  // namespace dfm

@@ -631,8 +631,9 @@ void kth_largest_by_histogram(size_t n, const std::vector<uint64_t>& kk, const s
 }
 
 // Appends the u[i] with lo ≤ u[i] ≤ hi to dst from position c (dst has room for
-// c + m: each group of 16 stores 16 lanes at c, c ≤ c0 + i); returns the new count. AVX-512: a compress in registers and a full
-// store (vpcompressd straight to memory is slow on some cores); else branchless.
+// c + m: each group of 16 stores 16 lanes at c, c ≤ c0 + i); returns the new
+// count. AVX-512: a compress in registers and a full store (vpcompressd straight
+// to memory is slow on some cores); else branchless.
 size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c) {
   size_t i = 0;
 #if defined(__AVX512F__)
@@ -654,7 +655,6 @@ size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, u
 }
 
 }  // namespace
-
 
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
                                        const std::vector<TensorIn*>& inputs, const std::string& tensor, size_t chunk,
