@@ -4,44 +4,77 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
+#include <cstdlib>
 #include <utility>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+// GCC 12's AVX-512 intrinsics fill the unused source of their unmasked forms from
+// a self-initialised variable, which -Wmaybe-uninitialized reports at each use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 namespace dfm {
 
 namespace {
 
-// Exact 0-based rank of element e: keys below its key, plus equal keys before it.
+// Exact 0-based rank of element e: keys below its key, plus equal keys before it,
+// i.e. #{j < e : key_j ≤ key_e} + #{j > e : key_j < key_e}.
 uint32_t exact_rank(const uint32_t* key, size_t n, size_t e) {
   const uint32_t ke = key[e];
-  uint32_t below = 0, before = 0;
-  size_t j = 0;
 #if defined(__AVX512F__)
-  {  // 16 keys per compare (the compiler's own loop below keeps to 8)
-    const __m512i vk = _mm512_set1_epi32(static_cast<int>(ke));
-    for (; j + 16 <= e; j += 16) {  // before e: keys below, or equal
-      const __m512i v = _mm512_loadu_si512(key + j);
-      below += static_cast<uint32_t>(__builtin_popcount(_mm512_cmplt_epu32_mask(v, vk)));
-      before += static_cast<uint32_t>(__builtin_popcount(_mm512_cmpeq_epu32_mask(v, vk)));
-    }
-    for (; j < e; ++j) {
-      below += key[j] < ke ? 1u : 0u;
-      before += key[j] == ke ? 1u : 0u;
-    }
-    for (; j + 16 <= n; j += 16) {  // from e on: keys below
-      below += static_cast<uint32_t>(__builtin_popcount(_mm512_cmplt_epu32_mask(_mm512_loadu_si512(key + j), vk)));
-    }
+  // 16 keys per compare, counted by a masked add into 16 lane counters (one
+  // instruction per 16 keys besides the compare, where kmov + popcnt + add took three)
+  const __m512i vk = _mm512_set1_epi32(static_cast<int>(ke));
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i acc = _mm512_setzero_si512();
+  size_t j = 0;
+  for (; j + 16 <= e; j += 16) {  // wholly before e: ≤
+    acc = _mm512_mask_add_epi32(acc, _mm512_cmple_epu32_mask(_mm512_loadu_si512(key + j), vk), acc, one);
   }
+  if (j < n) {  // the group holding e: ≤ before it, < from it on
+    const __mmask16 valid = n - j >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512i v = _mm512_maskz_loadu_epi32(valid, key + j);
+    const __mmask16 before = static_cast<__mmask16>((1u << (e - j)) - 1);
+    const __mmask16 hit = (before & _mm512_cmple_epu32_mask(v, vk)) | (~before & _mm512_cmplt_epu32_mask(v, vk));
+    acc = _mm512_mask_add_epi32(acc, hit & valid, acc, one);
+    j += 16;
+  }
+  for (; j + 16 <= n; j += 16) {  // after it: <
+    acc = _mm512_mask_add_epi32(acc, _mm512_cmplt_epu32_mask(_mm512_loadu_si512(key + j), vk), acc, one);
+  }
+  if (j < n) {  // the last, partial group
+    const __mmask16 valid = static_cast<__mmask16>((1u << (n - j)) - 1);
+    acc = _mm512_mask_add_epi32(acc, _mm512_mask_cmplt_epu32_mask(valid, _mm512_maskz_loadu_epi32(valid, key + j), vk),
+                                acc, one);
+  }
+  alignas(64) uint32_t lanes[16];  // (not _mm512_reduce_add_epi32: GCC 12's warns of an undefined source)
+  _mm512_store_si512(lanes, acc);
+  uint32_t rank = 0;
+  for (uint32_t c : lanes) rank += c;
+  return rank;
 #else
+  uint32_t below = 0, before = 0;
 #pragma omp simd reduction(+ : before)
   for (size_t i = 0; i < e; ++i) before += key[i] == ke ? 1u : 0u;
-#endif
 #pragma omp simd reduction(+ : below)
-  for (size_t i = j; i < n; ++i) below += key[i] < ke ? 1u : 0u;
+  for (size_t i = 0; i < n; ++i) below += key[i] < ke ? 1u : 0u;
   return below + before;
+#endif
+}
+
+// The bucketing's exponent levels, sample size and elements aimed at per bucket.
+constexpr int kLevels = 32;
+constexpr size_t kSample = 64;
+constexpr uint64_t kPerBucket = 8;
+
+// A non-zero key's level: its exponent's place among the 31 below the row's
+// largest (31 for the largest), 0 for every exponent lower still.
+inline uint32_t level_of(uint32_t key, int emax) {
+  return static_cast<uint32_t>(std::max(0, static_cast<int>(key >> 23) - (emax - (kLevels - 1))));
 }
 
 // Rows with more exact ranks to count than this are sorted instead: counting one
@@ -179,48 +212,150 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
     della_row_keep_sorted(key, u, t, n, keep, s);
     return;
   }
-  uint32_t any = 0, every = ~0u;  // over the non-zero keys
-#pragma omp simd reduction(| : any) reduction(& : every)
-  for (size_t i = 0; i < n; ++i) {
-    any |= key[i];
-    every &= key[i] != 0 ? key[i] : ~0u;
+  // Buckets that keep the order, filled about evenly (docs/design.md §11): 0 for
+  // |τ| = 0; then per binary exponent of |τ| (the 31 below the row's largest, the
+  // rest together in one), its share of the row split by the top mantissa bits
+  // into about count / kPerBucket buckets, the counts estimated from a sample.
+  // (Splitting the top bits of the keys evenly put most of a row into a few
+  // buckets: |τ| spans many octaves, and most of a row lies in a few of them.)
+  uint32_t top = 0;
+#pragma omp simd reduction(max : top)
+  for (size_t i = 0; i < n; ++i) top = key[i] > top ? key[i] : top;
+  const int emax = static_cast<int>(top >> 23);
+  uint32_t level_count[kLevels] = {};
+  const size_t stride = std::max<size_t>(1, n / kSample);
+  for (size_t i = 0; i < n; i += stride) {
+    const uint32_t kk = key[i];
+    if (kk != 0) ++level_count[level_of(kk, emax)];
   }
-  // Buckets that keep the order: 0 for |τ| = 0, then the top `w` of the bits in
-  // which the non-zero keys differ (the bits above those are common to all).
-  const uint32_t differ = any == 0 ? 0 : any ^ every;
-  const int bits = differ == 0 ? 0 : 32 - __builtin_clz(differ);
-  int w = 1;
-  while (w < 13 && (size_t(1) << w) < n / 2) ++w;  // about two elements per bucket
-  const uint32_t shift = static_cast<uint32_t>(std::max(0, bits - w));
-  const uint32_t mask = (uint32_t(1) << w) - 1;
-  const size_t nb = (size_t(1) << w) + 1;
+  uint32_t off[kLevels], sh[kLevels];
+  uint32_t nb = 1;  // bucket 0: the zeros
+  for (int l = 0; l < kLevels; ++l) {
+    // 2^bits buckets, the fewest with kPerBucket · 2^bits ≥ the level's estimated
+    // count; level 0 holds several exponents: one bucket (a mantissa split would
+    // break the order)
+    const uint64_t est = static_cast<uint64_t>(level_count[l]) * stride;
+    const uint64_t want = (est + kPerBucket - 1) / kPerBucket;  // buckets wanted
+    const uint32_t bits = l == 0 || want <= 1 ? 0u : std::min(23u, static_cast<uint32_t>(64 - __builtin_clzll(want - 1)));
+    off[l] = nb;
+    sh[l] = 23 - bits;
+    nb += uint32_t(1) << bits;
+  }
   s.bucket.resize(n);
-  s.count.assign(nb, 0);
-  s.t_lo.resize(nb);
-  s.t_hi.resize(nb);
+  s.count.assign(4 * size_t(nb), 0);
+  s.bounds.resize(nb);
+  s.open.resize(n + 16);  // the AVX-512 listing writes up to 16 past the count
   uint32_t* __restrict bucket = s.bucket.data();
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) bucket[i] = (key[i] != 0 ? 1u : 0u) * (1u + ((key[i] >> shift) & mask));
-  uint32_t* count = s.count.data();
-  for (size_t i = 0; i < n; ++i) ++count[bucket[i]];
+  size_t i0 = 0;
+#if defined(__AVX512F__)
+  {  // the level's offset and shift looked up by a permute of the 32-entry tables
+    const __m512i off_lo = _mm512_loadu_si512(off), off_hi = _mm512_loadu_si512(off + 16);
+    const __m512i sh_lo = _mm512_loadu_si512(sh), sh_hi = _mm512_loadu_si512(sh + 16);
+    const __m512i base = _mm512_set1_epi32(emax - (kLevels - 1));
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i mant = _mm512_set1_epi32(0x7fffff);
+    for (; i0 + 16 <= n; i0 += 16) {
+      const __m512i kv = _mm512_loadu_si512(key + i0);
+      const __m512i l = _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(kv, 23), base), zero);
+      const __m512i o = _mm512_permutex2var_epi32(off_lo, l, off_hi);
+      const __m512i h = _mm512_permutex2var_epi32(sh_lo, l, sh_hi);
+      const __m512i bk = _mm512_add_epi32(o, _mm512_srlv_epi32(_mm512_and_si512(kv, mant), h));
+      _mm512_storeu_si512(bucket + i0, _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(kv, kv), bk));
+    }
+  }
+#endif
+  for (size_t i = i0; i < n; ++i) {
+    const uint32_t l = level_of(key[i], emax);
+    bucket[i] = key[i] == 0 ? 0u : off[l] + ((key[i] & 0x7fffffu) >> sh[l]);
+  }
+  // Counted in four interleaved histograms: with one, neighbours in the same
+  // bucket (most are, the keys' high bits being shared) made each increment wait
+  // on the previous one's store.
+  uint32_t* c0 = s.count.data();
+  uint32_t* c1 = c0 + nb;
+  uint32_t* c2 = c1 + nb;
+  uint32_t* c3 = c2 + nb;
+  size_t i4 = 0;
+  for (; i4 + 4 <= n; i4 += 4) {
+    ++c0[bucket[i4]];
+    ++c1[bucket[i4 + 1]];
+    ++c2[bucket[i4 + 2]];
+    ++c3[bucket[i4 + 3]];
+  }
+  for (; i4 < n; ++i4) ++c0[bucket[i4]];
   // rank_i ∈ [lo, hi] = [start_b, start_b + count_b − 1]: u_i < table[lo] keeps,
   // u_i ≥ table[hi] drops (this also settles every element whose u_i is outside
-  // [table[0], table[n − 1])); in between the exact rank decides.
-  uint32_t* __restrict t_lo = s.t_lo.data();
-  uint32_t* __restrict t_hi = s.t_hi.data();
+  // [table[0], table[n − 1])); in between the exact rank decides. Both bounds of a
+  // bucket in one word (table[lo] low, table[hi] high), read by one load per element.
+  uint64_t* __restrict bounds = s.bounds.data();
+  size_t b0 = 0;
   uint32_t sum = 0;  // ≤ n: the tables' pads make both reads valid (an empty bucket's are never used)
-  for (size_t b = 0; b < nb; ++b) {
-    t_lo[b] = table[sum];
-    sum += count[b];
-    t_hi[b] = before[sum];
+#if defined(__AVX512F__)
+  {  // 16 buckets at a time: their counts' running sum in the register, then both tables gathered
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i last = _mm512_set1_epi32(15);
+    const __m512i first8 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i next8 = _mm512_add_epi32(first8, _mm512_set1_epi32(8));
+    __m512i carry = zero;
+    for (; b0 + 16 <= nb; b0 += 16) {
+      const __m512i c = _mm512_add_epi32(_mm512_add_epi32(_mm512_loadu_si512(c0 + b0), _mm512_loadu_si512(c1 + b0)),
+                                         _mm512_add_epi32(_mm512_loadu_si512(c2 + b0), _mm512_loadu_si512(c3 + b0)));
+      __m512i x = _mm512_add_epi32(c, _mm512_maskz_alignr_epi32(0xffff, c, zero, 15));  // inclusive prefix within the 16
+      x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(0xffff, x, zero, 14));
+      x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(0xffff, x, zero, 12));
+      x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(0xffff, x, zero, 8));
+      const __m512i end = _mm512_add_epi32(x, carry);
+      const __m512i start = _mm512_sub_epi32(end, c);
+      const __m512i lo = _mm512_mask_i32gather_epi32(zero, 0xffff, start, table, 4);
+      const __m512i hi = _mm512_mask_i32gather_epi32(zero, 0xffff, end, before, 4);
+      _mm512_storeu_si512(bounds + b0, _mm512_permutex2var_epi32(lo, first8, hi));
+      _mm512_storeu_si512(bounds + b0 + 8, _mm512_permutex2var_epi32(lo, next8, hi));
+      carry = _mm512_maskz_permutexvar_epi32(0xffff, last, end);
+    }
+    sum = static_cast<uint32_t>(_mm512_cvtsi512_si32(carry));
   }
-  // Branch-free (the open cases are random: branches on them mispredicted most of the time).
-  uint32_t open = 0;
-#pragma omp simd reduction(+ : open)
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t lo = t_lo[bucket[i]], hi = t_hi[bucket[i]];
-    const uint32_t undecided = (u[i] >= lo && u[i] < hi) ? 1u : 0u;
-    keep[i] = u[i] < lo ? 1u : undecided << 1;  // 2: the exact rank decides
+#endif
+  for (size_t b = b0; b < nb; ++b) {
+    const uint32_t lo = table[sum];
+    sum += c0[b] + c1[b] + c2[b] + c3[b];
+    bounds[b] = static_cast<uint64_t>(lo) | static_cast<uint64_t>(before[sum]) << 32;
+  }
+  // Branch-free (the open cases are random: branches on them mispredicted most of
+  // the time); the open elements' positions listed as they are found.
+  uint32_t* __restrict open_at = s.open.data();
+  size_t open = 0;
+  size_t i = 0;
+#if defined(__AVX512F__)
+  {
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i step = _mm512_set1_epi32(16);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, one);
+    __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; i + 16 <= n; i += 16) {
+      // (the masked forms with a zero source: GCC 12's unmasked ones warn of their undefined source)
+      const __m512i g0 = _mm512_mask_i32gather_epi64(zero, 0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket + i)), bounds, 8);
+      const __m512i g1 = _mm512_mask_i32gather_epi64(zero, 0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket + i + 8)), bounds, 8);
+      const __m512i lo = _mm512_permutex2var_epi32(g0, even, g1);  // the low halves of the 16 words
+      const __m512i hi = _mm512_permutex2var_epi32(g0, odd, g1);
+      const __m512i uv = _mm512_loadu_si512(u + i);
+      const __mmask16 kept = _mm512_cmplt_epu32_mask(uv, lo);
+      const __mmask16 undecided = _mm512_mask_cmplt_epu32_mask(static_cast<__mmask16>(~kept), uv, hi);
+      _mm512_storeu_si512(keep + i, _mm512_maskz_mov_epi32(kept, one));
+      // compressed in a register, then one full store (a compress straight to memory is microcoded on Zen 4)
+      _mm512_storeu_si512(open_at + open, _mm512_maskz_compress_epi32(undecided, pos));
+      open += static_cast<size_t>(__builtin_popcount(undecided));
+      pos = _mm512_add_epi32(pos, step);
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint64_t bb = bounds[bucket[i]];
+    const uint32_t lo = static_cast<uint32_t>(bb), hi = static_cast<uint32_t>(bb >> 32);
+    const size_t undecided = (u[i] >= lo && u[i] < hi) ? 1 : 0;
+    keep[i] = u[i] < lo ? 1u : 0u;
+    open_at[open] = static_cast<uint32_t>(i);
     open += undecided;
   }
   if (open == 0) return;
@@ -228,16 +363,9 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
     della_row_keep_sorted(key, u, t, n, keep, s);
     return;
   }
-  // the few 2s, found 16 at a time
-  for (size_t g = 0; g < n; g += 16) {
-    const size_t g1 = std::min(n, g + 16);
-    uint32_t hits = 0;
-#pragma omp simd reduction(| : hits)
-    for (size_t i = g; i < g1; ++i) hits |= keep[i] >> 1;
-    if (hits == 0) continue;
-    for (size_t i = g; i < g1; ++i) {
-      if (keep[i] == 2) keep[i] = u[i] < table[exact_rank(key, n, i)] ? 1u : 0u;
-    }
+  for (size_t o = 0; o < open; ++o) {
+    const size_t e = open_at[o];
+    keep[e] = u[e] < table[exact_rank(key, n, e)] ? 1u : 0u;
   }
 }
 

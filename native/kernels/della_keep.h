@@ -32,8 +32,9 @@ DellaTable della_table(size_t n, double density, double epsilon);
 // Per-thread scratch reused across rows.
 struct DellaRowScratch {
   std::vector<uint32_t> bucket;  // each element's bucket
-  std::vector<uint32_t> count;   // elements per bucket
-  std::vector<uint32_t> t_lo, t_hi;  // per bucket: the table at its lowest and highest rank
+  std::vector<uint32_t> count;   // elements per bucket (four interleaved histograms)
+  std::vector<uint64_t> bounds;  // per bucket: the table at its lowest rank (low half) and at its highest
+  std::vector<uint32_t> open;    // positions whose exact rank decides
   std::vector<uint64_t> kv, tmp;  // the sort fallback's (key << 32 | position) pairs
   std::vector<uint32_t> order;  // the fallback for rows of more than 2^32 elements
 };
