@@ -14,6 +14,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "kernels/convert.h"
 #include "kernels/merge_methods.h"
 #include "kernels/merge_rng.h"
@@ -232,6 +236,27 @@ inline void df_accumulate_tile(const float* __restrict f, const float* __restric
   }
 }
 
+// d[i] = 0 where bit (first + i) of `bits` (LSB first within each byte) is 0.
+inline void apply_mask_bits(const uint8_t* bits, uint64_t first, float* __restrict d, size_t n) {
+  size_t i = 0;
+#if defined(__AVX512F__)
+  // 16 bits at a time as an AVX-512 mask; the third byte is read only when the 16
+  // bits reach into it (so nothing past the tensor's last byte is read)
+  for (; i + 16 <= n; i += 16) {
+    const uint64_t g = first + i;
+    const uint8_t* p = bits + (g >> 3);
+    const uint32_t s = static_cast<uint32_t>(g & 7);
+    const uint32_t w = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+                       (s != 0 ? static_cast<uint32_t>(p[2]) << 16 : 0u);
+    _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(static_cast<__mmask16>(w >> s), _mm512_loadu_ps(d + i)));
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint64_t g = first + i;
+    if (((bits[g >> 3] >> (g & 7)) & 1u) == 0) d[i] = 0.0f;
+  }
+}
+
 // gta_elem (merge_methods.h) over a tile, with the model loop outside and the
 // element loop inside so that each loop is a straight SIMD stream: the same
 // operations in the same order per element, so the result is gta_elem's.
@@ -275,21 +300,10 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
         dq[i] = dare_u24(p.key[q], first + i) >= p.keep_thr[q] ? tau * rs : 0.0f;
       }
     } else {
-      // The mask's bits expanded byte by byte into 0/1 flags (tmp is free until the mix), then applied.
-      const uint8_t* mq = p.mask + static_cast<uint64_t>(q) * p.mask_stride;
-      uint32_t* __restrict keep = reinterpret_cast<uint32_t*>(tmp);
-      size_t i = 0;
-      for (; i < n && ((first + i) & 7) != 0; ++i) keep[i] = (mq[(first + i) >> 3] >> ((first + i) & 7)) & 1u;
-      for (; i + 8 <= n; i += 8) {
-        const uint32_t byte = mq[(first + i) >> 3];
-        for (unsigned t = 0; t < 8; ++t) keep[i + t] = (byte >> t) & 1u;
-      }
-      for (; i < n; ++i) keep[i] = (mq[(first + i) >> 3] >> ((first + i) & 7)) & 1u;
+      // τ · rs everywhere, then zeroed where the mask's bit is 0 (apply_mask_bits).
 #pragma omp simd
-      for (size_t e = 0; e < n; ++e) {
-        const float tau = xq[e] - b[e];
-        dq[e] = keep[e] != 0 ? tau * rs : 0.0f;
-      }
+      for (size_t e = 0; e < n; ++e) dq[e] = (xq[e] - b[e]) * rs;
+      apply_mask_bits(p.mask + static_cast<uint64_t>(q) * p.mask_stride, first, dq, n);
     }
   }
   float* __restrict mixed = out;
