@@ -1,9 +1,11 @@
 // f64 sums over a tile in one fixed order, so a statistic does not depend on the
-// thread count or the build: four lanes, lane t adding the elements i ≡ t (mod 4)
-// of the longest prefix of whole groups of four, lane 0 then the remaining
-// elements, and the result (l0 + l1) + (l2 + l3). Written with GCC/Clang vector
-// types so that the four lanes are one SIMD register (the scalar form of the same
-// order did not vectorise and was half of DELLA's mask pass).
+// thread count or the build: sixteen lanes, lane t adding the elements
+// i ≡ t (mod 16) of the longest prefix of whole groups of sixteen; then four sums
+// l_t = (lane t + lane t+4) + (lane t+8 + lane t+12), the remaining elements
+// (fewer than 16) added in order to l_0, and the result (l_0 + l_1) + (l_2 + l_3).
+// Written with GCC/Clang vector types, the sixteen lanes four registers of four,
+// so that four independent chains of adds are in flight (one register's chain waited on each add's latency: a quarter of
+// DELLA's mask pass; the scalar form of one order did not vectorise at all).
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -30,23 +32,34 @@ inline f64x4 masked(f64x4 v, i64x4 keep) { return reinterpret_cast<f64x4>(reinte
 
 inline double fold(const double* l) { return (l[0] + l[1]) + (l[2] + l[3]); }
 
+// The sixteen lanes (four registers) to the four of the remainder loop.
+inline void fold16(const f64x4* s, double* l) {
+  const f64x4 v = (s[0] + s[1]) + (s[2] + s[3]);
+  for (int t = 0; t < 4; ++t) l[t] = v[t];
+}
+
 }  // namespace fixed_sums_detail
 
 // DELLA's L1 sums of a row: *all = Σ |x_i − b_i|, *kept = Σ over keep_i ≠ 0 of the same
 // (keep holds 0 or 1; the difference in f32, its magnitude summed in f64).
 inline void abs_diff_sums(const float* x, const float* b, const uint32_t* keep, size_t n, double* all, double* kept) {
   using namespace fixed_sums_detail;
-  f64x4 sa = {0, 0, 0, 0}, sk = {0, 0, 0, 0};
+  f64x4 sa[4] = {}, sk[4] = {};
   const i64x4 magnitude = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
   size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const f32x4 d = load4<f32x4>(x + i) - load4<f32x4>(b + i);
-    const f64x4 a = masked(__builtin_convertvector(d, f64x4), magnitude);
-    sa += a;
-    const i64x4 on = -__builtin_convertvector(load4<u32x4>(keep + i), i64x4);  // 1 → all bits set
-    sk += masked(a, on);
+  for (; i + 16 <= n; i += 16) {
+    for (int r = 0; r < 4; ++r) {
+      const size_t j = i + 4 * static_cast<size_t>(r);
+      const f32x4 d = load4<f32x4>(x + j) - load4<f32x4>(b + j);
+      const f64x4 a = masked(__builtin_convertvector(d, f64x4), magnitude);
+      sa[r] += a;
+      const i64x4 on = -__builtin_convertvector(load4<u32x4>(keep + j), i64x4);  // 1 → all bits set
+      sk[r] += masked(a, on);
+    }
   }
-  double la[4] = {sa[0], sa[1], sa[2], sa[3]}, lk[4] = {sk[0], sk[1], sk[2], sk[3]};
+  double la[4], lk[4];
+  fold16(sa, la);
+  fold16(sk, lk);
   for (; i < n; ++i) {
     const double a = std::fabs(static_cast<double>(x[i] - b[i]));
     la[0] += a;
@@ -60,17 +73,21 @@ inline void abs_diff_sums(const float* x, const float* b, const uint32_t* keep, 
 // `key_of` without the sign) is ≥ thr; every element when `all` is set.
 inline double selected_square_sum(const float* v, const float* key_of, uint32_t thr, bool all, size_t n) {
   using namespace fixed_sums_detail;
-  f64x4 s = {0, 0, 0, 0};
+  f64x4 s[4] = {};
   const u32x4 vthr = {thr, thr, thr, thr};
   const u32x4 nosign = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
   const i32x4 every = {-1, -1, -1, -1};
   size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const f64x4 t = __builtin_convertvector(load4<f32x4>(v + i), f64x4);
-    const i32x4 sel = all ? every : reinterpret_cast<i32x4>((load4<u32x4>(key_of + i) & nosign) >= vthr);
-    s += masked(t * t, __builtin_convertvector(sel, i64x4));  // −1 stays all bits set
+  for (; i + 16 <= n; i += 16) {
+    for (int r = 0; r < 4; ++r) {
+      const size_t j = i + 4 * static_cast<size_t>(r);
+      const f64x4 t = __builtin_convertvector(load4<f32x4>(v + j), f64x4);
+      const i32x4 sel = all ? every : reinterpret_cast<i32x4>((load4<u32x4>(key_of + j) & nosign) >= vthr);
+      s[r] += masked(t * t, __builtin_convertvector(sel, i64x4));  // −1 stays all bits set
+    }
   }
-  double l[4] = {s[0], s[1], s[2], s[3]};
+  double l[4];
+  fold16(s, l);
   for (; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, key_of + i, 4);
@@ -83,12 +100,16 @@ inline double selected_square_sum(const float* v, const float* key_of, uint32_t 
 // Karcher and model stock).
 inline double dot_sum(const float* a, const float* c, size_t n) {
   using namespace fixed_sums_detail;
-  f64x4 s = {0, 0, 0, 0};
+  f64x4 s[4] = {};
   size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s += __builtin_convertvector(load4<f32x4>(a + i), f64x4) * __builtin_convertvector(load4<f32x4>(c + i), f64x4);
+  for (; i + 16 <= n; i += 16) {
+    for (int r = 0; r < 4; ++r) {
+      const size_t j = i + 4 * static_cast<size_t>(r);
+      s[r] += __builtin_convertvector(load4<f32x4>(a + j), f64x4) * __builtin_convertvector(load4<f32x4>(c + j), f64x4);
+    }
   }
-  double l[4] = {s[0], s[1], s[2], s[3]};
+  double l[4];
+  fold16(s, l);
   for (; i < n; ++i) l[0] += static_cast<double>(a[i]) * static_cast<double>(c[i]);
   return fold(l);
 }
