@@ -257,6 +257,110 @@ inline void apply_mask_bits(const uint8_t* bits, uint64_t first, float* __restri
   }
 }
 
+// gta_tile for K models in one loop over the elements (the per-element sums in
+// registers, where the model-outer loops stored and reloaded d, the sign, mixed
+// and div arrays once per model): the same operations in the same order as
+// gta_elem. `dv(q, i)` gives d_q of element i: from the inputs (BandD, TIES'
+// and breadcrumbs' magnitude band) or from d arrays filled before (ArrayD).
+template <class S, int K>
+struct BandD {  // (held by value: the loop vectorises only with no pointer to chase)
+  S x[K];
+  S b;
+  uint32_t lo[K], hi[K];
+  float rs[K];
+  BandD(const ElemParams& p, S b_, const S* xs) : b(b_) {
+    for (int q = 0; q < K; ++q) {
+      x[q] = xs[q];
+      lo[q] = p.thr_lo[q];
+      hi[q] = p.thr_hi[q];
+      rs[q] = p.rs[q];
+    }
+  }
+  float operator()(int q, size_t i) const {
+    const float tau = x[q][i] - b[i];
+    uint32_t u;
+    std::memcpy(&u, &tau, 4);
+    u &= 0x7fffffffu;
+    return u >= lo[q] && u < hi[q] ? tau * rs[q] : 0.0f;
+  }
+};
+struct ArrayD {
+  const float* const* d;
+  float operator()(int q, size_t i) const { return d[q][i]; }
+};
+
+template <int K, class S, class D>
+void gta_mix_k(const ElemParams& p, S b, D dv, float* __restrict out, size_t n) {
+  float w[K];
+  for (int q = 0; q < K; ++q) w[q] = p.w[q];
+  const bool norm = p.normalize != 0, lam = p.lambda != 1.0f;
+  const float lambda = p.lambda;
+  if (p.consensus) {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      float dq[K];
+      for (int q = 0; q < K; ++q) dq[q] = dv(q, i);
+      float e = w[0] * dq[0];
+      for (int q = 1; q < K; ++q) e += w[q] * dq[q];
+      const float sgn = e >= 0.0f ? 1.0f : -1.0f;
+      float mixed = 0.0f, div = 0.0f;
+      for (int q = 0; q < K; ++q) {
+        const float wd = w[q] * dq[q];
+        const bool agree = wd * sgn > 0.0f;
+        mixed += agree ? wd : 0.0f;
+        div += agree ? w[q] : 0.0f;
+      }
+      float v = mixed;
+      if (norm) v = v / (div == 0.0f ? 1.0f : div);
+      if (lam) v = v * lambda;
+      out[i] = b[i] + v;
+    }
+    return;
+  }
+  const float div = p.div_const;
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    float mixed = w[0] * dv(0, i);
+    for (int q = 1; q < K; ++q) mixed += w[q] * dv(q, i);
+    float v = mixed;
+    if (norm) v = v / div;
+    if (lam) v = v * lambda;
+    out[i] = b[i] + v;
+  }
+}
+
+// TIES' and breadcrumbs' tile fused from the inputs on, for 1..8 models.
+template <class S>
+bool gta_band_fused(const ElemParams& p, S b, const S* x, float* __restrict out, size_t n) {
+  switch (p.k) {
+    case 1: gta_mix_k<1>(p, b, BandD<S, 1>(p, b, x), out, n); return true;
+    case 2: gta_mix_k<2>(p, b, BandD<S, 2>(p, b, x), out, n); return true;
+    case 3: gta_mix_k<3>(p, b, BandD<S, 3>(p, b, x), out, n); return true;
+    case 4: gta_mix_k<4>(p, b, BandD<S, 4>(p, b, x), out, n); return true;
+    case 5: gta_mix_k<5>(p, b, BandD<S, 5>(p, b, x), out, n); return true;
+    case 6: gta_mix_k<6>(p, b, BandD<S, 6>(p, b, x), out, n); return true;
+    case 7: gta_mix_k<7>(p, b, BandD<S, 7>(p, b, x), out, n); return true;
+    case 8: gta_mix_k<8>(p, b, BandD<S, 8>(p, b, x), out, n); return true;
+    default: return false;
+  }
+}
+
+// The fused tile for 1..8 models; false (the model-outer loops do it) for more.
+template <class S, class D>
+bool gta_mix_fused(const ElemParams& p, S b, D dv, float* __restrict out, size_t n) {
+  switch (p.k) {
+    case 1: gta_mix_k<1>(p, b, dv, out, n); return true;
+    case 2: gta_mix_k<2>(p, b, dv, out, n); return true;
+    case 3: gta_mix_k<3>(p, b, dv, out, n); return true;
+    case 4: gta_mix_k<4>(p, b, dv, out, n); return true;
+    case 5: gta_mix_k<5>(p, b, dv, out, n); return true;
+    case 6: gta_mix_k<6>(p, b, dv, out, n); return true;
+    case 7: gta_mix_k<7>(p, b, dv, out, n); return true;
+    case 8: gta_mix_k<8>(p, b, dv, out, n); return true;
+    default: return false;
+  }
+}
+
 // gta_elem (merge_methods.h) over a tile, with the model loop outside and the
 // element loop inside so that each loop is a straight SIMD stream: the same
 // operations in the same order per element, so the result is gta_elem's.
@@ -267,6 +371,7 @@ template <class S>
 void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const* d, float* __restrict out,
               float* __restrict tmp, size_t n) {
   const int k = p.k;
+  if (p.sparsify == 0 && gta_band_fused(p, b, x, out, n)) return;
   const uint32_t hi = static_cast<uint32_t>(first >> 32);
   const bool one_block = n == 0 || hi == static_cast<uint32_t>((first + n - 1) >> 32);
   for (int q = 0; q < k; ++q) {
@@ -306,6 +411,7 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
       apply_mask_bits(p.mask + static_cast<uint64_t>(q) * p.mask_stride, first, dq, n);
     }
   }
+  if (gta_mix_fused(p, b, ArrayD{d}, out, n)) return;
   float* __restrict mixed = out;
   if (p.consensus) {
     float* __restrict sgn = tmp;

@@ -70,6 +70,7 @@ const xs = (inp: Inputs, k: number) => inp.models.slice(0, k).map((m) => m.value
 const taus = (inp: Inputs, k: number) => xs(inp, k).map((x) => x.map((v, i) => Math.fround(v - inp.base.values[i]!)));
 const last = (shape: number[]) => (shape.length >= 2 ? shape[shape.length - 1]! : shape.reduce((a, b) => a * b, 1));
 const W3 = [0.6, 0.3, 0.8];
+const W10 = [0.6, 0.3, 0.8, -0.2, 1.1, 0.5, 0.9, 0.4, 0.7, 0.25];
 const keyOf = (q: number) => dareKey(BigInt(SEED), fnv1a64(TENSOR), q);
 
 const CASES: UnitCase[] = [
@@ -141,6 +142,19 @@ const CASES: UnitCase[] = [
       const keeps = ts.map((t, q) => dellaMask(t, last(shape), 0.4, 0.1, keyOf(q)));
       return refGta(inp.base.values, xs(inp, 3), keeps, ts.map((t, q) => l1Factor(t, keeps[q]!)), W3, false, false, 1);
     } },
+  // more than 8 models: the model-outer loops of gta_tile (1..8 go through the fused loop)
+  { name: 'ties, 10 models', method: 'ties', k: 10, base: true, global: {}, perModel: W10.map((weight, q) => ({ weight, density: [0.2, 0.7, 1][q % 3]! })),
+    reference: (inp) => {
+      const ts = taus(inp, 10);
+      const keeps = ts.map((t, q) => bandMask(t, [0.2, 0.7, 1].map((d) => (d >= 1 ? inp.n : Math.round(d * inp.n)))[q % 3]!, 0));
+      return refGta(inp.base.values, xs(inp, 10), keeps, ts.map(() => 1), W10, true, true, 1);
+    } },
+  { name: 'della_linear, 10 models', method: 'della_linear', k: 10, base: true, global: {}, perModel: W10.map((weight) => ({ weight, density: 0.4, epsilon: 0.1 })),
+    reference: (inp, shape) => {
+      const ts = taus(inp, 10);
+      const keeps = ts.map((t, q) => dellaMask(t, last(shape), 0.4, 0.1, keyOf(q)));
+      return refGta(inp.base.values, xs(inp, 10), keeps, ts.map((t, q) => l1Factor(t, keeps[q]!)), W10, false, false, 1);
+    } },
   { name: 'sce (select_topk 0.4)', method: 'sce', k: 3, base: true, global: { select_topk: 0.4 }, perModel: [{}, {}, {}], big: true,
     reference: (inp) => refSce(inp.base.values, xs(inp, 3), 0.4) },
   { name: 'sce (no selection)', method: 'sce', k: 3, base: true, global: {}, perModel: [{}, {}, {}],
@@ -169,7 +183,9 @@ for (const c of CASES) {
       for (const p of patterns) {
         test(`[${shape.join('×')}] inputs ${p} -> F32/F16/BF16`, async () => {
           const raw = inputsFor(n, p);
-          const inp = c.spread ? { ...raw, models: raw.fishers } : raw;
+          const own = c.spread ? { ...raw, models: raw.fishers } : raw;
+          // more models than the inputs hold: the inputs again, in turn
+          const inp = c.k > own.models.length ? { ...own, models: Array.from({ length: c.k }, (_, q) => own.models[q % own.models.length]!) } : own;
           const ref = c.reference(inp, shape);
           for (const dtype of DTYPES) {
             const out = await runMethod(c.method, shape, c.global, c.perModel, inp, c.k, c.base, dtype);
