@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -329,35 +330,19 @@ void gta_mix_k(const ElemParams& p, S b, D dv, float* __restrict out, size_t n) 
   }
 }
 
-// TIES' and breadcrumbs' tile fused from the inputs on, for 1..8 models.
-template <class S>
-bool gta_band_fused(const ElemParams& p, S b, const S* x, float* __restrict out, size_t n) {
+// The fused tile for 1..8 models, d_q from make_d(std::integral_constant<int, K>)
+// (a BandD or an ArrayD, by value); false (the model-outer loops do it) for more.
+template <class S, class MakeD>
+bool gta_mix_fused(const ElemParams& p, S b, MakeD make_d, float* __restrict out, size_t n) {
   switch (p.k) {
-    case 1: gta_mix_k<1>(p, b, BandD<S, 1>(p, b, x), out, n); return true;
-    case 2: gta_mix_k<2>(p, b, BandD<S, 2>(p, b, x), out, n); return true;
-    case 3: gta_mix_k<3>(p, b, BandD<S, 3>(p, b, x), out, n); return true;
-    case 4: gta_mix_k<4>(p, b, BandD<S, 4>(p, b, x), out, n); return true;
-    case 5: gta_mix_k<5>(p, b, BandD<S, 5>(p, b, x), out, n); return true;
-    case 6: gta_mix_k<6>(p, b, BandD<S, 6>(p, b, x), out, n); return true;
-    case 7: gta_mix_k<7>(p, b, BandD<S, 7>(p, b, x), out, n); return true;
-    case 8: gta_mix_k<8>(p, b, BandD<S, 8>(p, b, x), out, n); return true;
-    default: return false;
-  }
-}
-
-// The fused tile for 1..8 models; false (the model-outer loops do it) for more.
-template <class S, class D>
-bool gta_mix_fused(const ElemParams& p, S b, D dv, float* __restrict out, size_t n) {
-  switch (p.k) {
-    case 1: gta_mix_k<1>(p, b, dv, out, n); return true;
-    case 2: gta_mix_k<2>(p, b, dv, out, n); return true;
-    case 3: gta_mix_k<3>(p, b, dv, out, n); return true;
-    case 4: gta_mix_k<4>(p, b, dv, out, n); return true;
-    case 5: gta_mix_k<5>(p, b, dv, out, n); return true;
-    case 6: gta_mix_k<6>(p, b, dv, out, n); return true;
-    case 7: gta_mix_k<7>(p, b, dv, out, n); return true;
-    case 8: gta_mix_k<8>(p, b, dv, out, n); return true;
-    default: return false;
+#define DFM_GTA_K(K)                                                   \
+  case K:                                                              \
+    gta_mix_k<K>(p, b, make_d(std::integral_constant<int, K>{}), out, n); \
+    return true;
+    DFM_GTA_K(1) DFM_GTA_K(2) DFM_GTA_K(3) DFM_GTA_K(4) DFM_GTA_K(5) DFM_GTA_K(6) DFM_GTA_K(7) DFM_GTA_K(8)
+#undef DFM_GTA_K
+    default:
+      return false;
   }
 }
 
@@ -371,7 +356,10 @@ template <class S>
 void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const* d, float* __restrict out,
               float* __restrict tmp, size_t n) {
   const int k = p.k;
-  if (p.sparsify == 0 && gta_band_fused(p, b, x, out, n)) return;
+  // TIES' and breadcrumbs' band read straight from the inputs
+  if (p.sparsify == 0 && gta_mix_fused(p, b, [&](auto kc) { return BandD<S, decltype(kc)::value>(p, b, x); }, out, n)) {
+    return;
+  }
   const uint32_t hi = static_cast<uint32_t>(first >> 32);
   const bool one_block = n == 0 || hi == static_cast<uint32_t>((first + n - 1) >> 32);
   for (int q = 0; q < k; ++q) {
@@ -411,7 +399,7 @@ void gta_tile(const ElemParams& p, S b, const S* x, uint64_t first, float* const
       apply_mask_bits(p.mask + static_cast<uint64_t>(q) * p.mask_stride, first, dq, n);
     }
   }
-  if (gta_mix_fused(p, b, ArrayD{d}, out, n)) return;
+  if (gta_mix_fused(p, b, [&](auto) { return ArrayD{d}; }, out, n)) return;
   float* __restrict mixed = out;
   if (p.consensus) {
     float* __restrict sgn = tmp;
