@@ -32,7 +32,7 @@ class InputStage {
   // Any input staged (else every call below is a no-op).
   bool active() const { return !staged_.empty(); }
   // One thread, while no other reads the targets: points them at chunk [c0, c1)'s
-  // buffers and starts the kernel's read-ahead of the next chunk.
+  // buffers and asks the kernel to read ahead 16 MiB past the chunk in the file.
   void begin_chunk(size_t c0, size_t c1);
   // Any thread, for disjoint [b, e) inside the current chunk: reads those elements
   // of every staged input into its buffer.
