@@ -18,6 +18,13 @@ void pread_all(int fd, uint8_t* p, size_t len, uint64_t off, const std::string& 
 // (asynchronous read-ahead); a hint, failures are ignored.
 void readahead_hint(int fd, uint64_t off, uint64_t len);
 
+// The streaming read-ahead of the merge drivers: a reader that has just taken the
+// chunk_bytes ending at byte `end` of fd asks for the window's newly uncovered end,
+// [end + 16 MiB − chunk_bytes, end + 16 MiB) (chunk_bytes capped at 16 MiB), so the
+// kernel stays 16 MiB ahead across tensors (stored back to back) while a warm
+// cache pays one chunk's page lookups per chunk (docs/design.md §11).
+void readahead_window(int fd, uint64_t end, uint64_t chunk_bytes);
+
 // Writes the len bytes at src (inside a live MappedFile: read with pread from its
 // file, in pieces through one buffer; other memory: written as it is) to fd at
 // byte off. Errors name the input's path and `tensor` (reads) or say "write" (writes).

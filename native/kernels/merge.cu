@@ -288,7 +288,7 @@ class ChunkStreamer {
           nonfinite_[i].first = std::min(nonfinite_[i].first, static_cast<uint64_t>(c0 + nf.first));
           nonfinite_[i].count += nf.count;
         }
-        if (c0 + m < job_.n) readahead_hint(regions_[i].fd, regions_[i].offset + (c0 + m) * es, m * es);
+        readahead_window(regions_[i].fd, regions_[i].offset + (c0 + m) * es, m * es);  // as the CPU stage
       } else {
         std::memcpy(host, in.data + c0 * es, m * es);
       }
