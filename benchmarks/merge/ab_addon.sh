@@ -8,6 +8,7 @@
 #   bash benchmarks/merge/ab_addon.sh OLD.node NEW.node METHOD [ROUNDS] [DATA_DIR]
 #
 # DATA_DIR defaults to the checkpoints bench.js made (benchmarks/.data/bf16-L7-H1024-V8192-M2).
+# COLD=1: the page cache dropped before every run (`sync; echo 3 > drop_caches`; needs root).
 set -euo pipefail
 old=$1 new=$2 method=$3 rounds=${4:-5}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +26,10 @@ trap 'cp "$new" "$addon"; rm -rf "$out"' EXIT
 for i in $(seq 1 "$rounds"); do
   for v in old new; do
     if [ $v = old ]; then cp "$old" "$addon"; else cp "$new" "$addon"; fi
+    if [ "${COLD:-0}" = 1 ]; then
+      sync
+      echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || { echo "ab_addon: COLD=1 needs root to drop the page cache" >&2; exit 1; }
+    fi
     if ! r=$(node "$root/dist/benchmarks/merge/run_one.js" "$method" "$data/base" "$out/$v" "$data/model0" "$data/model1"); then
       echo "ab_addon: the $v build failed on $method" >&2
       exit 1

@@ -41,14 +41,12 @@ void pread_all(int fd, uint8_t* p, size_t len, uint64_t off, const std::string& 
   }
 }
 
-void readahead_hint(int fd, uint64_t off, uint64_t len) {
-  if (len > 0) (void)::posix_fadvise(fd, static_cast<off_t>(off), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
-}
-
 void readahead_window(int fd, uint64_t end, uint64_t chunk_bytes) {
   constexpr uint64_t kWindow = uint64_t(16) << 20;  // 48 MiB measured no better (§11)
   const uint64_t len = std::min(chunk_bytes, kWindow);
-  readahead_hint(fd, end + kWindow - len, len);
+  if (len > 0) {
+    (void)::posix_fadvise(fd, static_cast<off_t>(end + kWindow - len), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+  }
 }
 
 void copy_to_file(const uint8_t* src, size_t len, int fd, uint64_t off, const std::string& tensor) {

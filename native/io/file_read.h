@@ -14,12 +14,9 @@ namespace dfm {
 // each naming `path` and `tensor`.
 void pread_all(int fd, uint8_t* p, size_t len, uint64_t off, const std::string& path, const std::string& tensor);
 
-// Asks the kernel to start reading [off, off+len) of fd into the page cache now
-// (asynchronous read-ahead); a hint, failures are ignored.
-void readahead_hint(int fd, uint64_t off, uint64_t len);
-
-// The streaming read-ahead of the merge drivers: a reader that has just taken the
-// chunk_bytes ending at byte `end` of fd asks for the window's newly uncovered end,
+// The streaming read-ahead of the merge drivers (a hint, failures ignored): a
+// reader that has just taken the chunk_bytes ending at byte `end` of fd asks the
+// kernel to start reading the window's newly uncovered end into the page cache,
 // [end + 16 MiB − chunk_bytes, end + 16 MiB) (chunk_bytes capped at 16 MiB), so the
 // kernel stays 16 MiB ahead across tensors (stored back to back) while a warm
 // cache pays one chunk's page lookups per chunk (docs/design.md §11).
