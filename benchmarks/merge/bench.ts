@@ -6,16 +6,21 @@
  * (every input read once + the output written once) and as a ratio to baselines
  * measured in the same run: the file-to-file streaming copy (copy_probe.ts: the
  * same reads and writes without the arithmetic), the in-RAM threaded copy, and,
- * cold, the disk's sequential read bandwidth (the better of O_DIRECT and a plain
- * read after dropping the caches). Also the merging process's
+ * cold, the disk's sequential read bandwidth (the best of O_DIRECT and plain reads
+ * of each input file after dropping the caches, before and after the methods run). Also the merging process's
  * peak RSS (VmHWM), and mergekit's own `mergekit-yaml` (when installed in .venv)
  * and a PyTorch loop (benchmarks/merge/torch_merge.py, 5 methods) on the same files.
  *
  *   node dist/benchmarks/merge/bench.js [--size 256MB] [--models 2] [--methods a,b|all]
- *        [--modes warm,cold] [--mergekit-modes warm] [--no-torch] [--no-mergekit] [--dir DIR]
+ *        [--modes warm,cold] [--mergekit-modes warm] [--no-torch] [--no-mergekit] [--dir DIR] [--out DIR]
+ *
+ * --dir holds the synthetic checkpoints, --out the outputs (default DIR/out). A merge
+ * on a cold cache reads its inputs and writes its output through one device when
+ * both are on one disk; `--out /dev/shm/dfmerge-bench` (a RAM filesystem) measures
+ * the reads alone, to be read against the disk's sequential read bandwidth.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -82,10 +87,12 @@ function memoryBandwidth(): number {
 }
 
 /**
- * The disk's sequential read bandwidth: the better of `dd iflag=direct` (bypasses
+ * The disk's sequential read bandwidth: the best of `dd iflag=direct` (bypasses
  * the page cache, one 8 MiB request at a time) and a plain `dd` right after the
  * caches are dropped (the kernel's read-ahead keeps several requests in flight;
- * on the VMs here it read 1.2-2.0 GB/s where O_DIRECT read 0.8-1.2 GB/s).
+ * on the VMs here it read 1.2-2.0 GB/s where O_DIRECT read 0.8-1.2 GB/s), each
+ * over every input file in turn: these VMs' disks swing by 2x within minutes, and
+ * one sample taken in a slow moment made a merge look faster than its disk.
  */
 interface DiskBandwidth { direct?: number; buffered?: number; best?: number }
 function ddRate(args: string[]): number | undefined {
@@ -93,13 +100,18 @@ function ddRate(args: string[]): number | undefined {
   const mt = /(\d+) bytes .* copied, ([\d.]+) s/.exec(r.stderr);
   return mt ? Number(mt[1]) / Number(mt[2]) : undefined;
 }
-function diskReadBandwidth(file: string): DiskBandwidth {
-  dropCaches();
-  const direct = ddRate([`if=${file}`, 'of=/dev/null', 'bs=8M', 'iflag=direct']);
-  dropCaches();
-  const buffered = ddRate([`if=${file}`, 'of=/dev/null', 'bs=8M']);
-  const known = [direct, buffered].filter((x): x is number => x !== undefined);
-  return { direct, buffered, best: known.length ? Math.max(...known) : undefined };
+function diskReadBandwidth(files: string[]): DiskBandwidth {
+  const best = (xs: (number | undefined)[]) => {
+    const known = xs.filter((x): x is number => x !== undefined);
+    return known.length ? Math.max(...known) : undefined;
+  };
+  const sample = (extra: string[]) => files.map((file) => {
+    dropCaches();
+    return ddRate([`if=${file}`, 'of=/dev/null', 'bs=8M', ...extra]);
+  });
+  const direct = best(sample(['iflag=direct']));
+  const buffered = best(sample([]));
+  return { direct, buffered, best: best([direct, buffered]) };
 }
 
 interface Timed { seconds: number; inputBytes: number; outputBytes: number; maxRssBytes: number }
@@ -122,12 +134,18 @@ if (!existsSync(join(modelRoot, 'done'))) {
 }
 const base = join(modelRoot, 'base');
 const models = Array.from({ length: m }, (_, k) => join(modelRoot, `model${k}`));
-const outDir = join(dataDir, 'out');
+const outDir = arg('out', join(dataDir, 'out'))!;
 mkdirSync(outDir, { recursive: true });
+const outShared = statSync(outDir).dev === statSync(modelRoot).dev;
 const ck = Checkpoint.open(base);
 const modelBytes = ck.totalBytes;
-const baseFile = ck.files[0]!.path;
 ck.close();
+const inputFiles = [base, ...models].map((d) => {
+  const c = Checkpoint.open(d);
+  const f = c.files[0]!.path;  // (the first shard of each: all of it at the benchmark's sizes)
+  c.close();
+  return f;
+});
 
 const py = python();
 const torchOk = !flag('no-torch') && py !== undefined && spawnSync(py, ['-c', 'import torch, safetensors'], { encoding: 'utf8' }).status === 0;
@@ -137,6 +155,7 @@ const info = addon().buildInfo();
 console.log(`merge benchmark: base + ${m} models, ${formatBytes(modelBytes)} each (bf16); ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${formatBytes(totalmem())} RAM, ${info.threads} threads`);
 console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 console.log(`in-RAM threaded copy (read + write): ${formatBytes(memBw)}/s; mergekit: ${mergekit ? 'installed' : 'not installed'}; PyTorch loop: ${torchOk ? 'yes' : 'no'}`);
+console.log(`outputs written to ${outDir}: ${outShared ? 'the same device as the inputs (cold runs share its bandwidth between reads and writes)' : 'another device than the inputs'}`);
 
 for (const mode of modes) {
   const cold = mode === 'cold';
@@ -144,8 +163,8 @@ for (const mode of modes) {
     if (cold) dropCaches();
     else spawnSync('sync'); // no writeback of earlier outputs during the timed run
   };
-  const diskRates = cold ? diskReadBandwidth(baseFile) : undefined;
-  const disk = diskRates?.best;
+  // (measured again after the methods: the best of both moments is the baseline, the harder one to reach)
+  const diskBefore = cold ? diskReadBandwidth(inputFiles) : undefined;
   // The file-to-file baseline: best of two, each after the same preparation as a merge.
   const copyRuns: Timed[] = [];
   for (let i = 0; i < 2; i++) {
@@ -190,18 +209,28 @@ for (const mode of modes) {
     const r = rate(res);
     if (method === 'task_arithmetic') taSeconds = res.seconds;
     rows.push([method, res.seconds.toFixed(2), taSeconds ? `${(res.seconds / taSeconds).toFixed(2)}x` : 'n/a', (r / 1e9).toFixed(2), `${(100 * r / rate(copy)).toFixed(0)}%`,
-      `${(100 * r / memBw).toFixed(0)}%`, ...(cold ? [disk ? `${(100 * res.inputBytes / res.seconds / disk).toFixed(0)}%` : 'n/a'] : []),
+      `${(100 * r / memBw).toFixed(0)}%`, ...(cold ? [`in:${res.inputBytes / res.seconds}`, `all:${r}`] : []),
       formatBytes(res.maxRssBytes),
       mk ? mk.seconds.toFixed(2) : 'n/a', mk ? `${(mk.seconds / res.seconds).toFixed(1)}x` : 'n/a', mk ? formatBytes(mk.maxRssBytes) : 'n/a',
       torchSeconds !== undefined ? `${(torchSeconds / res.seconds).toFixed(1)}x` : 'n/a']);
     process.stderr.write(`${mode} ${method}: ${res.seconds.toFixed(2)} s\n`);
   }
+  const diskAfter = cold ? diskReadBandwidth(inputFiles) : undefined;
+  const diskRates = diskBefore && diskAfter ? (diskAfter.best ?? 0) > (diskBefore.best ?? 0) ? diskAfter : diskBefore : undefined;
+  const disk = diskRates?.best;
+  // the cold columns as % of the disk, now that both of its measurements are in
+  for (const row of rows) {
+    for (let c = 0; c < row.length; c++) {
+      const mt = /^(in|all):(.*)$/.exec(row[c]!);
+      if (mt) row[c] = disk ? `${(100 * Number(mt[2]) / disk).toFixed(0)}%` : 'n/a';
+    }
+  }
   console.log(`\npage cache ${mode}: file-to-file streaming copy (same reads and writes, no arithmetic) ${formatBytes(rate(copy))}/s in ${copy.seconds.toFixed(2)} s` +
     ` (runs: ${copyRuns.map((c) => formatBytes(rate(c)) + '/s').join(', ')}), peak RSS ${formatBytes(copy.maxRssBytes)}` +
-    (cold ? `; disk sequential read ${disk ? formatBytes(disk) + '/s' : 'n/a'} (O_DIRECT ${diskRates?.direct ? formatBytes(diskRates.direct) + '/s' : 'n/a'}, buffered after dropping caches ${diskRates?.buffered ? formatBytes(diskRates.buffered) + '/s' : 'n/a'})` : '') + `; load average ${loadavg()[0]!.toFixed(2)}`);
+    (cold ? `; disk sequential read ${disk ? formatBytes(disk) + '/s' : 'n/a'} (best of before the methods ${formatBytes(diskBefore?.best ?? 0)}/s and after ${formatBytes(diskAfter?.best ?? 0)}/s; O_DIRECT ${diskRates?.direct ? formatBytes(diskRates.direct) + '/s' : 'n/a'}, buffered after dropping caches ${diskRates?.buffered ? formatBytes(diskRates.buffered) + '/s' : 'n/a'})` : '') + `; load average ${loadavg()[0]!.toFixed(2)}`);
   console.log(table([
-    ['method', 'dfmerge s', 'time vs task_arithmetic', 'GB/s (in+out)', '% of file copy', '% of RAM copy', ...(cold ? ['input read % of disk'] : []), 'peak RSS',
+    ['method', 'dfmerge s', 'time vs task_arithmetic', 'GB/s (in+out)', '% of file copy', '% of RAM copy', ...(cold ? ['input read % of disk', 'in+out % of disk'] : []), 'peak RSS',
       'mergekit s', 'speed-up vs mergekit', 'mergekit peak RSS', 'speed-up vs PyTorch'],
     ...rows,
-  ], new Set(Array.from({ length: 12 }, (_, i) => i + 1))));
+  ], new Set(Array.from({ length: 13 }, (_, i) => i + 1))));
 }
