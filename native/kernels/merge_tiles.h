@@ -503,11 +503,78 @@ inline void sce_variance_tile(const float* const* d, int k, float* __restrict mu
   for (size_t i = 0; i < n; ++i) var[i] = var[i] / kf;
 }
 
+// sce_tile for K models in one loop over the elements, the per-element values in
+// registers (the model-outer loops below store and reload d, the mean, variance,
+// sign and sums once per model): the same operations in the same order as
+// sce_tile's loops. The inputs are held by value and the selection is a template
+// argument (so the loop has no pointer to chase and no branch: it vectorises).
+template <class S, int K>
+struct SceInputs {
+  S x[K];
+  S b;
+};
+
+template <int K, bool Select, class S>
+void sce_mix_k(const ElemParams& p, S b, const S* xs, float* __restrict out, size_t n) {
+  SceInputs<S, K> in;
+  for (int q = 0; q < K; ++q) in.x[q] = xs[q];
+  in.b = b;
+  float w[K];
+  for (int q = 0; q < K; ++q) w[q] = p.w[q];
+  const uint32_t thr = p.var_thr;
+  const float kf = static_cast<float>(K);
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    const float bi = in.b[i];
+    float d[K];
+    for (int q = 0; q < K; ++q) d[q] = in.x[q][i] - bi;
+    if (Select) {
+      float mu = d[0];
+      for (int q = 1; q < K; ++q) mu += d[q];
+      mu = mu / kf;
+      float var = (d[0] - mu) * (d[0] - mu);
+      for (int q = 1; q < K; ++q) var += (d[q] - mu) * (d[q] - mu);
+      var = var / kf;
+      uint32_t u;
+      std::memcpy(&u, &var, 4);
+      const bool keep = (u & 0x7fffffffu) >= thr;
+      for (int q = 0; q < K; ++q) d[q] = keep ? d[q] : 0.0f;
+    }
+    float e = d[0];
+    for (int q = 1; q < K; ++q) e += d[q];
+    const float sgn = e >= 0.0f ? 1.0f : -1.0f;
+    float num = 0.0f, den = 0.0f;
+    for (int q = 0; q < K; ++q) {
+      const float ew = d[q] * sgn > 0.0f ? w[q] : 0.0f;
+      num += d[q] * ew;
+      den += ew;
+    }
+    out[i] = bi + num / (den < 1e-6f ? 1e-6f : den);
+  }
+}
+
+// The fused SCE tile for 1..8 models; false (the model-outer loops do it) for more.
+template <class S>
+bool sce_mix_fused(const ElemParams& p, S b, const S* x, float* __restrict out, size_t n) {
+  switch (p.k) {
+#define DFM_SCE_K(K)                                                   \
+  case K:                                                              \
+    if (p.select) sce_mix_k<K, true>(p, b, x, out, n);                 \
+    else sce_mix_k<K, false>(p, b, x, out, n);                         \
+    return true;
+    DFM_SCE_K(1) DFM_SCE_K(2) DFM_SCE_K(3) DFM_SCE_K(4) DFM_SCE_K(5) DFM_SCE_K(6) DFM_SCE_K(7) DFM_SCE_K(8)
+#undef DFM_SCE_K
+    default:
+      return false;
+  }
+}
+
 // sce_elem (merge_methods.h) over a tile: the same operations in the same order
 // per element, model loop outside, element loop inside. d: k scratch tiles; tmp: 2.
 template <class S>
 void sce_tile(const ElemParams& p, S b, const S* x, float* const* d, float* __restrict out, float* __restrict tmp,
               size_t n) {
+  if (sce_mix_fused(p, b, x, out, n)) return;
   const int k = p.k;
   for (int q = 0; q < k; ++q) {
     const S xq = x[q];

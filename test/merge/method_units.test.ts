@@ -159,6 +159,9 @@ const CASES: UnitCase[] = [
     reference: (inp) => refSce(inp.base.values, xs(inp, 3), 0.4) },
   { name: 'sce (no selection)', method: 'sce', k: 3, base: true, global: {}, perModel: [{}, {}, {}],
     reference: (inp) => refSce(inp.base.values, xs(inp, 3), 1) },
+  // more than 8 models: the model-outer loops of sce_tile (1..8 go through the fused loop)
+  { name: 'sce, 10 models (select_topk 0.4)', method: 'sce', k: 10, base: true, global: { select_topk: 0.4 }, perModel: W10.map(() => ({})),
+    reference: (inp) => refSce(inp.base.values, xs(inp, 10), 0.4) },
   { name: 'nearswap t=0.01', method: 'nearswap', k: 1, base: true, global: { t: 0.01 }, perModel: [{}],
     reference: (inp) => refNearswap(Math.fround(0.01), inp.base.values, inp.models[0]!.values) },
   { name: 'passthrough with scale', method: 'passthrough', k: 1, base: false, global: {}, perModel: [{ scale: 0.5 }],
