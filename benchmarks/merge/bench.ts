@@ -13,6 +13,7 @@
  *
  *   node dist/benchmarks/merge/bench.js [--size 256MB] [--models 2] [--methods a,b|all]
  *        [--modes warm,cold] [--mergekit-modes warm] [--no-torch] [--no-mergekit] [--dir DIR] [--out DIR]
+ *        [--runs 3]
  *
  * --dir holds the synthetic checkpoints, --out the outputs (default DIR/out). A merge
  * on a cold cache reads its inputs and writes its output through one device when
@@ -50,6 +51,9 @@ const listed = methodArg === 'all' ? [...BENCH_METHODS.keys()] : methodArg.split
 const methods = listed.includes('task_arithmetic') ? ['task_arithmetic', ...listed.filter((x) => x !== 'task_arithmetic')] : listed;
 for (const x of methods) if (!BENCH_METHODS.has(x)) throw new Error(`unknown method ${x} (known: ${[...BENCH_METHODS.keys()].join(', ')})`);
 const dataDir = arg('dir', join(root, 'benchmarks', '.data'))!;
+// timed runs per method and mode, the best kept (single timings here swing by ±30%)
+const runs = Number(arg('runs', '3'));
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${arg('runs')}`);
 
 function dropCaches(): boolean {
   spawnSync('sync');
@@ -155,7 +159,7 @@ const info = addon().buildInfo();
 console.log(`merge benchmark: base + ${m} models, ${formatBytes(modelBytes)} each (bf16); ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${formatBytes(totalmem())} RAM, ${info.threads} threads`);
 console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 console.log(`in-RAM threaded copy (read + write): ${formatBytes(memBw)}/s; mergekit: ${mergekit ? 'installed' : 'not installed'}; PyTorch loop: ${torchOk ? 'yes' : 'no'}`);
-console.log(`outputs written to ${outDir}: ${outShared ? 'the same device as the inputs (cold runs share its bandwidth between reads and writes)' : 'another device than the inputs'}`);
+console.log(`best of ${runs} timed runs per method and mode (each in its own process); outputs written to ${outDir}: ${outShared ? 'the same device as the inputs (cold runs share its bandwidth between reads and writes)' : 'another device than the inputs'}`);
 
 for (const mode of modes) {
   const cold = mode === 'cold';
@@ -165,9 +169,9 @@ for (const mode of modes) {
   };
   // (measured again after the methods: the best of both moments is the baseline, the harder one to reach)
   const diskBefore = cold ? diskReadBandwidth(inputFiles) : undefined;
-  // The file-to-file baseline: best of two, each after the same preparation as a merge.
+  // The file-to-file baseline: best of `runs`, each after the same preparation as a merge.
   const copyRuns: Timed[] = [];
-  for (let i = 0; i < 2; i++) {
+  for (let i = 0; i < runs; i++) {
     if (!cold) child('copy_probe.js', [join(outDir, 'copy'), base, ...models]);  // warm the page cache
     prepare();
     copyRuns.push(child('copy_probe.js', [join(outDir, 'copy'), base, ...models]));
@@ -179,14 +183,14 @@ for (const mode of modes) {
     const run = () => child('run_one.js', [method, base, join(outDir, method), ...models]);
     let res: Timed;
     try {
-      // best of two, each after the same preparation, like the copy baseline
-      const runs: Timed[] = [];
-      for (let i = 0; i < 2; i++) {
+      // best of `runs`, each after the same preparation, like the copy baseline
+      const times: Timed[] = [];
+      for (let i = 0; i < runs; i++) {
         if (!cold) run(); // warm the page cache with the inputs
         prepare();
-        runs.push(run());
+        times.push(run());
       }
-      res = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+      res = times.reduce((a, b) => (b.seconds < a.seconds ? b : a));
     } catch (e) {
       process.stderr.write(`${(e as Error).message}\n`);
       rows.push([method, 'failed']);
