@@ -672,8 +672,8 @@ namespace {
 // sample's estimate of floor(nnz · nz_frac) and the bracket widened by its spread.
 void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const std::vector<size_t>& streams,
                      const std::vector<size_t>& slot, const std::vector<size_t>& active, const KeyFn& keys,
-                     const std::vector<TensorIn*>& inputs, const std::string& tensor, std::vector<uint32_t>& lo,
-                     std::vector<uint32_t>& hi) {
+                     const std::vector<TensorIn*>& inputs, const std::string& tensor, int threads,
+                     std::vector<uint32_t>& lo, std::vector<uint32_t>& hi) {
   const bool nz_mode = nz_frac >= 0.0;
   // S = n/64 keys (16Ki to 1Mi) in blocks of 1024 spread evenly over the tensor;
   // the bracket is the sample's ranks kk/n · S ± (4σ + 32) (σ of a binomial count).
@@ -706,14 +706,23 @@ void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const 
     kk[0] = std::max<uint64_t>(1, static_cast<uint64_t>(p * nz_frac * static_cast<double>(n)));
     nz_spread = 4.0 * nz_frac * std::sqrt(static_cast<double>(sample) * p * (1.0 - p));
   }
-  for (size_t a = 0; a < na; ++a) {
-    const size_t g = active[a];
-    const double f = std::min(1.0, static_cast<double>(kk[g]) / static_cast<double>(n));
-    const double r = f * static_cast<double>(sample);
-    const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + nz_spread + 32.0;
-    std::vector<uint32_t>& v = samp[slot[g]];
-    hi[a] = r - margin < 0.0 ? 0xffffffffu : nth(v, static_cast<size_t>(r - margin));
-    lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, static_cast<size_t>(r + margin));
+  // The streams' samples selected in parallel (one thread per stream: a sample
+  // serves every group reading that stream, in turn; selections of one thread
+  // left the others idle for a tenth of a TIES merge).
+  // (nothing in the loop allocates or throws)
+  const long ns = static_cast<long>(streams.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(threads, static_cast<int>(ns))))
+  for (long si = 0; si < ns; ++si) {
+    for (size_t a = 0; a < na; ++a) {
+      const size_t g = active[a];
+      if (slot[g] != static_cast<size_t>(si)) continue;
+      const double f = std::min(1.0, static_cast<double>(kk[g]) / static_cast<double>(n));
+      const double r = f * static_cast<double>(sample);
+      const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + nz_spread + 32.0;
+      std::vector<uint32_t>& v = samp[static_cast<size_t>(si)];
+      hi[a] = r - margin < 0.0 ? 0xffffffffu : nth(v, static_cast<size_t>(r - margin));
+      lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, static_cast<size_t>(r + margin));
+    }
   }
   samp.clear();
 }
@@ -767,7 +776,7 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
   // 1. A bracket [lo, hi] of keys around each group's kk-th largest (sample_brackets).
   const size_t na = active.size();
   std::vector<uint32_t> lo, hi;
-  sample_brackets(n, kk, nz_frac, streams, slot, active, keys, inputs, tensor, lo, hi);
+  sample_brackets(n, kk, nz_frac, streams, slot, active, keys, inputs, tensor, threads, lo, hi);
 
   // 2. One pass: per group, the keys above the bracket counted and those inside collected
   //    (at most `cap` in all per group; more sends the group to the histogram selection).
@@ -838,9 +847,13 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
     kk[0] = static_cast<uint64_t>(std::floor(static_cast<double>(nonzero) * nz_frac));
     if (kk[0] == 0 || kk[0] >= n) return {kk[0] == 0 ? 0xffffffffu : 0u};
   }
-  // 3. The kk-th largest is inside the bracket when above < kk ≤ above + |candidates|.
-  std::vector<size_t> missed;
-  for (size_t a = 0; a < na; ++a) {
+  // 3. The kk-th largest is inside the bracket when above < kk ≤ above + |candidates|
+  //    (the groups' selections in parallel, a thread each; nothing in the loop throws:
+  //    the candidates are freed by a swap).
+  std::vector<uint8_t> miss(na, 0);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(threads, static_cast<int>(na))))
+  for (long ai = 0; ai < static_cast<long>(na); ++ai) {
+    const size_t a = static_cast<size_t>(ai);
     const size_t g = active[a];
     std::vector<uint32_t>& c = cand[a];
     if (!overflow[a] && above[a] < kk[g] && kk[g] - above[a] <= c.size()) {
@@ -848,9 +861,13 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
       std::nth_element(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(r), c.end(), std::greater<uint32_t>());
       thr[g] = c[r];
     } else {
-      missed.push_back(g);
+      miss[a] = 1;
     }
     std::vector<uint32_t>().swap(c);
+  }
+  std::vector<size_t> missed;
+  for (size_t a = 0; a < na; ++a) {
+    if (miss[a]) missed.push_back(active[a]);
   }
   if (!missed.empty()) {
     kth_largest_by_histogram(n, kk, src, missed, keys, inputs, tensor, chunk, threads, release_inputs, thr);
@@ -1141,7 +1158,7 @@ bool sce_select_and_square_sums(MergeJob& j, double frac, const KeyFn& keys, con
   const size_t k = j.models.size(), n = j.n;
   std::vector<uint64_t> kk{1};
   std::vector<uint32_t> lo, hi;
-  sample_brackets(n, kk, frac, {0}, {0}, {0}, keys, inputs, j.tensor, lo, hi);
+  sample_brackets(n, kk, frac, {0}, {0}, {0}, keys, inputs, j.tensor, j.threads, lo, hi);
   const size_t stride = 2 + k;  // a kept element: key, block, τ_0 … τ_{k−1} (f32 bits)
   const size_t nthreads = static_cast<size_t>(std::max(1, j.threads));
   const size_t tcap = (size_t(64) << 20) / sizeof(uint32_t) / nthreads / stride * stride;  // 64 MiB in all
