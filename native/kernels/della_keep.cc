@@ -243,8 +243,9 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
   }
   s.bucket.resize(n);
   s.count.assign(4 * size_t(nb), 0);
-  s.bounds.resize(nb);
-  s.open.resize(n + 16);  // the AVX-512 listing writes up to 16 past the count
+  s.start.resize(size_t(nb) + 1);
+  s.cand.resize(n + 16);  // the AVX-512 listing writes up to 16 past the count
+  s.open.resize(n);
   uint32_t* __restrict bucket = s.bucket.data();
   size_t i0 = 0;
 #if defined(__AVX512F__)
@@ -283,80 +284,62 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
     ++c3[bucket[i4 + 3]];
   }
   for (; i4 < n; ++i4) ++c0[bucket[i4]];
-  // rank_i ∈ [lo, hi] = [start_b, start_b + count_b − 1]: u_i < table[lo] keeps,
-  // u_i ≥ table[hi] drops (this also settles every element whose u_i is outside
-  // [table[0], table[n − 1])); in between the exact rank decides. Both bounds of a
-  // bucket in one word (table[lo] low, table[hi] high), read by one load per element.
-  uint64_t* __restrict bounds = s.bounds.data();
-  size_t b0 = 0;
-  uint32_t sum = 0;  // ≤ n: the tables' pads make both reads valid (an empty bucket's are never used)
-#if defined(__AVX512F__)
-  {  // 16 buckets at a time: their counts' running sum in the register, then both tables gathered
-    const __m512i zero = _mm512_setzero_si512();
-    const __m512i last = _mm512_set1_epi32(15);
-    const __m512i first8 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i next8 = _mm512_add_epi32(first8, _mm512_set1_epi32(8));
-    __m512i carry = zero;
-    for (; b0 + 16 <= nb; b0 += 16) {
-      const __m512i c = _mm512_add_epi32(_mm512_add_epi32(_mm512_loadu_si512(c0 + b0), _mm512_loadu_si512(c1 + b0)),
-                                         _mm512_add_epi32(_mm512_loadu_si512(c2 + b0), _mm512_loadu_si512(c3 + b0)));
-      __m512i x = _mm512_add_epi32(c, _mm512_maskz_alignr_epi32(0xffff, c, zero, 15));  // inclusive prefix within the 16
-      x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(0xffff, x, zero, 14));
-      x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(0xffff, x, zero, 12));
-      x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(0xffff, x, zero, 8));
-      const __m512i end = _mm512_add_epi32(x, carry);
-      const __m512i start = _mm512_sub_epi32(end, c);
-      const __m512i lo = _mm512_mask_i32gather_epi32(zero, 0xffff, start, table, 4);
-      const __m512i hi = _mm512_mask_i32gather_epi32(zero, 0xffff, end, before, 4);
-      _mm512_storeu_si512(bounds + b0, _mm512_permutex2var_epi32(lo, first8, hi));
-      _mm512_storeu_si512(bounds + b0 + 8, _mm512_permutex2var_epi32(lo, next8, hi));
-      carry = _mm512_maskz_permutexvar_epi32(0xffff, last, end);
+  // Each bucket's first rank: start[b] = Σ_{b' < b} count_b' (start[nb] = n).
+  uint32_t* __restrict first_rank = s.start.data();
+  {
+    uint32_t sum = 0;
+    for (size_t b = 0; b < nb; ++b) {
+      first_rank[b] = sum;
+      sum += c0[b] + c1[b] + c2[b] + c3[b];
     }
-    sum = static_cast<uint32_t>(_mm512_cvtsi512_si32(carry));
+    first_rank[nb] = sum;
   }
-#endif
-  for (size_t b = b0; b < nb; ++b) {
-    const uint32_t lo = table[sum];
-    sum += c0[b] + c1[b] + c2[b] + c3[b];
-    bounds[b] = static_cast<uint64_t>(lo) | static_cast<uint64_t>(before[sum]) << 32;
-  }
-  // Branch-free (the open cases are random: branches on them mispredicted most of
-  // the time); the open elements' positions listed as they are found.
-  uint32_t* __restrict open_at = s.open.data();
-  size_t open = 0;
+  // u_i < table[0] keeps and u_i ≥ table[n − 1] drops whatever the rank (the table
+  // is non-decreasing): one compare each, no table read. Only the others (a
+  // fraction 2ε) are listed, in a vectorised, branch-free pass.
+  uint32_t* __restrict cand = s.cand.data();
+  size_t ncand = 0;
   size_t i = 0;
 #if defined(__AVX512F__)
   {
     const __m512i one = _mm512_set1_epi32(1);
     const __m512i step = _mm512_set1_epi32(16);
-    const __m512i zero = _mm512_setzero_si512();
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_add_epi32(even, one);
+    const __m512i first = _mm512_set1_epi32(static_cast<int>(t_first));
+    const __m512i span = _mm512_set1_epi32(static_cast<int>(t_last - t_first));
     __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (; i + 16 <= n; i += 16) {
-      // (the masked forms with a zero source: GCC 12's unmasked ones warn of their undefined source)
-      const __m512i g0 = _mm512_mask_i32gather_epi64(zero, 0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket + i)), bounds, 8);
-      const __m512i g1 = _mm512_mask_i32gather_epi64(zero, 0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket + i + 8)), bounds, 8);
-      const __m512i lo = _mm512_permutex2var_epi32(g0, even, g1);  // the low halves of the 16 words
-      const __m512i hi = _mm512_permutex2var_epi32(g0, odd, g1);
       const __m512i uv = _mm512_loadu_si512(u + i);
-      const __mmask16 kept = _mm512_cmplt_epu32_mask(uv, lo);
-      const __mmask16 undecided = _mm512_mask_cmplt_epu32_mask(static_cast<__mmask16>(~kept), uv, hi);
+      const __m512i rel = _mm512_sub_epi32(uv, first);  // u − table[0], wrapping below it
+      const __mmask16 kept = _mm512_cmplt_epu32_mask(uv, first);
+      const __mmask16 mid = _mm512_cmplt_epu32_mask(rel, span);  // table[0] ≤ u < table[n − 1]
       _mm512_storeu_si512(keep + i, _mm512_maskz_mov_epi32(kept, one));
       // compressed in a register, then one full store (a compress straight to memory is microcoded on Zen 4)
-      _mm512_storeu_si512(open_at + open, _mm512_maskz_compress_epi32(undecided, pos));
-      open += static_cast<size_t>(__builtin_popcount(undecided));
+      _mm512_storeu_si512(cand + ncand, _mm512_maskz_compress_epi32(mid, pos));
+      ncand += static_cast<size_t>(__builtin_popcount(mid));
       pos = _mm512_add_epi32(pos, step);
     }
   }
 #endif
   for (; i < n; ++i) {
-    const uint64_t bb = bounds[bucket[i]];
-    const uint32_t lo = static_cast<uint32_t>(bb), hi = static_cast<uint32_t>(bb >> 32);
-    const size_t undecided = (u[i] >= lo && u[i] < hi) ? 1 : 0;
-    keep[i] = u[i] < lo ? 1u : 0u;
-    open_at[open] = static_cast<uint32_t>(i);
-    open += undecided;
+    keep[i] = u[i] < t_first ? 1u : 0u;
+    cand[ncand] = static_cast<uint32_t>(i);
+    ncand += u[i] - t_first < t_last - t_first ? 1 : 0;
+  }
+  // The listed ones by their bucket: rank_i ∈ [lo, hi] = [start_b, start_{b+1} − 1],
+  // so u_i < table[lo] keeps, u_i ≥ table[hi] drops, and in between the exact rank
+  // decides (branch-free: the cases are random, branches on them mispredicted most
+  // of the time); those positions listed as they are found. (table[hi] is read as
+  // before[start_{b+1}], valid for an empty bucket too, whose bounds are never used.)
+  uint32_t* __restrict open_at = s.open.data();
+  size_t open = 0;
+  for (size_t c = 0; c < ncand; ++c) {
+    const uint32_t e = cand[c];
+    const uint32_t b = bucket[e];
+    const uint32_t lo = table[first_rank[b]], hi = before[first_rank[b + 1]];
+    const uint32_t ue = u[e];
+    keep[e] = ue < lo ? 1u : 0u;
+    open_at[open] = e;
+    open += (ue >= lo && ue < hi) ? 1 : 0;
   }
   if (open == 0) return;
   if (open > kMaxExact) {

@@ -33,7 +33,8 @@ DellaTable della_table(size_t n, double density, double epsilon);
 struct DellaRowScratch {
   std::vector<uint32_t> bucket;  // each element's bucket
   std::vector<uint32_t> count;   // elements per bucket (four interleaved histograms)
-  std::vector<uint64_t> bounds;  // per bucket: the table at its lowest rank (low half) and at its highest
+  std::vector<uint32_t> start;   // per bucket: its first rank (nb + 1 entries)
+  std::vector<uint32_t> cand;    // positions whose draw lies between the table's ends
   std::vector<uint32_t> open;    // positions whose exact rank decides
   std::vector<uint64_t> kv, tmp;  // the sort fallback's (key << 32 | position) pairs
   std::vector<uint32_t> order;  // the fallback for rows of more than 2^32 elements
