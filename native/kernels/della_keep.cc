@@ -190,23 +190,18 @@ void della_row_keep_sorted(const uint32_t* key, const uint32_t* u, const DellaTa
 
 DellaTable della_table(size_t n, double density, double epsilon) {
   DellaTable t;
-  t.at.resize(n + 1);
-  t.before.resize(n + 1);
+  t.at.resize(n);
   for (size_t r = 0; r < n; ++r) {
     const double rank_norm = n > 1 ? static_cast<double>(r) / static_cast<double>(n - 1) : 0.0;
     const double prob = (density - epsilon) + rank_norm * 2.0 * epsilon;
     t.at[r] = static_cast<uint32_t>(std::ceil(prob * 16777216.0));  // u < x ⇔ u < ceil(x) for integer u
   }
-  t.at[n] = t.at[n - 1];
-  t.before[0] = t.at[0];
-  for (size_t r = 1; r <= n; ++r) t.before[r] = t.at[r - 1];
   return t;
 }
 
 void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t, size_t n, uint32_t* keep,
                     DellaRowScratch& s) {
   const uint32_t* table = t.at.data();
-  const uint32_t* before = t.before.data();
   const uint32_t t_first = table[0], t_last = table[n - 1];
   if (t_first > t_last || n > 0xffffffffu) {  // not non-decreasing (ε < 0): no shortcut holds
     della_row_keep_sorted(key, u, t, n, keep, s);
@@ -328,14 +323,14 @@ void della_row_keep(const uint32_t* key, const uint32_t* u, const DellaTable& t,
   // The listed ones by their bucket: rank_i ∈ [lo, hi] = [start_b, start_{b+1} − 1],
   // so u_i < table[lo] keeps, u_i ≥ table[hi] drops, and in between the exact rank
   // decides (branch-free: the cases are random, branches on them mispredicted most
-  // of the time); those positions listed as they are found. (table[hi] is read as
-  // before[start_{b+1}], valid for an empty bucket too, whose bounds are never used.)
+  // of the time); those positions listed as they are found. (b holds element e, so
+  // start_b < start_{b+1} ≤ n: both reads lie in the table.)
   uint32_t* __restrict open_at = s.open.data();
   size_t open = 0;
   for (size_t c = 0; c < ncand; ++c) {
     const uint32_t e = cand[c];
     const uint32_t b = bucket[e];
-    const uint32_t lo = table[first_rank[b]], hi = before[first_rank[b + 1]];
+    const uint32_t lo = table[first_rank[b]], hi = table[first_rank[b + 1] - 1];
     const uint32_t ue = u[e];
     keep[e] = ue < lo ? 1u : 0u;
     open_at[open] = e;

@@ -21,11 +21,9 @@ namespace dfm {
 
 // The keep thresholds of a row of n by rank: at[r] = ceil(p(r)·2^24), p(r) =
 // (d − ε) + 2ε·r/(n − 1) (n = 1: d − ε), so that u < at[r] ⇔ u < p(r)·2^24 for a
-// 24-bit integer u; at[n] = at[n − 1] (a pad), and before[r] = at[r − 1]
-// (before[0] = at[0]), so that a range of ranks [lo, hi] reads at[lo] and
-// before[hi + 1] without a branch.
+// 24-bit integer u.
 struct DellaTable {
-  std::vector<uint32_t> at, before;  // n + 1 entries each
+  std::vector<uint32_t> at;  // n entries
 };
 DellaTable della_table(size_t n, double density, double epsilon);
 
