@@ -330,20 +330,28 @@ void gta_mix_k(const ElemParams& p, S b, D dv, float* __restrict out, size_t n) 
   }
 }
 
+// The fused tiles' model counts: calls f(std::integral_constant<int, K>{}) for
+// k = K in 1..8 and returns true; false for any other k (the model-outer loops
+// do those).
+template <class F>
+bool with_fused_k(int k, F&& f) {
+  switch (k) {
+#define DFM_FUSED_K(K)                  \
+  case K:                               \
+    f(std::integral_constant<int, K>{}); \
+    return true;
+    DFM_FUSED_K(1) DFM_FUSED_K(2) DFM_FUSED_K(3) DFM_FUSED_K(4) DFM_FUSED_K(5) DFM_FUSED_K(6) DFM_FUSED_K(7) DFM_FUSED_K(8)
+#undef DFM_FUSED_K
+    default:
+      return false;
+  }
+}
+
 // The fused tile for 1..8 models, d_q from make_d(std::integral_constant<int, K>)
 // (a BandD or an ArrayD, by value); false (the model-outer loops do it) for more.
 template <class S, class MakeD>
 bool gta_mix_fused(const ElemParams& p, S b, MakeD make_d, float* __restrict out, size_t n) {
-  switch (p.k) {
-#define DFM_GTA_K(K)                                                   \
-  case K:                                                              \
-    gta_mix_k<K>(p, b, make_d(std::integral_constant<int, K>{}), out, n); \
-    return true;
-    DFM_GTA_K(1) DFM_GTA_K(2) DFM_GTA_K(3) DFM_GTA_K(4) DFM_GTA_K(5) DFM_GTA_K(6) DFM_GTA_K(7) DFM_GTA_K(8)
-#undef DFM_GTA_K
-    default:
-      return false;
-  }
+  return with_fused_k(p.k, [&](auto kc) { gta_mix_k<decltype(kc)::value>(p, b, make_d(kc), out, n); });
 }
 
 // gta_elem (merge_methods.h) over a tile, with the model loop outside and the
@@ -556,17 +564,11 @@ void sce_mix_k(const ElemParams& p, S b, const S* xs, float* __restrict out, siz
 // The fused SCE tile for 1..8 models; false (the model-outer loops do it) for more.
 template <class S>
 bool sce_mix_fused(const ElemParams& p, S b, const S* x, float* __restrict out, size_t n) {
-  switch (p.k) {
-#define DFM_SCE_K(K)                                                   \
-  case K:                                                              \
-    if (p.select) sce_mix_k<K, true>(p, b, x, out, n);                 \
-    else sce_mix_k<K, false>(p, b, x, out, n);                         \
-    return true;
-    DFM_SCE_K(1) DFM_SCE_K(2) DFM_SCE_K(3) DFM_SCE_K(4) DFM_SCE_K(5) DFM_SCE_K(6) DFM_SCE_K(7) DFM_SCE_K(8)
-#undef DFM_SCE_K
-    default:
-      return false;
-  }
+  return with_fused_k(p.k, [&](auto kc) {
+    constexpr int K = decltype(kc)::value;
+    if (p.select) sce_mix_k<K, true>(p, b, x, out, n);
+    else sce_mix_k<K, false>(p, b, x, out, n);
+  });
 }
 
 // sce_elem (merge_methods.h) over a tile: the same operations in the same order
