@@ -127,6 +127,7 @@ function child(script: string, args: string[]): Timed {
   return JSON.parse(r.stdout) as Timed;
 }
 const rate = (t: Timed) => (t.inputBytes + t.outputBytes) / t.seconds;
+const ofDisk = (bytesPerSecond: number, disk: number | undefined) => (disk ? `${(100 * bytesPerSecond / disk).toFixed(0)}%` : 'n/a');
 
 const shape = shapeForBytes(size, 'BF16');
 const tag = `bf16-L${shape.layers}-H${shape.hidden}-V${shape.vocab}-M${m}`;
@@ -179,7 +180,8 @@ for (const mode of modes) {
     copyRuns.push(child('copy_probe.js', [join(outDir, 'copy'), base, ...models]));
   }
   const copy = copyRuns.reduce((a, b) => (rate(b) > rate(a) ? b : a));
-  const rows: string[][] = [];
+  // each method's row, completed once the disk's second measurement is in (the cold columns)
+  const rows: ((disk: number | undefined) => string[])[] = [];
   // The 1.5x target of §4 is read against task arithmetic, timed beside each method:
   // each of its runs follows one of task arithmetic (paired), so that the machine's
   // drift over the minutes a mode takes falls on both sides of the ratio.
@@ -190,7 +192,7 @@ for (const mode of modes) {
     prepare();
     return run();
   };
-  const best = (ts: Timed[]) => ts.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  const fastest = (ts: Timed[]) => ts.reduce((a, b) => (b.seconds < a.seconds ? b : a));
   for (const method of methods) {
     let res: Timed;
     let taBeside: Timed | undefined;
@@ -202,11 +204,11 @@ for (const mode of modes) {
         if (taPresent && method !== 'task_arithmetic') taTimes.push(timed('task_arithmetic'));
         times.push(timed(method));
       }
-      res = best(times);
-      taBeside = method === 'task_arithmetic' ? res : taTimes.length > 0 ? best(taTimes) : undefined;
+      res = fastest(times);
+      taBeside = method === 'task_arithmetic' ? res : taTimes.length > 0 ? fastest(taTimes) : undefined;
     } catch (e) {
       process.stderr.write(`${(e as Error).message}\n`);
-      rows.push([method, 'failed']);
+      rows.push(() => [method, 'failed']);
       continue;
     }
     rmSync(join(outDir, method), { recursive: true, force: true });
@@ -224,8 +226,9 @@ for (const mode of modes) {
       rmSync(join(outDir, `torch-${method}`), { recursive: true, force: true });
     }
     const r = rate(res);
-    rows.push([method, res.seconds.toFixed(2), taBeside ? `${(res.seconds / taBeside.seconds).toFixed(2)}x` : 'n/a', taBeside ? taBeside.seconds.toFixed(2) : 'n/a', (r / 1e9).toFixed(2), `${(100 * r / rate(copy)).toFixed(0)}%`,
-      `${(100 * r / memBw).toFixed(0)}%`, ...(cold ? [`in:${res.inputBytes / res.seconds}`, `all:${r}`] : []),
+    const inRate = res.inputBytes / res.seconds;
+    rows.push((disk) => [method, res.seconds.toFixed(2), taBeside ? `${(res.seconds / taBeside.seconds).toFixed(2)}x` : 'n/a', taBeside ? taBeside.seconds.toFixed(2) : 'n/a', (r / 1e9).toFixed(2), `${(100 * r / rate(copy)).toFixed(0)}%`,
+      `${(100 * r / memBw).toFixed(0)}%`, ...(cold ? [ofDisk(inRate, disk), ofDisk(r, disk)] : []),
       formatBytes(res.maxRssBytes),
       mk ? mk.seconds.toFixed(2) : 'n/a', mk ? `${(mk.seconds / res.seconds).toFixed(1)}x` : 'n/a', mk ? formatBytes(mk.maxRssBytes) : 'n/a',
       torchSeconds !== undefined ? `${(torchSeconds / res.seconds).toFixed(1)}x` : 'n/a']);
@@ -235,19 +238,12 @@ for (const mode of modes) {
   const diskAfter = cold ? diskReadBandwidth(inputFiles) : undefined;
   const diskRates = diskBefore && diskAfter ? (diskAfter.best ?? 0) > (diskBefore.best ?? 0) ? diskAfter : diskBefore : undefined;
   const disk = diskRates?.best;
-  // the cold columns as % of the disk, now that both of its measurements are in
-  for (const row of rows) {
-    for (let c = 0; c < row.length; c++) {
-      const mt = /^(in|all):(.*)$/.exec(row[c]!);
-      if (mt) row[c] = disk ? `${(100 * Number(mt[2]) / disk).toFixed(0)}%` : 'n/a';
-    }
-  }
   console.log(`\npage cache ${mode}: file-to-file streaming copy (same reads and writes, no arithmetic) ${formatBytes(rate(copy))}/s in ${copy.seconds.toFixed(2)} s` +
     ` (runs: ${copyRuns.map((c) => formatBytes(rate(c)) + '/s').join(', ')}), peak RSS ${formatBytes(copy.maxRssBytes)}` +
     (cold ? `; disk sequential read ${disk ? formatBytes(disk) + '/s' : 'n/a'} (best of before the methods ${formatBytes(diskBefore?.best ?? 0)}/s and after ${formatBytes(diskAfter?.best ?? 0)}/s; O_DIRECT ${diskRates?.direct ? formatBytes(diskRates.direct) + '/s' : 'n/a'}, buffered after dropping caches ${diskRates?.buffered ? formatBytes(diskRates.buffered) + '/s' : 'n/a'})` : '') + `; load average ${loadavg()[0]!.toFixed(2)}`);
   console.log(table([
     ['method', 'dfmerge s', 'time vs task_arithmetic', 'task_arithmetic s beside it', 'GB/s (in+out)', '% of file copy', '% of RAM copy', ...(cold ? ['input read % of disk', 'in+out % of disk'] : []), 'peak RSS',
       'mergekit s', 'speed-up vs mergekit', 'mergekit peak RSS', 'speed-up vs PyTorch'],
-    ...rows,
+    ...rows.map((row) => row(disk)),
   ], new Set(Array.from({ length: 14 }, (_, i) => i + 1))));
 }
