@@ -24,4 +24,37 @@ void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off) {
   }
 }
 
+DeferredWriter::DeferredWriter(int fd, std::mutex& file_lock, size_t capacity)
+    : fd_(fd), lock_(&file_lock), buf_(capacity) {}
+
+uint8_t* DeferredWriter::reserve(size_t bytes) {
+  if (bytes > buf_.size()) throw DfError("InvalidArgument", "deferred write larger than its buffer");
+  if (used_ + bytes > buf_.size()) flush();
+  return buf_.data() + used_;
+}
+
+void DeferredWriter::commit(uint64_t off, size_t bytes) {
+  if (bytes == 0) return;
+  if (!runs_.empty() && runs_.back().off + runs_.back().len == off) {
+    runs_.back().len += bytes;  // contiguous in the file and in the buffer
+  } else {
+    runs_.push_back(Run{off, used_, bytes});
+  }
+  used_ += bytes;
+  std::unique_lock<std::mutex> held(*lock_, std::try_to_lock);
+  if (held.owns_lock()) write_pending();
+}
+
+void DeferredWriter::flush() {
+  if (used_ == 0) return;
+  std::lock_guard<std::mutex> held(*lock_);
+  write_pending();
+}
+
+void DeferredWriter::write_pending() {
+  for (const Run& r : runs_) pwrite_all(fd_, buf_.data() + r.pos, r.len, r.off);
+  runs_.clear();
+  used_ = 0;
+}
+
 }  // namespace dfm

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 
 #if defined(__F16C__) || defined(__AVX512F__)
@@ -215,7 +216,7 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, In
 // Per-thread f32 scratch.
 struct Scratch {
   std::vector<float> buf;
-  std::vector<uint8_t> stage;  // output bytes of this thread's share (file output)
+  std::unique_ptr<DeferredWriter> writer;  // file output: this thread's pending output bytes
 };
 
 struct Prepared : MergeConstants {
@@ -1583,23 +1584,27 @@ void merge_pass(MergeJob& j, const Prepared& p) {
   PageReleaser releaser(j.release_inputs && !stage.active(), values_of(inputs));
   const MergeTileFn tile = merge_tile_for(j);
   const size_t scratch_floats = kTile * (1 + 2 * static_cast<size_t>(k) + 3);
+  std::mutex file_lock;  // one writer at a time (DeferredWriter)
   run_chunked(
       j.n, j.chunk, j.threads, releaser, &stage,
       [&](size_t share_max) {
         Scratch s;
         s.buf.resize(scratch_floats);
-        if (j.fd >= 0) s.stage.resize(share_max * osz);
+        if (j.fd >= 0) s.writer = std::make_unique<DeferredWriter>(j.fd, file_lock, share_max * osz);
         return s;
       },
       [&](Scratch& s, size_t b0, size_t e0) {
         float* out = s.buf.data() + kTile * (1 + 2 * static_cast<size_t>(k) + 2);
-        uint8_t* dst = j.fd >= 0 ? s.stage.data() : j.out + b0 * osz;
+        uint8_t* dst = s.writer ? s.writer->reserve((e0 - b0) * osz) : j.out + b0 * osz;
         for (size_t t0 = b0; t0 < e0; t0 += kTile) {
           const size_t m = std::min(kTile, e0 - t0);
           tile(j, p, s.buf.data(), t0, m, out);
           store_tile(out, j.out_dtype, dst + (t0 - b0) * osz, m);
         }
-        if (j.fd >= 0) pwrite_all(j.fd, s.stage.data(), (e0 - b0) * osz, j.fd_offset + b0 * osz);
+        if (s.writer) s.writer->commit(j.fd_offset + b0 * osz, (e0 - b0) * osz);
+      },
+      [&](Scratch& s) {
+        if (s.writer) s.writer->flush();
       });
   stage.finish();
 }
@@ -1732,13 +1737,17 @@ void stream_file_copy(const std::vector<TensorIn>& inputs, size_t n, int fd, uin
   const size_t chunk = size_t(1) << 20;
   InputStage stage(targets, n, chunk, "", false);
   PageReleaser releaser(!stage.active(), inputs);
+  std::mutex file_lock;
   run_chunked(
-      n, chunk, threads, releaser, &stage, [&](size_t share_max) { return std::vector<uint8_t>(share_max * es); },
-      [&](std::vector<uint8_t>& buf, size_t b0, size_t e0) {
-        // What a merge does minus the arithmetic: every input read (staged), one output written.
-        std::memcpy(buf.data(), live[0].data + b0 * es, (e0 - b0) * es);
-        pwrite_all(fd, buf.data(), (e0 - b0) * es, off + b0 * es);
-      });
+      n, chunk, threads, releaser, &stage,
+      [&](size_t share_max) { return std::make_unique<DeferredWriter>(fd, file_lock, share_max * es); },
+      [&](std::unique_ptr<DeferredWriter>& w, size_t b0, size_t e0) {
+        // What a merge does minus the arithmetic: every input read (staged), one
+        // output written the way merge_pass writes it.
+        std::memcpy(w->reserve((e0 - b0) * es), live[0].data + b0 * es, (e0 - b0) * es);
+        w->commit(off + b0 * es, (e0 - b0) * es);
+      },
+      [&](std::unique_ptr<DeferredWriter>& w) { w->flush(); });
 }
 
 }  // namespace dfm

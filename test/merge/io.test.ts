@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { SafetensorsWriter } from '../../src/io/writer.js';
 import { accumulateFisher, dfCombine, mergeTensor, streamCopy, sumOfSquares } from '../../src/merge/kernels.js';
+import { addon } from '../../src/native/addon.js';
 import { Rng, compare, decode, deltas, randomTensor, refDeltaSum, refDfCombine, type RefTensor } from './reference.js';
 
 const N = 3 * 1024 * 1024 + 5;
@@ -70,6 +71,43 @@ describe('file to file', () => {
     assert.equal(compare(mem, 'BF16', ref).badCount, 0);
     out.close();
     for (const f of files) f.close();
+  });
+
+  test('a team larger than the cores, its pwrites colliding, writes the same bytes as the in-memory merge', async () => {
+    // 8 threads on few cores: a thread often finds the file taken by another and
+    // keeps its pieces (DeferredWriter), writing them later as runs; a run put at
+    // the wrong offset, or left unwritten, shows as a byte difference.
+    const rng = new Rng(9);
+    const n = 6 * 1024 * 1024 + 77;
+    const base = randomTensor(rng, n, 'BF16', () => 0.05 * rng.normal());
+    const m1 = randomTensor(rng, n, 'BF16', (i) => base.values[i]! + 0.01 * rng.normal());
+    // inputs read from files, so the driver stages them in pieces of a few
+    // pages: several pieces per thread and chunk, each one pwrite or one deferral
+    writeFile(join(dir, 'team-base.safetensors'), { w: base });
+    writeFile(join(dir, 'team-m1.safetensors'), { w: m1 });
+    const files = ['team-base', 'team-m1'].map((f) => SafetensorsFile.open(join(dir, `${f}.safetensors`)));
+    const req = {
+      method: 'task_arithmetic' as const, tensor: 'w', weights: [0.7],
+      base: { data: files[0]!.bytes('w'), dtype: 'BF16' as const }, models: [{ data: files[1]!.bytes('w'), dtype: 'BF16' as const }],
+    };
+    const mem = new Uint8Array(n * 2);
+    await mergeTensor({ ...req, out: { kind: 'memory', data: mem, dtype: 'BF16' }, releaseInputs: false });
+    const prev = addon().buildInfo().threads;
+    addon().setThreads(8);
+    try {
+      for (let round = 0; round < 3; round++) {
+        const path = join(dir, `team${round}.safetensors`);
+        const writer = new SafetensorsWriter(path, [{ name: 'w', dtype: 'BF16', shape: [n] }]);
+        await mergeTensor({ ...req, out: { kind: 'writer', writer, tensor: 'w' }, releaseInputs: false });
+        writer.finish();
+        const f = SafetensorsFile.open(path);
+        assert.ok(Buffer.from(f.bytes('w')).equals(Buffer.from(mem)), `round ${round}: file output differs from memory`);
+        f.close();
+      }
+    } finally {
+      addon().setThreads(prev);
+      for (const f of files) f.close();
+    }
   });
 
   test('raw fd output at an offset', async () => {
