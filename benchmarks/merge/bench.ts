@@ -44,6 +44,32 @@ function arg(name: string, dflt?: string): string | undefined {
 }
 const flag = (name: string) => process.argv.includes(`--${name}`);
 
+const USAGE = `usage: node dist/benchmarks/merge/bench.js [options]
+  --size 256MB         size of each synthetic bf16 checkpoint (base + each model)
+  --models 2           fine-tuned models besides the base
+  --methods a,b|all    methods to time (default all; task_arithmetic always first)
+  --modes warm,cold    page cache warm and/or dropped (cold needs root; default both as root)
+  --mergekit-modes warm  modes mergekit-yaml runs in, when installed in .venv
+  --no-torch           skip the PyTorch loop   --no-mergekit  skip mergekit
+  --dir DIR            where the checkpoints are made (default benchmarks/.data)
+  --out DIR            where outputs go (default DIR/out; /dev/shm/... times cold reads alone)
+  --runs 3             timed runs per method and mode, the best kept`;
+const VALUED = new Set(['--size', '--models', '--methods', '--modes', '--mergekit-modes', '--dir', '--out', '--runs']);
+const FLAGS = new Set(['--no-torch', '--no-mergekit']);
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(USAGE + '\n');
+  process.exit(0);
+}
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i]!;
+  if (VALUED.has(a)) {
+    if (process.argv[i + 1] === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
+    i++;
+  } else if (!FLAGS.has(a)) {
+    throw new Error(`unknown argument ${a}\n${USAGE}`);
+  }
+}
+
 const TORCH_METHODS = new Set(['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties']);
 const size = parseByteSize(arg('size', '256MB')!)!;
 const m = Number(arg('models', '2'));
