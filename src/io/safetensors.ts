@@ -16,6 +16,9 @@ export interface TensorInfo {
   readonly end: number;
 }
 
+/** Window size of the cached views (bytes()): 1 GiB, so a window's 2 GiB stays under typed arrays' 4 GiB limit. */
+const VIEW_WINDOW = 2 ** 30;
+
 export class SafetensorsFile {
   readonly path: string;
   readonly fileSize: number;
@@ -27,6 +30,9 @@ export class SafetensorsFile {
   readonly tensors: readonly TensorInfo[];
   private readonly byName: Map<string, TensorInfo>;
   private handle: NativeSafetensorsFile | undefined;
+  /** Cached views of the mapping by window index (bytes()). */
+  private readonly windows = new Map<number, ArrayBuffer>();
+  private readonly dataSize: number;
 
   private constructor(path: string, handle: NativeSafetensorsFile) {
     this.path = path;
@@ -35,6 +41,7 @@ export class SafetensorsFile {
     this.fileSize = h.fileSize;
     this.headerLength = h.headerLength;
     this.dataStart = h.dataStart;
+    this.dataSize = h.fileSize - h.dataStart;
     // A prototype-free object: a key "__proto__" from the file stays a plain entry.
     const metadata = Object.create(null) as Record<string, string>;
     for (const [k, v] of h.metadata) Object.defineProperty(metadata, k, { value: v, enumerable: true });
@@ -65,11 +72,29 @@ export class SafetensorsFile {
     return t;
   }
 
-  /** The raw bytes of a tensor, zero-copy. */
+  /**
+   * The raw bytes of a tensor, zero-copy: a Uint8Array over one of a few cached
+   * windows of the mapping. V8 counts every external ArrayBuffer's length as
+   * external memory and answers its growth with full garbage collections: one
+   * new view per tensor and merge pass meant a Mark-Compact every ~35 ms of a
+   * merge (17 in a 0.6 s one, 100 ms on the main thread plus concurrent marking
+   * on the merge's cores; docs/design.md §11). Window i covers bytes
+   * [i·W, i·W + 2W) of the data section, so each tensor up to W bytes lies inside
+   * the window of its first byte; a longer one gets a view of its own.
+   */
   bytes(name: string): Uint8Array {
     const t = this.info(name);
-    const buf = this.call(() => this.open().view(t.begin, t.end));
-    return new Uint8Array(buf);
+    const len = t.end - t.begin;
+    if (len > VIEW_WINDOW) return new Uint8Array(this.call(() => this.open().view(t.begin, t.end)));
+    const i = Math.floor(t.begin / VIEW_WINDOW);
+    let w = this.windows.get(i);
+    if (!w) {
+      const lo = i * VIEW_WINDOW;
+      const hi = Math.min(this.dataSize, lo + 2 * VIEW_WINDOW);
+      w = this.call(() => this.open().view(lo, hi));
+      this.windows.set(i, w);
+    }
+    return new Uint8Array(w, t.begin - i * VIEW_WINDOW, len);
   }
 
   /**
@@ -151,6 +176,7 @@ export class SafetensorsFile {
   close(): void {
     this.handle?.close();
     this.handle = undefined;
+    this.windows.clear();
   }
 
   private open(): NativeSafetensorsFile {
