@@ -156,7 +156,8 @@ void for_della_blocks(MergeJob& j, const std::function<void(MergeJob& block, con
 // f32 keys of stream src[g] over n elements (exact); kk = 0 gives 0xffffffff,
 // kk ≥ n gives 0. keys(s, first, m, out, scratch) writes stream s's keys of
 // elements [first, first + m) (scratch: kSelectScratch floats); groups sharing a
-// stream compute it once per tile. One pass in the usual case: a stratified
+// stream compute it once per tile. A key must depend on its element's values
+// alone, not on its index: the sample reads its blocks packed side by side. One pass in the usual case: a stratified
 // sample brackets each group's answer, the pass counts the keys above the bracket
 // and collects those inside, and the answer is selected among those; a group
 // whose answer falls outside its bracket (or whose bracket holds too many keys)
