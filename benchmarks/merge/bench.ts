@@ -13,9 +13,7 @@
  * installed in .venv) and a PyTorch loop (benchmarks/merge/torch_merge.py, 5
  * methods) on the same files.
  *
- *   node dist/benchmarks/merge/bench.js [--size 256MB] [--models 2] [--methods a,b|all]
- *        [--modes warm,cold] [--mergekit-modes warm] [--no-torch] [--no-mergekit] [--dir DIR] [--out DIR]
- *        [--runs 3]
+ *   node dist/benchmarks/merge/bench.js [options]   (the options: USAGE below, or --help)
  *
  * --dir holds the synthetic checkpoints, --out the outputs (default DIR/out). A merge
  * on a cold cache reads its inputs and writes its output through one device when

@@ -31,7 +31,6 @@ class DeferredWriter {
   void commit(uint64_t off, size_t bytes);
   // Waits for the file and writes everything pending.
   void flush();
-  size_t pending_bytes() const { return used_; }
 
  private:
   struct Run {

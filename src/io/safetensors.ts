@@ -32,7 +32,6 @@ export class SafetensorsFile {
   private handle: NativeSafetensorsFile | undefined;
   /** Cached views of the mapping by window index (bytes()). */
   private readonly windows = new Map<number, ArrayBuffer>();
-  private readonly dataSize: number;
 
   private constructor(path: string, handle: NativeSafetensorsFile) {
     this.path = path;
@@ -41,7 +40,6 @@ export class SafetensorsFile {
     this.fileSize = h.fileSize;
     this.headerLength = h.headerLength;
     this.dataStart = h.dataStart;
-    this.dataSize = h.fileSize - h.dataStart;
     // A prototype-free object: a key "__proto__" from the file stays a plain entry.
     const metadata = Object.create(null) as Record<string, string>;
     for (const [k, v] of h.metadata) Object.defineProperty(metadata, k, { value: v, enumerable: true });
@@ -90,7 +88,7 @@ export class SafetensorsFile {
     let w = this.windows.get(i);
     if (!w) {
       const lo = i * VIEW_WINDOW;
-      const hi = Math.min(this.dataSize, lo + 2 * VIEW_WINDOW);
+      const hi = Math.min(this.fileSize - this.dataStart, lo + 2 * VIEW_WINDOW);
       w = this.call(() => this.open().view(lo, hi));
       this.windows.set(i, w);
     }
