@@ -3,6 +3,7 @@
 // libuv worker thread and settles a Promise; the request object (and so every
 // buffer it holds) is kept alive until then.
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "kernels/merge.h"
 #include "kernels/merge_cuda.h"
 #include "kernels/merge_staging.h"
+#include "kernels/radix_select.h"
 #include "util/threads.h"
 
 namespace dfm {
@@ -439,6 +441,27 @@ Napi::Value FileCopyProbe(const Napi::CallbackInfo& info) {
   });
 }
 
+// kthLargestU32(keys: Uint32Array, r): the r-th largest (0-based) key, by the
+// radix selection the merge's top-k selections use (kernels/radix_select.h); the
+// keys are not changed (selected in a copy). For tests.
+Napi::Value KthLargestU32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+      throw_type(env, "kthLargestU32 takes a Uint32Array");
+    }
+    Napi::Uint32Array keys = info[0].As<Napi::Uint32Array>();
+    if (!info[1].IsNumber()) throw_type(env, "r must be a number");
+    const double r = info[1].As<Napi::Number>().DoubleValue();
+    if (!(r >= 0) || r != std::floor(r) || r >= static_cast<double>(keys.ElementLength())) {
+      throw_type(env, "r must be an integer rank below the number of keys");
+    }
+    std::vector<uint32_t> v(keys.Data(), keys.Data() + keys.ElementLength());
+    std::vector<uint32_t> hist;
+    return Napi::Number::New(env, kth_largest_u32(v.data(), v.size(), static_cast<size_t>(r), hist));
+  });
+}
+
 // setInputStaging(on): read mapped inputs with pread into reused buffers (default)
 // or through their mappings (the earlier path, for the benchmark's breakdown).
 Napi::Value SetInputStaging(const Napi::CallbackInfo& info) {
@@ -459,6 +482,7 @@ void register_merge(Napi::Env env, Napi::Object exports) {
   exports.Set("streamCopy", Napi::Function::New(env, StreamCopy, "streamCopy"));
   exports.Set("fileCopyProbe", Napi::Function::New(env, FileCopyProbe, "fileCopyProbe"));
   exports.Set("setInputStaging", Napi::Function::New(env, SetInputStaging, "setInputStaging"));
+  exports.Set("kthLargestU32", Napi::Function::New(env, KthLargestU32, "kthLargestU32"));
 }
 
 }  // namespace dfm

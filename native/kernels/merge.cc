@@ -28,6 +28,7 @@
 #include "kernels/merge_rng.h"
 #include "kernels/merge_staging.h"
 #include "kernels/merge_tiles.h"
+#include "kernels/radix_select.h"
 #include "util/error.h"
 
 namespace dfm {
@@ -632,30 +633,6 @@ void kth_largest_by_histogram(size_t n, const std::vector<uint64_t>& kk, const s
   }
 }
 
-// Appends the u[i] with lo ≤ u[i] ≤ hi to dst from position c (dst has room for
-// c + m: each group of 16 stores 16 lanes at c, c ≤ c0 + i); returns the new
-// count. AVX-512: a compress in registers and a full store (vpcompressd straight
-// to memory is slow on some cores); else branchless.
-size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c) {
-  size_t i = 0;
-#if defined(__AVX512F__)
-  const __m512i vlo = _mm512_set1_epi32(static_cast<int>(lo)), vhi = _mm512_set1_epi32(static_cast<int>(hi));
-  for (; i + 16 <= m; i += 16) {
-    const __m512i v = _mm512_loadu_si512(u + i);
-    const __mmask16 in = _mm512_cmpge_epu32_mask(v, vlo) & _mm512_cmple_epu32_mask(v, vhi);
-    // no branch on `in`: bf16 ties put a key of the bracket in about half of the
-    // groups, so a skip on empty groups mispredicted that often
-    _mm512_storeu_si512(dst + c, _mm512_maskz_compress_epi32(in, v));
-    c += static_cast<size_t>(__builtin_popcount(in));
-  }
-#endif
-  for (; i < m; ++i) {
-    dst[c] = u[i];
-    c += (u[i] >= lo && u[i] <= hi) ? 1u : 0u;
-  }
-  return c;
-}
-
 }  // namespace
 
 std::vector<uint32_t> kth_largest_keys(size_t n, const std::vector<uint64_t>& kk, const KeyFn& keys,
@@ -765,11 +742,6 @@ void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const 
   const size_t na = active.size();
   lo.assign(na, 0);
   hi.assign(na, 0);
-  auto nth = [](std::vector<uint32_t>& v, size_t from, size_t r) {  // r-th largest (0-based), v[from..] only
-    std::nth_element(v.begin() + static_cast<std::ptrdiff_t>(from), v.begin() + static_cast<std::ptrdiff_t>(r), v.end(),
-                     std::greater<uint32_t>());
-    return v[r];
-  };
   double nz_spread = 0.0;  // nz mode: the sample's spread of the non-zero count, in sample ranks
   if (nz_mode) {
     const double p = static_cast<double>(std::count_if(samp[0].begin(), samp[0].end(), [](uint32_t x) { return x != 0; })) /
@@ -782,6 +754,11 @@ void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const 
   // candidates' selections below were 5.8% of a TIES merge's samples while the
   // other threads idled). Nothing in the loop allocates or throws.
   const long ns = static_cast<long>(streams.size());
+  std::vector<std::vector<uint32_t>> work(streams.size()), hist(streams.size());
+  for (size_t si = 0; si < streams.size(); ++si) {
+    work[si].resize(sample);
+    hist[si].reserve(kSelectHistogram);
+  }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(threads, static_cast<int>(ns))))
   for (long si = 0; si < ns; ++si) {
     for (size_t a = 0; a < na; ++a) {
@@ -790,18 +767,16 @@ void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const 
       const double f = std::min(1.0, static_cast<double>(kk[g]) / static_cast<double>(n));
       const double r = f * static_cast<double>(sample);
       const double margin = 4.0 * std::sqrt(static_cast<double>(sample) * f * (1.0 - f)) + nz_spread + 32.0;
-      std::vector<uint32_t>& v = samp[static_cast<size_t>(si)];
-      // after nth at r − margin, the ranks past it hold only keys ≤ hi: the
-      // second selection runs on them alone
-      size_t from = 0;
-      if (r - margin < 0.0) {
-        hi[a] = 0xffffffffu;
-      } else {
-        from = static_cast<size_t>(r - margin);
-        hi[a] = nth(v, 0, from);
-        ++from;
-      }
-      lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : nth(v, from, static_cast<size_t>(r + margin));
+      // each selection on a copy of the sample (the stream's other groups select from it too)
+      const std::vector<uint32_t>& v = samp[static_cast<size_t>(si)];
+      std::vector<uint32_t>& w = work[static_cast<size_t>(si)];
+      std::vector<uint32_t>& h = hist[static_cast<size_t>(si)];
+      auto rank = [&](size_t rk) {
+        std::copy(v.begin(), v.end(), w.begin());
+        return kth_largest_u32(w.data(), sample, rk, h);
+      };
+      hi[a] = r - margin < 0.0 ? 0xffffffffu : rank(static_cast<size_t>(r - margin));
+      lo[a] = r + margin >= static_cast<double>(sample) - 1.0 ? 0u : rank(static_cast<size_t>(r + margin));
     }
   }
   samp.clear();
@@ -833,8 +808,8 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
     if (it == streams.end()) streams.push_back(src[g]);
   }
   if (n <= (size_t(1) << 16)) {
-    // Small tensors: select directly (std::nth_element).
-    std::vector<uint32_t> u(n), v(n);
+    // Small tensors: select directly.
+    std::vector<uint32_t> u(n), v(n), hist;
     std::vector<float> scratch(kSelectScratch);
     for (size_t si = 0; si < streams.size(); ++si) {
       for (size_t t0 = 0; t0 < n; t0 += kTile) keys(streams[si], t0, std::min(kTile, n - t0), u.data() + t0, scratch.data());
@@ -846,8 +821,7 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
       for (size_t g : active) {
         if (slot[g] != si) continue;
         v = u;
-        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(kk[g] - 1), v.end(), std::greater<uint32_t>());
-        thr[g] = v[kk[g] - 1];
+        thr[g] = kth_largest_u32(v.data(), n, static_cast<size_t>(kk[g] - 1), hist);
       }
     }
     return thr;
@@ -931,6 +905,8 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
   //    (the groups' selections in parallel, a thread each; nothing in the loop throws:
   //    the candidates are freed by a swap).
   std::vector<uint8_t> miss(na, 0);
+  std::vector<std::vector<uint32_t>> hist(na);
+  for (std::vector<uint32_t>& h : hist) h.reserve(kSelectHistogram);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, std::min(threads, static_cast<int>(na))))
   for (long ai = 0; ai < static_cast<long>(na); ++ai) {
     const size_t a = static_cast<size_t>(ai);
@@ -938,8 +914,7 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
     std::vector<uint32_t>& c = cand[a];
     if (!overflow[a] && above[a] < kk[g] && kk[g] - above[a] <= c.size()) {
       const size_t r = static_cast<size_t>(kk[g] - above[a]) - 1;
-      std::nth_element(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(r), c.end(), std::greater<uint32_t>());
-      thr[g] = c[r];
+      thr[g] = kth_largest_u32(c.data(), c.size(), r, hist[a]);
     } else {
       miss[a] = 1;
     }
@@ -1324,8 +1299,8 @@ bool sce_select_and_square_sums(MergeJob& j, double frac, const KeyFn& keys, con
   }
   if (want >= n || above >= want || want - above > ck.size()) return false;
   const size_t rank = static_cast<size_t>(want - above) - 1;
-  std::nth_element(ck.begin(), ck.begin() + static_cast<std::ptrdiff_t>(rank), ck.end(), std::greater<uint32_t>());
-  const uint32_t t = ck[rank];
+  std::vector<uint32_t> hist;
+  const uint32_t t = kth_largest_u32(ck.data(), ck.size(), rank, hist);
   const size_t nblocks = (n + kReduceBlock - 1) / kReduceBlock;
   std::vector<double> per_block(nblocks * k, 0.0);
   for (const std::vector<uint32_t>& c : kept) {

@@ -309,6 +309,8 @@ export interface NativeAddon {
   sumOfSquares(data: ArrayBufferView | ArrayBuffer, dtype: ComputeDtype): Promise<number>;
   /** Copies src to dst (same byte length) with the merge driver's threading; returns the byte count. */
   streamCopy(src: ArrayBufferView | ArrayBuffer, dst: ArrayBufferView | ArrayBuffer): number;
+  /** The r-th largest (0-based) of keys, by the merge selections' radix selection (for tests; keys unchanged). */
+  kthLargestU32(keys: Uint32Array, r: number): number;
   /** Inputs of mapped files read by pread into reused buffers (default true) or through the mapping. */
   setInputStaging(on: boolean): void;
   /** Benchmark baseline: every input read and input 0 written to fd at offset the way a merge does, without arithmetic. */
