@@ -808,7 +808,11 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
     if (it == streams.end()) streams.push_back(src[g]);
   }
   if (n <= (size_t(1) << 16)) {
-    // Small tensors: select directly.
+    // Small tensors: select directly, the inputs read in one piece (through the
+    // stage like every pass: a page of a truncated file is an error, not SIGBUS).
+    InputStage stage(inputs, n, n, tensor, false);
+    stage.begin_chunk(0, n);
+    stage.read(0, n);
     std::vector<uint32_t> u(n), v(n), hist;
     std::vector<float> scratch(kSelectScratch);
     for (size_t si = 0; si < streams.size(); ++si) {
