@@ -1,5 +1,6 @@
 // DELLA's per-row keep decision without sorting most rows (della_keep.h).
 #include "kernels/della_keep.h"
+#include "kernels/radix_select.h"
 
 #include <algorithm>
 #include <cmath>
@@ -97,13 +98,8 @@ void radix_sort_pairs(uint64_t* kv, uint64_t* tmp, size_t n) {
   for (size_t p = 0; p <= kParts; ++p) cut[p] = n * p / kParts;
   const size_t len = cut[1] - cut[0];  // the shortest quarter (the cuts round down)
   // Digits every key shares: those bits equal in the AND and the OR of all keys.
-  uint64_t any = 0, every = ~uint64_t(0);
-#pragma omp simd reduction(| : any) reduction(& : every)
-  for (size_t i = 0; i < n; ++i) {
-    any |= kv[i];
-    every &= kv[i];
-  }
-  const uint64_t differ = any ^ every;
+  uint64_t every = 0;
+  const uint64_t differ = differing_bits(kv, n, &every);
   uint64_t* src = kv;
   uint64_t* dst = tmp;
   for (int pass = 0; pass < 4; ++pass) {

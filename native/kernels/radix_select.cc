@@ -45,13 +45,8 @@ uint32_t kth_largest_u32(uint32_t* v, size_t n, size_t r, std::vector<uint32_t>&
       return v[r];
     }
     // The bits every key shares need no round: the digit is taken just below them.
-    uint32_t any = 0, every = ~uint32_t(0);
-#pragma omp simd reduction(| : any) reduction(& : every)
-    for (size_t i = 0; i < n; ++i) {
-      any |= v[i];
-      every &= v[i];
-    }
-    const uint32_t differ = any ^ every;
+    uint32_t every = 0;
+    const uint32_t differ = differing_bits(v, n, &every);
     if (differ == 0) return v[0];  // every key equal
     const int top = 31 - __builtin_clz(differ);
     const int width = std::min(kDigitBits, top + 1);

@@ -15,6 +15,21 @@ namespace dfm {
 // memory is slow on some cores); else branchless.
 size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c);
 
+// The bits in which the keys v[0, n) differ (their OR xor their AND); *common
+// gets the AND (so the bits every key shares are `common & ~differ`). Radix
+// passes skip the digits no key differs in.
+template <class T>
+inline T differing_bits(const T* v, size_t n, T* common) {
+  T any = 0, every = static_cast<T>(~T(0));
+#pragma omp simd reduction(| : any) reduction(& : every)
+  for (size_t i = 0; i < n; ++i) {
+    any |= v[i];
+    every &= v[i];
+  }
+  *common = every;
+  return any ^ every;
+}
+
 // The r-th largest (0-based, r < n) of v[0, n): the value std::nth_element with
 // std::greater would put at v[r], found by a most-significant-digit radix
 // selection (a histogram of the 11 key bits below those every key shares, the
