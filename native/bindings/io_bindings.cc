@@ -5,6 +5,7 @@
 #include "bindings/bindings.h"
 #include "bindings/napi_util.h"
 #include "io/file_read.h"
+#include "io/file_write.h"
 #include "io/finite_scan.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
@@ -165,14 +166,17 @@ Napi::Value CopyToFile(const Napi::CallbackInfo& info) {
     if (!info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsString()) {
       throw_type(env, "copyToFile(bytes, fd, offset, tensor)");
     }
-    const double fd = info[1].As<Napi::Number>().DoubleValue();
-    const double off = info[2].As<Napi::Number>().DoubleValue();
-    if (!(fd >= 0 && fd < 2147483647.0 && fd == static_cast<double>(static_cast<int>(fd)))) throw_type(env, "fd must be a file descriptor");
-    if (!(off >= 0 && off <= 9007199254740991.0 && off == static_cast<double>(static_cast<uint64_t>(off)))) {
-      throw_type(env, "offset must be a non-negative integer");
-    }
-    copy_to_file(src.data, src.size, static_cast<int>(fd), static_cast<uint64_t>(off), info[3].As<Napi::String>().Utf8Value());
+    copy_to_file(src.data, src.size, fd_arg(info, 1), index_arg(info, 2, "offset"), info[3].As<Napi::String>().Utf8Value());
     return env.Undefined();
+  });
+}
+
+// startWriteback(fd, offset, length): the kernel starts writing that range of the
+// file to the device (a hint: io/file_write.h).
+Napi::Value StartWriteback(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    start_writeback(fd_arg(info, 0), index_arg(info, 1, "offset"), index_arg(info, 2, "length"));
+    return info.Env().Undefined();
   });
 }
 
@@ -182,6 +186,7 @@ void register_io(Napi::Env env, Napi::Object exports) {
   exports.Set("SafetensorsFile", SafetensorsFileWrap::Init(env));
   exports.Set("scanNonFinite", Napi::Function::New(env, ScanNonFinite, "scanNonFinite"));
   exports.Set("copyToFile", Napi::Function::New(env, CopyToFile, "copyToFile"));
+  exports.Set("startWriteback", Napi::Function::New(env, StartWriteback, "startWriteback"));
 }
 
 }  // namespace dfm

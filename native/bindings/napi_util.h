@@ -104,6 +104,13 @@ inline uint64_t index_arg(const Napi::CallbackInfo& info, size_t i, const char* 
   return static_cast<uint64_t>(d);
 }
 
+// An open file descriptor argument (a non-negative int).
+inline int fd_arg(const Napi::CallbackInfo& info, size_t i) {
+  const double d = number_arg(info, i, "fd");
+  if (!(d >= 0 && d < 2147483647.0 && d == static_cast<double>(static_cast<int>(d)))) throw_type(info.Env(), "fd must be a file descriptor");
+  return static_cast<int>(d);
+}
+
 inline std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (!info[i].IsString()) throw_type(info.Env(), std::string(what) + " must be a string");
   return info[i].As<Napi::String>().Utf8Value();

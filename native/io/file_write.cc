@@ -1,5 +1,6 @@
 #include "io/file_write.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +10,16 @@
 #include "util/error.h"
 
 namespace dfm {
+
+void start_writeback(int fd, uint64_t off, uint64_t len) {
+#if defined(__linux__)
+  if (len > 0) (void)::sync_file_range(fd, static_cast<off64_t>(off), static_cast<off64_t>(len), SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd;
+  (void)off;
+  (void)len;
+#endif
+}
 
 void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off) {
   while (len > 0) {

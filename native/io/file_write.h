@@ -12,6 +12,13 @@ namespace dfm {
 // throws DfError("WriteFailed") on failure.
 void pwrite_all(int fd, const uint8_t* p, size_t len, uint64_t off);
 
+// Asks the kernel to start writing bytes [off, off + len) of fd to the device
+// now (Linux: sync_file_range(SYNC_FILE_RANGE_WRITE); elsewhere nothing): a
+// hint, failures ignored. The merge calls it for each finished tensor while
+// the next one is merged, so the output's final fsync finds little left to
+// write (docs/design.md §11).
+void start_writeback(int fd, uint64_t off, uint64_t len);
+
 // One thread's writes into a file the other threads of its team write too.
 // ext4 holds the inode lock through a buffered write, so two threads that
 // pwrite() at once serialise and the second spins in the kernel

@@ -175,6 +175,16 @@ export class SafetensorsWriter {
     this.markWritten(name, data.byteLength);
   }
 
+  /**
+   * Asks the kernel to start writing tensor `name`'s slot to the device now, so
+   * that finish()'s fsync finds little left (a hint: the merge calls it for each
+   * finished tensor while the next one is merged; docs/design.md §11).
+   */
+  startWriteback(name: string): void {
+    const s = this.slot(name);
+    addon().startWriteback(this.fd, s.fileOffset, s.byteLength);
+  }
+
   /** Records bytes of a slot written by someone else (native code using fd). */
   markWritten(name: string, bytes: number): void {
     this.slot(name);

@@ -136,7 +136,9 @@ export function removeStaleWeights(out: string, keep: readonly string[]): void {
   }
 }
 
-async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter, fisherScale: number[], device: Device, threads: number | undefined): Promise<void> {
+/** Merges (or copies) tensor t into its slot; `whileRunning` is called while the native work runs. */
+async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter, fisherScale: number[], device: Device,
+  threads: number | undefined, whileRunning: () => void): Promise<void> {
   const shard = writer.fileFor(t.name);
   const ckOf = (model: number) => (model < 0 ? plan.base! : plan.models[model]!);
   const input = (model: number, name: string): TensorInput => {
@@ -147,6 +149,7 @@ async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter
     const from = ckOf(t.copyFrom.model);
     const { file } = (from instanceof LoraAdapter ? from.base : from).locate(t.copyFrom.name);
     shard.copyFrom(t.name, file.bytes(t.copyFrom.name));
+    whileRunning();
     return;
   }
   const inputs: MethodInputs = {
@@ -159,7 +162,7 @@ async function mergeOne(plan: MergePlan, t: TensorPlan, writer: CheckpointWriter
     ...(threads !== undefined ? { threads } : {}),
   };
   const req = await plan.descriptor.request(t, inputs, { kind: 'writer', writer: shard, tensor: t.name });
-  await mergeTensor({ ...req, device, ...(threads !== undefined ? { threads } : {}) });
+  await mergeTensor({ ...req, device, ...(threads !== undefined ? { threads } : {}), whileRunning });
 }
 
 /** Refuses to publish a merge whose inputs changed or were replaced while it read them. */
@@ -194,8 +197,17 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     const total = plan.inputBytes + plan.outputBytes;
     const progress = new Progress({ label: `merge ${config.method}`, total, unit: 'bytes', quiet: opts.quiet === true });
     let done = 0;
+    // Each finished tensor's slot is handed to the kernel's writeback while the next
+    // one is merged, so the shards' fsync at the end finds little left to write
+    // (warm task arithmetic 0.51 -> 0.42 s: docs/design.md §11).
+    let previous: string | undefined;
     for (const t of plan.tensors) {
-      await mergeOne(plan, t, writer, fisherScale, device, opts.threads);
+      const finished = previous;
+      const w = writer;
+      await mergeOne(plan, t, w, fisherScale, device, opts.threads, () => {
+        if (finished !== undefined) w.fileFor(finished).startWriteback(finished);
+      });
+      previous = t.name;
       done += t.ioBytes;
       progress.tick(t.ioBytes, t.name);
       opts.onTensor?.(t.name, done, total);

@@ -317,6 +317,8 @@ export interface NativeAddon {
   fileCopyProbe(req: { inputs: NativeTensorInput[]; n: number; fd: number; offset: number; threads?: number }): Promise<void>;
   /** Writes bytes (a mapped input is read with pread) into fd at offset; errors name the input file and tensor. */
   copyToFile(bytes: ArrayBufferView, fd: number, offset: number, tensor: string): void;
+  /** Starts writing bytes [offset, offset + length) of fd to the device now (sync_file_range; a hint, errors ignored). */
+  startWriteback(fd: number, offset: number, length: number): void;
 }
 
 export interface LoadedAddon {

@@ -8,6 +8,7 @@ import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { CheckpointWriter, SafetensorsWriter, planShards, type TensorSpec } from '../../src/io/writer.js';
 import { byteSize } from '../../src/io/dtypes.js';
+import { addon } from '../../src/native/addon.js';
 import { FIXTURES, ROOT, pythonWithSafetensors, tempDir } from '../helpers.js';
 
 const dir = tempDir();
@@ -105,6 +106,20 @@ test('abort() removes the temporary file; writes outside a slot are refused', ()
   w.abort();
   assert.equal(existsSync(path), false);
   assert.equal(existsSync(w.tempPath), false);
+});
+
+test('startWriteback: a written slot is handed to the kernel; an unknown tensor, a closed writer and bad arguments are refused', () => {
+  const path = join(dir, 'writeback.safetensors');
+  const w = new SafetensorsWriter(path, [{ name: 'a', dtype: 'F32', shape: [4096] }]);
+  w.write('a', new Float32Array(4096).fill(1.5));
+  w.startWriteback('a');
+  assert.throws(() => w.startWriteback('zz'), { code: 'Usage', message: /no tensor "zz"/ });
+  w.finish();
+  assert.deepEqual(new Float32Array(readFileSync(path).buffer.slice(-4 * 4096)), new Float32Array(4096).fill(1.5));
+  assert.throws(() => w.startWriteback('a'), /writer is closed/);
+  assert.throws(() => addon().startWriteback(-1, 0, 1), /fd must be a file descriptor/);
+  assert.throws(() => addon().startWriteback(0, -5, 1), /offset must be a non-negative integer/);
+  assert.throws(() => addon().startWriteback(0, 0, 0.5), /length must be a non-negative integer/);
 });
 
 test('layout rejects duplicate names, unknown dtypes and bad shapes', () => {

@@ -169,6 +169,43 @@ test('sharded output, a non-empty output refused without --force, stale shards r
   await assert.rejects(runMerge(validateConfig(cfg('linear')), { out: base.dir, quiet: true, force: true }), { message: /is one of the input models/ });
 });
 
+test('each finished tensor is handed to writeback while the next is merged, in its own shard', async () => {
+  const out = join(root, 'writeback-out');
+  const calls: Array<[number, number, number]> = [];
+  const native = addon();
+  const original = native.startWriteback;
+  native.startWriteback = (fd, offset, length) => {
+    calls.push([fd, offset, length]);
+    original.call(native, fd, offset, length);
+  };
+  try {
+    await runMerge(validateConfig(cfg('ties', { density: 0.4 })), { out, quiet: true, shardSize: 9000 });
+  } finally {
+    native.startWriteback = original;
+  }
+  const ck = Checkpoint.open(out);
+  try {
+    // every tensor's slot (byte range in its shard), the merged ones and the copied one
+    const slots = new Set(SPECS.map((s) => {
+      const { file, info } = ck.locate(s.name);
+      return `${file.path}:${file.dataStart + info.begin}:${info.end - info.begin}`;
+    }));
+    assert.ok(new Set(SPECS.map((s) => ck.locate(s.name).file.path)).size > 1, 'several shards');
+    // all but the last tensor, each once; the fd tells the shard (descriptors are not reused while the writer is open)
+    assert.equal(calls.length, SPECS.length - 1, JSON.stringify(calls));
+    const shardOf = new Map<number, string>();
+    for (const [fd, offset, length] of calls) {
+      const hit = [...slots].find((k) => k.endsWith(`:${offset}:${length}`) && (!shardOf.has(fd) || k.startsWith(shardOf.get(fd)! + ':')));
+      assert.ok(hit, `a slot at ${offset} (+${length}) of fd ${fd}: ${[...slots].join(', ')}`);
+      shardOf.set(fd, hit.slice(0, hit.lastIndexOf(':', hit.lastIndexOf(':') - 1)));
+      slots.delete(hit);
+    }
+    assert.equal(slots.size, 1, 'only the last tensor is left to the final fsync');
+  } finally {
+    ck.close();
+  }
+});
+
 test('mismatched models are refused with every problem listed, and nothing is written', async () => {
   // transposed embedding, no model.scalar
   writeModel(join(root, 'odd'), randomValues(), [
