@@ -201,11 +201,11 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     // one is merged, so the shards' fsync at the end finds little left to write
     // (warm task arithmetic 0.51 -> 0.42 s: docs/design.md §11).
     let previous: string | undefined;
+    const shards = writer;
     for (const t of plan.tensors) {
       const finished = previous;
-      const w = writer;
-      await mergeOne(plan, t, w, fisherScale, device, opts.threads, () => {
-        if (finished !== undefined) w.fileFor(finished).startWriteback(finished);
+      await mergeOne(plan, t, shards, fisherScale, device, opts.threads, () => {
+        if (finished !== undefined) shards.fileFor(finished).startWriteback(finished);
       });
       previous = t.name;
       done += t.ioBytes;
