@@ -16,8 +16,8 @@ namespace dfm {
 size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c);
 
 // The bits in which the keys v[0, n) differ (their OR xor their AND); *common
-// gets the AND (so the bits every key shares are `common & ~differ`). Radix
-// passes skip the digits no key differs in.
+// gets their AND, which holds every key's value of each bit outside the
+// returned mask. Radix passes skip the digits no key differs in.
 template <class T>
 inline T differing_bits(const T* v, size_t n, T* common) {
   T any = 0, every = static_cast<T>(~T(0));

@@ -19,16 +19,13 @@ import { Rng, randomTensor } from './reference.js';
 const BIG = (1 << 20) + 333;  // several chunks, a ragged end
 const SMALL = 4000;           // below the selections' 64 Ki threshold: selected whole
 
-/** base and model files, each holding 'big' then 'small' (BF16), the model's with `poison` NaN at `at`. */
-function files(dir: string, poison?: { tensor: 'big' | 'small'; at: number }): { base: string; model: string } {
+/** base and model files, each holding 'big' then 'small' (BF16); with `nanAt`, the model's 'big' holds a NaN there. */
+function files(dir: string, nanAt?: number): { base: string; model: string } {
   const rng = new Rng(5);
-  const write = (path: string, shift: number, nan?: { tensor: 'big' | 'small'; at: number }) => {
+  const write = (path: string, shift: number, nan?: number) => {
     const big = randomTensor(rng, BIG, 'BF16', () => 0.05 * rng.normal() + shift);
     const small = randomTensor(rng, SMALL, 'BF16', () => 0.05 * rng.normal() + shift);
-    if (nan) {
-      const t = nan.tensor === 'big' ? big : small;
-      new DataView(t.bytes.buffer, t.bytes.byteOffset).setUint16(2 * nan.at, 0x7fc0, true);
-    }
+    if (nan !== undefined) new DataView(big.bytes.buffer, big.bytes.byteOffset).setUint16(2 * nan, 0x7fc0, true);
     const w = new SafetensorsWriter(path, [{ name: 'big', dtype: 'BF16', shape: [BIG] }, { name: 'small', dtype: 'BF16', shape: [SMALL] }]);
     w.write('big', big.bytes);
     w.write('small', small.bytes);
@@ -37,7 +34,7 @@ function files(dir: string, poison?: { tensor: 'big' | 'small'; at: number }): {
   const base = join(dir, 'base.safetensors');
   const model = join(dir, 'model.safetensors');
   write(base, 0);
-  write(model, 0.01, poison);
+  write(model, 0.01, nanAt);
   return { base, model };
 }
 
@@ -49,7 +46,7 @@ function request(method: Method, tensor: string, base: TensorInput, model: Tenso
   return { method, ...common, weights: [0.5, 0.5] };
 }
 
-async function merge(method: Method, base: string, model: string, tensor: 'big' | 'small', cut?: number): Promise<Float32Array> {
+async function merge(method: Method, base: string, model: string, tensor: 'big' | 'small', cut?: number): Promise<void> {
   const fb = SafetensorsFile.open(base);
   const fm = SafetensorsFile.open(model);
   try {
@@ -58,7 +55,6 @@ async function merge(method: Method, base: string, model: string, tensor: 'big' 
     if (cut !== undefined) truncateSync(model, cut);  // another program cuts the file under the open mapping
     const out = new Float32Array(tensor === 'big' ? BIG : SMALL);
     await mergeTensor(request(method, tensor, b, m, out));
-    return out;
   } finally {
     fb.close();
     fm.close();
@@ -83,7 +79,7 @@ describe('merge inputs read through the stage', () => {
       });
     }
     test(`${method}: NaN in an input is refused naming file, tensor and element`, async () => {
-      const { base, model } = files(tempDir(), { tensor: 'big', at: 700_001 });
+      const { base, model } = files(tempDir(), 700_001);
       await assert.rejects(merge(method, base, model, 'big'), (e: Error & { code?: string }) => {
         assert.equal(e.code, 'NonFinite', e.message);
         assert.ok(e.message.includes(model) && e.message.includes('"big"'), e.message);
