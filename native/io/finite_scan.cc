@@ -10,9 +10,21 @@ namespace dfm {
 namespace {
 template <typename Word>
 NonFinite scan(const uint8_t* p, size_t n, Word exponent_mask) {
-  // A branch-free count first (vectorised: 32-bit counts per block of 2^16), the
-  // position only when there is one.
+  // Whether there is one at all first: the largest (w & mask) is the mask only
+  // then (a max reduction in the word's own width, half the work of the count:
+  // merges scan every input they read, 0.22 -> 0.12 ns per bf16 element);
+  // then a branch-free count (vectorised: 32-bit counts per block of 2^16) and
+  // the position.
   NonFinite r;
+  Word largest = 0;
+#pragma omp simd reduction(max : largest)
+  for (size_t i = 0; i < n; ++i) {
+    Word w;
+    std::memcpy(&w, p + i * sizeof(Word), sizeof(Word));
+    const Word v = static_cast<Word>(w & exponent_mask);
+    largest = v > largest ? v : largest;
+  }
+  if (largest != exponent_mask) return r;
   uint64_t count = 0;
   for (size_t b0 = 0; b0 < n; b0 += 65536) {
     const size_t b1 = std::min(n, b0 + 65536);

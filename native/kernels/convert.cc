@@ -1,5 +1,7 @@
 #include "kernels/convert.h"
 
+#include <algorithm>
+
 namespace dfm {
 
 namespace {
@@ -38,10 +40,13 @@ void from_f32(const float* src, void* dst, Dtype d, size_t n) {
     return;
   }
   if (d == Dtype::BF16) {
+    // in blocks of 4096 (a multiple of the vector step) so that threads share the work
+    constexpr long long kBlock = 4096;
+    const long long blocks = (nn + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-    for (long long i = 0; i < nn; ++i) {
-      const uint16_t h = f32_to_bf16(src[i]);
-      std::memcpy(o + 2 * i, &h, 2);
+    for (long long bi = 0; bi < blocks; ++bi) {
+      const long long i = bi * kBlock;
+      f32_to_bf16_span(src + i, o + 2 * i, static_cast<size_t>(std::min(kBlock, nn - i)));
     }
     return;
   }

@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+
 namespace dfm {
 
 enum class Dtype : int { F32 = 0, F16 = 1, BF16 = 2 };
@@ -22,6 +26,37 @@ inline uint16_t f32_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN
   const uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
   return static_cast<uint16_t>((u + rounding) >> 16);
+}
+
+// n values at src as bf16 at dst (unaligned is fine), each as f32_to_bf16 gives it.
+// Where the CPU has AVX512-BF16, 32 at a time by VCVTNE2PS2BF16, which rounds to
+// nearest even and quiets NaN as f32_to_bf16 does (compared over every f32 bit
+// pattern) but flushes subnormal inputs to zero: a block holding one is converted
+// by the scalar rule instead. Merge outputs: 0.21 -> 0.08 ns per element.
+inline void f32_to_bf16_span(const float* src, uint8_t* dst, size_t n) {
+  size_t i = 0;
+#if defined(__AVX512BF16__)
+  const __m512i exponent = _mm512_set1_epi32(0x7f800000), mantissa = _mm512_set1_epi32(0x007fffff);
+  for (; i + 32 <= n; i += 32) {
+    const __m512i a = _mm512_loadu_si512(src + i), b = _mm512_loadu_si512(src + i + 16);
+    const __mmask16 sub_a = _mm512_testn_epi32_mask(a, exponent) & _mm512_test_epi32_mask(a, mantissa);
+    const __mmask16 sub_b = _mm512_testn_epi32_mask(b, exponent) & _mm512_test_epi32_mask(b, mantissa);
+    if ((sub_a | sub_b) != 0) {
+      for (size_t t = i; t < i + 32; ++t) {
+        const uint16_t h = f32_to_bf16(src[t]);
+        std::memcpy(dst + 2 * t, &h, 2);
+      }
+      continue;
+    }
+    const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_castsi512_ps(b), _mm512_castsi512_ps(a));
+    _mm512_storeu_si512(dst + 2 * i, (__m512i)h);
+  }
+#endif
+#pragma omp simd
+  for (size_t t = i; t < n; ++t) {
+    const uint16_t h = f32_to_bf16(src[t]);
+    std::memcpy(dst + 2 * t, &h, 2);
+  }
 }
 
 inline float f16_to_f32(uint16_t h) {

@@ -82,19 +82,9 @@ void store_tile(const float* __restrict src, Dtype d, uint8_t* dst, size_t n) {
     case Dtype::F32:
       std::memcpy(dst, src, 4 * n);
       return;
-    case Dtype::BF16: {
-      uint8_t* __restrict o = dst;
-#pragma omp simd
-      for (size_t i = 0; i < n; ++i) {
-        uint32_t u;
-        std::memcpy(&u, src + i, 4);
-        const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // nearest, ties to even
-        const uint32_t nan = (u >> 16) | 0x0040u;                          // quiet NaN, sign kept
-        const uint16_t h = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-        std::memcpy(o + 2 * i, &h, 2);
-      }
+    case Dtype::BF16:
+      f32_to_bf16_span(src, dst, n);
       return;
-    }
     case Dtype::F16: {
       size_t i = 0;
 #if defined(__F16C__)
