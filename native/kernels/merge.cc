@@ -942,6 +942,13 @@ namespace {
 // Keys |x_q − b| (f32 bit patterns) of model q, for the magnitude selections.
 KeyFn tau_keys(const std::vector<TensorIn>& models, const TensorIn& base) {
   return [&models, &base](size_t q, size_t first, size_t m, uint32_t* out, float* scratch) {
+    if (base.dtype == Dtype::BF16 && models[q].dtype == Dtype::BF16) {
+      // straight from the stored bf16 (no f32 copies of both tiles in scratch first)
+      const BF16Src bs{base.data + 2 * first}, xs{models[q].data + 2 * first};
+#pragma omp simd
+      for (size_t i = 0; i < m; ++i) out[i] = abs_bits(xs[i] - bs[i]);
+      return;
+    }
     float* b = scratch;
     float* x = scratch + kTile;
     load_tile(base, first, b, m);
