@@ -16,6 +16,7 @@
 #include "kernels/merge_cuda.h"
 #include "kernels/merge_staging.h"
 #include "kernels/radix_select.h"
+#include "util/compute_thread.h"
 #include "util/threads.h"
 
 namespace dfm {
@@ -39,7 +40,7 @@ class TaskWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      task_();
+      run_on_compute_thread(task_);  // one OpenMP team for every job (util/compute_thread.h)
     } catch (const DfError& e) {
       code_ = e.code();
       tensor_ = e.tensor();

@@ -17,6 +17,7 @@
 #include "kernels/fisher.h"
 #include "model/layers.h"
 #include "model/llama.h"
+#include "util/compute_thread.h"
 #include "util/threads.h"
 
 namespace dfm {
@@ -199,9 +200,17 @@ class ModelWorker : public Napi::AsyncWorker {
               std::function<Napi::Value(Napi::Env)> done, std::vector<Napi::Object> keep);
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
-    omp_set_num_threads(threads_);
     try {
-      work_();
+      // on the thread that runs every OpenMP job (util/compute_thread.h); the
+      // thread count is that thread's setting: set there for this job, then restored
+      run_on_compute_thread([this] {
+        struct Restore {
+          int n = omp_get_max_threads();
+          ~Restore() { omp_set_num_threads(n); }
+        } restore;
+        omp_set_num_threads(threads_);
+        work_();
+      });
     } catch (...) {
       error_ = std::current_exception();
     }
