@@ -6,6 +6,8 @@
 #include <mutex>
 #include <vector>
 
+#include "util/buffer_pool.h"
+
 namespace dfm {
 
 // Writes all len bytes at offset off of fd, retrying short writes and EINTR;
@@ -47,7 +49,7 @@ class DeferredWriter {
   void write_pending();  // the caller holds the file lock
   int fd_;
   std::mutex* lock_;
-  std::vector<uint8_t> buf_;
+  PooledBuffer buf_;  // reused across tensors (util/buffer_pool.h)
   size_t used_ = 0;
   std::vector<Run> runs_;
 };

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -772,6 +773,39 @@ void sample_brackets(size_t n, std::vector<uint64_t>& kk, double nz_frac, const 
   samp.clear();
 }
 
+// Candidate lists of the selection pass. They grow without clearing what they
+// add, and each thread keeps its lists for the next tensor (up to
+// kKeepCandidates elements each): fresh lists per tensor were zeroed and
+// re-faulted as they doubled, then copied into one list per group (page faults,
+// memset and memmove ~8% of a TIES merge's samples).
+template <class T>
+struct UninitAlloc : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAlloc<U>;
+  };
+  template <class U>
+  void construct(U*) noexcept {}  // value-initialisation (resize) leaves the element as it is
+  template <class U, class... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+};
+using CandList = std::vector<uint32_t, UninitAlloc<uint32_t>>;
+constexpr size_t kKeepCandidates = size_t(1) << 20;
+
+// This thread's lists (at least `na`).
+std::vector<CandList>& thread_candidates(size_t na) {
+  thread_local std::vector<CandList> lists;
+  if (lists.size() < na) lists.resize(na);
+  return lists;
+}
+
+// Frees a list that grew past what is kept between tensors.
+void trim_candidates(CandList& c) {
+  if (c.capacity() > kKeepCandidates) CandList().swap(c);
+}
+
 // kth_largest_keys; with nz_frac ≥ 0 (one group only), kk is not given but
 // floor(nnz · nz_frac), nnz the number of non-zero keys, counted in the same pass
 // (and estimated from the sample for the bracket).
@@ -831,17 +865,18 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
   const size_t cap = std::max<size_t>(size_t(1) << 16, (size_t(16) << 20) / na);
   std::vector<uint64_t> above(na, 0);
   uint64_t nonzero = 0;  // nz mode: non-zero keys of the stream
-  std::vector<std::vector<uint32_t>> cand(na);
+  std::vector<CandList>& cand = thread_candidates(na);  // per group, all threads' candidates (this thread's lists)
   std::vector<uint8_t> overflow(na, 0);
   std::mutex fold_mutex;
   struct CandState {
     std::vector<float> scratch;
     std::vector<uint32_t> bits;
     std::vector<uint64_t> above;
-    std::vector<std::vector<uint32_t>> cand;
+    std::vector<CandList>* cand;  // the team thread's own lists
     std::vector<size_t> count;
     uint64_t nonzero = 0;
   };
+  std::vector<std::pair<std::vector<CandList>*, std::vector<size_t>>> parts;  // each thread's lists and counts
   const size_t nthreads = static_cast<size_t>(std::max(1, threads));
   const size_t tcap = cap / nthreads + kTile;
   {
@@ -851,8 +886,8 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
         n, chunk, threads, releaser, &stage,
         [&](size_t) {
           CandState st{std::vector<float>(kSelectScratch), std::vector<uint32_t>(kTile * streams.size()),
-                       std::vector<uint64_t>(na, 0), std::vector<std::vector<uint32_t>>(na), std::vector<size_t>(na, 0)};
-          return st;  // candidate buffers grow as they fill (a fixed size would be touched whole per tensor)
+                       std::vector<uint64_t>(na, 0), &thread_candidates(na), std::vector<size_t>(na, 0)};
+          return st;  // candidate lists grow as they fill (a fixed size would be touched whole per tensor)
         },
         [&](CandState& st, size_t b0, size_t e0) {
           for (size_t t0 = b0; t0 < e0; t0 += kTile) {
@@ -874,7 +909,7 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
               st.above[a] += up;
               size_t c = st.count[a];
               if (c + m > tcap) continue;  // overflowed: counted below
-              std::vector<uint32_t>& buf = st.cand[a];
+              CandList& buf = (*st.cand)[a];
               if (buf.size() < c + m) buf.resize(std::min(tcap, std::max(2 * buf.size(), c + m + 4096)));
               st.count[a] = collect_in_range(u, m, l, h, buf.data(), c);
             }
@@ -886,9 +921,34 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
           for (size_t a = 0; a < na; ++a) {
             above[a] += st.above[a];
             if (st.count[a] + kTile > tcap) overflow[a] = 1;  // a tile may have been skipped
-            if (!overflow[a]) cand[a].insert(cand[a].end(), st.cand[a].begin(), st.cand[a].begin() + static_cast<std::ptrdiff_t>(st.count[a]));
           }
+          parts.emplace_back(st.cand, st.count);
         });
+  }
+  // Each group's candidates in one list: this thread's own first (already in
+  // place when it took part), then the others' appended (a thread's lists
+  // outlive the region: they are its thread_local ones).
+  for (size_t a = 0; a < na; ++a) {
+    size_t total = 0, own = 0;
+    for (const auto& [lists, count] : parts) {
+      total += count[a];
+      if (lists == &cand) own = count[a];
+    }
+    if (overflow[a]) {
+      cand[a].resize(0);
+      continue;
+    }
+    cand[a].resize(own);  // (no clearing: UninitAlloc)
+    cand[a].reserve(total);
+    for (const auto& [lists, count] : parts) {
+      if (lists == &cand || count[a] == 0) continue;
+      const uint32_t* from = (*lists)[a].data();
+      cand[a].insert(cand[a].end(), from, from + count[a]);
+    }
+  }
+  for (const auto& part : parts) {
+    if (part.first == &cand) continue;
+    for (CandList& c : *part.first) trim_candidates(c);
   }
 
   if (nz_mode) {  // the exact kk, now that the non-zero keys are counted
@@ -905,14 +965,14 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
   for (long ai = 0; ai < static_cast<long>(na); ++ai) {
     const size_t a = static_cast<size_t>(ai);
     const size_t g = active[a];
-    std::vector<uint32_t>& c = cand[a];
+    CandList& c = cand[a];
     if (!overflow[a] && above[a] < kk[g] && kk[g] - above[a] <= c.size()) {
       const size_t r = static_cast<size_t>(kk[g] - above[a]) - 1;
       thr[g] = kth_largest_u32(c.data(), c.size(), r, hist[a]);
     } else {
       miss[a] = 1;
     }
-    std::vector<uint32_t>().swap(c);
+    trim_candidates(c);
   }
   std::vector<size_t> missed;
   for (size_t a = 0; a < na; ++a) {

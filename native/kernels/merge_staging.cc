@@ -8,6 +8,7 @@
 
 #include "io/file_read.h"
 #include "io/finite_scan.h"
+#include "util/buffer_pool.h"
 #include "util/error.h"
 
 namespace dfm {
@@ -16,50 +17,6 @@ namespace {
 constexpr size_t kBufAlign = 4096;
 std::atomic<bool> g_staging{true};
 
-// Staging buffers are kept for the next tensor (a fresh buffer per tensor costs a
-// page fault and a cleared page per 4 KiB): a small pool, bounded in bytes.
-constexpr size_t kPoolBytes = size_t(64) << 20;
-std::mutex g_pool_mutex;
-std::vector<std::pair<size_t, void*>>& pool() {
-  static std::vector<std::pair<size_t, void*>> p;
-  return p;
-}
-size_t g_pool_bytes = 0;
-
-void* take_buffer(size_t bytes) {
-  {
-    std::lock_guard<std::mutex> lock(g_pool_mutex);
-    auto& p = pool();
-    for (size_t i = 0; i < p.size(); ++i) {
-      if (p[i].first == bytes) {
-        void* b = p[i].second;
-        g_pool_bytes -= bytes;
-        p.erase(p.begin() + static_cast<std::ptrdiff_t>(i));
-        return b;
-      }
-    }
-  }
-  void* b = nullptr;
-  if (::posix_memalign(&b, kBufAlign, bytes) != 0) throw std::bad_alloc();
-  return b;
-}
-
-void give_buffer(size_t bytes, void* b) {
-  if (b == nullptr) return;
-  std::lock_guard<std::mutex> lock(g_pool_mutex);
-  auto& p = pool();
-  while (!p.empty() && g_pool_bytes + bytes > kPoolBytes) {  // oldest out
-    g_pool_bytes -= p.front().first;
-    std::free(p.front().second);
-    p.erase(p.begin());
-  }
-  if (bytes > kPoolBytes) {
-    std::free(b);
-    return;
-  }
-  p.emplace_back(bytes, b);
-  g_pool_bytes += bytes;
-}
 }  // namespace
 
 void set_input_staging(bool on) { g_staging.store(on); }
@@ -78,12 +35,12 @@ InputStage::InputStage(const std::vector<TensorIn*>& targets, size_t n, size_t c
       s->target = t;
       s->original = t->data;
       s->bytes = (chunk_ * s->elem + kBufAlign - 1) / kBufAlign * kBufAlign;
-      s->buf = static_cast<uint8_t*>(take_buffer(s->bytes));
+      s->buf = static_cast<uint8_t*>(pool_take(s->bytes));
       sequential_hint(s->region.fd);
       staged_.push_back(std::move(s));
     }
   } catch (...) {
-    for (auto& s : staged_) give_buffer(s->bytes, s->buf);
+    for (auto& s : staged_) pool_give(s->bytes, s->buf);
     throw;
   }
 }
@@ -91,7 +48,7 @@ InputStage::InputStage(const std::vector<TensorIn*>& targets, size_t n, size_t c
 InputStage::~InputStage() {
   for (auto& s : staged_) {
     s->target->data = s->original;
-    give_buffer(s->bytes, s->buf);
+    pool_give(s->bytes, s->buf);
   }
 }
 
