@@ -1537,11 +1537,20 @@ ElemPrepared prepare_element_method(MergeJob& j) {
     case MergeMethod::Sce: {
       // Per tile: τ_q of the tile (scratch tiles 1..k) and their variance (tile k + 2; mean in tile k + 1).
       const size_t vscratch = (k + 3) * kTile;
+      const bool all_bf16 = j.base.dtype == Dtype::BF16 &&
+                            std::all_of(j.models.begin(), j.models.end(), [](const TensorIn& t) { return t.dtype == Dtype::BF16; });
       const VarianceTileFn variance_tile = [&](float* scratch, size_t first, size_t m) -> const float* {
+        float* var = scratch + kTile * (k + 2);
+        float* dw[kMaxMergeModels] = {};
+        for (size_t q = 0; q < k; ++q) dw[q] = scratch + kTile * (1 + q);
+        if (all_bf16) {  // one loop, from the stored bf16 (sce_variance_k)
+          BF16Src xs[kMaxMergeModels];
+          for (size_t q = 0; q < k; ++q) xs[q] = BF16Src{j.models[q].data + 2 * first};
+          if (sce_variance_fused(static_cast<int>(k), BF16Src{j.base.data + 2 * first}, xs, dw, var, m)) return var;
+        }
         load_vectors(j.models, j.base, first, m, scratch + kTile, scratch);
         const float* d[kMaxMergeModels] = {};
-        for (size_t q = 0; q < k; ++q) d[q] = scratch + kTile * (1 + q);
-        float* var = scratch + kTile * (k + 2);
+        for (size_t q = 0; q < k; ++q) d[q] = dw[q];
         sce_variance_tile(d, static_cast<int>(k), scratch + kTile * (k + 1), var, m);
         return var;
       };
