@@ -69,18 +69,17 @@ inline void fold16(const f64x4* s, double* l) {
 
 }  // namespace fixed_sums_detail
 
-// DELLA's L1 sums of a row: *all = Σ |x_i − b_i|, *kept = Σ over keep_i ≠ 0 of the same
-// (keep holds 0 or 1; the difference in f32, its magnitude summed in f64).
-inline void abs_diff_sums(const float* x, const float* b, const uint32_t* keep, size_t n, double* all, double* kept) {
+// DELLA's L1 sums of a row: *all = Σ |τ_i|, *kept = Σ over keep_i ≠ 0 of the same,
+// from the keys |τ_i| as f32 bit patterns (τ = x − b in f32, as the keys are
+// formed; the magnitudes summed in f64). keep holds 0 or 1.
+inline void abs_key_sums(const uint32_t* key, const uint32_t* keep, size_t n, double* all, double* kept) {
   using namespace fixed_sums_detail;
   f64x4 sa[4] = {}, sk[4] = {};
-  const i64x4 magnitude = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     for (int r = 0; r < 4; ++r) {
       const size_t j = i + 4 * static_cast<size_t>(r);
-      const f32x4 d = load4<f32x4>(x + j) - load4<f32x4>(b + j);
-      const f64x4 a = masked(widen(d), magnitude);
+      const f64x4 a = widen(reinterpret_cast<f32x4>(load4<u32x4>(key + j)));
       sa[r] += a;
       const i64x4 on = -widen(load4<u32x4>(keep + j));  // 1 → all bits set
       sk[r] += masked(a, on);
@@ -90,7 +89,9 @@ inline void abs_diff_sums(const float* x, const float* b, const uint32_t* keep, 
   fold16(sa, la);
   fold16(sk, lk);
   for (; i < n; ++i) {
-    const double a = std::fabs(static_cast<double>(x[i] - b[i]));
+    float f;
+    std::memcpy(&f, key + i, 4);
+    const double a = static_cast<double>(f);
     la[0] += a;
     lk[0] += keep[i] ? a : 0.0;
   }

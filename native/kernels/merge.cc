@@ -1140,6 +1140,8 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
   std::vector<DellaTable> tables;
   for (size_t q = 0; q < k; ++q) tables.push_back(della_table(row, j.densities[q], j.epsilons[q]));
   std::vector<double> row_l1(l1 ? 2 * rows * k : 0);  // per model, per row: Σ|τ|, Σ|kept τ|
+  const bool all_bf16 = j.base.dtype == Dtype::BF16 &&
+                        std::all_of(j.models.begin(), j.models.end(), [](const TensorIn& t) { return t.dtype == Dtype::BF16; });
   for (size_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
     const long r1 = static_cast<long>(std::min(rows, r0 + rows_per_chunk));
     stage.begin_chunk(r0 * row, static_cast<size_t>(r1) * row);
@@ -1180,11 +1182,19 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
       for (long r = static_cast<long>(r0); r < r1; ++r) {
         if (failure.failed()) continue;
         const size_t first = static_cast<size_t>(r) * row;
-        load_tile(j.base, first, b.data(), row);
+        if (!all_bf16) load_tile(j.base, first, b.data(), row);
         for (size_t q = 0; q < k; ++q) {
-          load_tile(j.models[q], first, x.data(), row);
-          // the keys |τ| (f32 bits) and the draws u_i = dare_u24(key, g), vectorised as gta_tile does
-          for (size_t i = 0; i < row; ++i) key[i] = abs_bits(x[i] - b[i]);
+          // the keys |τ| (f32 bits; bf16 inputs read in place) and the draws
+          // u_i = dare_u24(key, g), vectorised as gta_tile does
+          if (all_bf16) {
+            const BF16Src bs{j.base.data + 2 * first}, xs{j.models[q].data + 2 * first};
+            uint32_t* __restrict kp = key.data();
+#pragma omp simd
+            for (size_t i = 0; i < row; ++i) kp[i] = abs_bits(xs[i] - bs[i]);
+          } else {
+            load_tile(j.models[q], first, x.data(), row);
+            for (size_t i = 0; i < row; ++i) key[i] = abs_bits(x[i] - b[i]);
+          }
           const uint64_t hkey = keys[q];
           const uint64_t h0 = j.first_element + first;  // hash index of the row's first element
           if ((h0 >> 32) == ((h0 + row - 1) >> 32)) {
@@ -1228,7 +1238,7 @@ std::vector<uint8_t> della_mask(MergeJob& j, const std::vector<uint64_t>& keys, 
           if (l1) {
             // Σ|τ| and Σ|kept τ| of the row in f64, in a fixed order
             double* acc = &row_l1[2 * (q * rows + static_cast<size_t>(r))];
-            abs_diff_sums(x.data(), b.data(), lim.data(), row, acc, acc + 1);
+            abs_key_sums(key.data(), lim.data(), row, acc, acc + 1);
           }
         }
       }
