@@ -229,8 +229,9 @@ export async function runMerge(config: MergeConfig, opts: MergeRunOptions): Prom
     const files = writer.finish();
     writer = undefined;
     progress.finish();
-    writeFileAtomic(join(staged.dir, 'dfmerge.yaml'), configYaml(config));
-    writeFileAtomic(join(staged.dir, 'README.md'), modelCard(config, plan.descriptor, configYaml(config)));
+    const yaml = configYaml(config);
+    writeFileAtomic(join(staged.dir, 'dfmerge.yaml'), yaml);
+    writeFileAtomic(join(staged.dir, 'README.md'), modelCard(config, plan.descriptor, yaml));
     checkInputsUnchanged(plan);
     staged.commit();
     return { out, files, inputBytes: plan.inputBytes, outputBytes: plan.outputBytes, seconds: progress.seconds };
