@@ -50,8 +50,6 @@ interface CommonRequest {
   readonly threads?: number;
   /** Drop finished pages of file-mapped inputs (default true; never touches other memory). */
   readonly releaseInputs?: boolean;
-  /** Called once the native work is under way, on this thread while it runs (runMerge starts the previous tensor's writeback). */
-  readonly whileRunning?: () => void;
 }
 
 /** out = Σ w_k x_k / Σ w_k (normalize, default true) or Σ w_k x_k. */
@@ -377,12 +375,7 @@ export async function mergeTensor(req: MergeTensorRequest): Promise<void> {
     throw wrapNative(e, tensor);
   }
   try {
-    const running = addon().mergeTensor(native);
-    try {
-      req.whileRunning?.();
-    } finally {
-      await running;  // (a throw from whileRunning waits for the native work first: it writes into req.out)
-    }
+    await addon().mergeTensor(native);
   } catch (e) {
     const err = wrapNative(e, tensor);
     // the native side writes through a descriptor and cannot name the file: a full disk or failing device names it here
