@@ -122,13 +122,17 @@ class Failure {
   std::atomic<bool> failed_{false};
 };
 
-// Streams [0, n) in chunks. In each chunk every thread gets one contiguous share
-// [b, e) and calls work(state, b, e) on it; after the chunk, the finished input
-// pages are released. With an active InputStage, each chunk's inputs are first
-// pointed at the stage's buffers (one thread, between barriers) and every thread
-// pread()s its own share of them before working on it (merge_staging.h).
-// `make_state(max_share)` builds each thread's scratch; finish(state) runs once
-// per thread at the end (e.g. to fold partial results).
+// Streams [0, n) in chunks. Without an active InputStage, every thread gets one
+// contiguous share [b, e) of each chunk and calls work(state, b, e) on it; after
+// the chunk, the finished input pages are released. With one, each chunk's inputs
+// are first pointed at the stage's buffers (one thread, between barriers), and
+// the threads claim the chunk's pieces (L2-sized, at most max_share elements,
+// starting at multiples of kAlign) one at a time, each pread()ing a piece's
+// inputs and calling work on it at once (merge_staging.h): which thread does
+// which piece varies, so work must not depend on it (per-element results,
+// integer counts, candidate sets). `make_state(max_share)` builds each thread's
+// scratch; finish(state) runs once per thread at the end (e.g. to fold partial
+// results).
 template <class MakeState, class Work, class Finish>
 void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, InputStage* stage, MakeState&& make_state,
                  Work&& work, Finish&& finish) {
@@ -138,11 +142,13 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, In
   if (n < 2 * kAlign * static_cast<size_t>(threads)) threads = 1;  // tiny tensors: no team
   const bool staged = stage != nullptr && stage->active();
   Failure failure;
+  std::atomic<size_t> next_piece{0};  // staged: the next piece of the chunk to claim
 #pragma omp parallel num_threads(threads)
   {
     const size_t nt = static_cast<size_t>(omp_get_num_threads());
     const size_t tid = static_cast<size_t>(omp_get_thread_num());
     const size_t share_max = ((std::min(chunk, n) + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
+    const size_t piece = std::min(kStagePiece, share_max);  // a multiple of kAlign
     bool have_state = false;
     try {
       auto state = make_state(share_max);
@@ -153,22 +159,32 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, In
         const size_t b = std::min(c1, c0 + tid * share);
         const size_t e = std::min(c1, b + share);
         if (staged) {
-          if (tid == 0) stage->begin_chunk(c0, c1);
+          if (tid == 0) {
+            stage->begin_chunk(c0, c1);
+            next_piece.store(c0, std::memory_order_relaxed);
+          }
 #pragma omp barrier
         }
-        if (b < e && !failure.failed()) {
+        if (staged && !failure.failed()) {
+          // Read and work in pieces that stay in this core's L2 (read, then used at
+          // once), each claimed by whichever thread is free: with fixed halves the
+          // thread whose reads were slower kept the other waiting at the barrier.
+          // (At most share_max elements: a thread's output buffer holds that many.)
           try {
-            if (staged) {
-              // Read and work in pieces that stay in this core's L2 (read, then used at once).
-              for (size_t p0 = b; p0 < e; p0 += kStagePiece) {
-                const size_t p1 = std::min(e, p0 + kStagePiece);
-                stage->read(p0, p1);
-                work(state, p0, p1);
-              }
-            } else {
-              releaser.populate(b, e);
-              work(state, b, e);
+            for (;;) {
+              const size_t p0 = next_piece.fetch_add(piece, std::memory_order_relaxed);
+              if (p0 >= c1) break;
+              const size_t p1 = std::min(c1, p0 + piece);
+              stage->read(p0, p1);
+              work(state, p0, p1);
             }
+          } catch (...) {
+            failure.capture();
+          }
+        } else if (!staged && b < e && !failure.failed()) {
+          try {
+            releaser.populate(b, e);
+            work(state, b, e);
           } catch (...) {
             failure.capture();
           }
@@ -184,7 +200,10 @@ void run_chunked(size_t n, size_t chunk, int threads, PageReleaser& releaser, In
         // meets the others at every barrier, so nobody deadlocks.
         for (size_t c0 = 0; c0 < n; c0 += chunk) {
           if (staged) {
-            if (tid == 0) stage->begin_chunk(c0, std::min(n, c0 + chunk));
+            if (tid == 0) {
+              stage->begin_chunk(c0, std::min(n, c0 + chunk));
+              next_piece.store(c0, std::memory_order_relaxed);
+            }
 #pragma omp barrier
           }
 #pragma omp barrier
