@@ -922,15 +922,17 @@ std::vector<uint32_t> kth_select(size_t n, std::vector<uint64_t> kk, const std::
             for (size_t a = 0; a < na; ++a) {
               const uint32_t* u = st.bits.data() + slot[active[a]] * kTile;
               const uint32_t l = lo[a], h = hi[a];
-              uint64_t up = 0;
-#pragma omp simd reduction(+ : up)
-              for (size_t i = 0; i < m; ++i) up += u[i] > h ? 1u : 0u;
-              st.above[a] += up;
               size_t c = st.count[a];
-              if (c + m > tcap) continue;  // overflowed: counted below
+              if (c + m > tcap) {  // overflowed (reported at the fold): still counted
+                uint64_t up = 0;
+#pragma omp simd reduction(+ : up)
+                for (size_t i = 0; i < m; ++i) up += u[i] > h ? 1u : 0u;
+                st.above[a] += up;
+                continue;
+              }
               CandList& buf = (*st.cand)[a];
               if (buf.size() < c + m) buf.resize(std::min(tcap, std::max(2 * buf.size(), c + m + 4096)));
-              st.count[a] = collect_in_range(u, m, l, h, buf.data(), c);
+              st.count[a] = collect_in_range_count_above(u, m, l, h, buf.data(), c, &st.above[a]);
             }
           }
         },

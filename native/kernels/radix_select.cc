@@ -30,6 +30,30 @@ size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, u
   return c;
 }
 
+size_t collect_in_range_count_above(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c,
+                                    uint64_t* above) {
+  size_t i = 0;
+  uint64_t up = 0;
+#if defined(__AVX512F__)
+  const __m512i vlo = _mm512_set1_epi32(static_cast<int>(lo)), vhi = _mm512_set1_epi32(static_cast<int>(hi));
+  for (; i + 16 <= m; i += 16) {
+    const __m512i v = _mm512_loadu_si512(u + i);
+    const __mmask16 over = _mm512_cmpgt_epu32_mask(v, vhi);
+    const __mmask16 in = _mm512_cmpge_epu32_mask(v, vlo) & static_cast<__mmask16>(~over);
+    _mm512_storeu_si512(dst + c, _mm512_maskz_compress_epi32(in, v));  // (no branch: see collect_in_range)
+    c += static_cast<size_t>(__builtin_popcount(in));
+    up += static_cast<uint64_t>(__builtin_popcount(over));
+  }
+#endif
+  for (; i < m; ++i) {
+    dst[c] = u[i];
+    c += (u[i] >= lo && u[i] <= hi) ? 1u : 0u;
+    up += u[i] > hi ? 1u : 0u;
+  }
+  *above += up;
+  return c;
+}
+
 namespace {
 
 constexpr int kDigitBits = 11;     // 2048 buckets per round: four interleaved histograms fit L1

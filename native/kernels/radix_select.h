@@ -14,6 +14,10 @@ namespace dfm {
 // AVX-512: a compress in registers and a full store (vpcompressd straight to
 // memory is slow on some cores); else branchless.
 size_t collect_in_range(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c);
+// The same, also adding to *above the number of keys greater than hi (one read
+// of u for both: the selection pass of kth_largest_keys).
+size_t collect_in_range_count_above(const uint32_t* u, size_t m, uint32_t lo, uint32_t hi, uint32_t* dst, size_t c,
+                                    uint64_t* above);
 
 // The bits in which the keys v[0, n) differ (their OR xor their AND); *common
 // gets their AND, which holds every key's value of each bit outside the
