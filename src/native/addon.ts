@@ -339,9 +339,28 @@ function candidates(): { variant: 'cpu' | 'cuda'; path: string }[] {
   return [cuda, cpu];
 }
 
+/**
+ * OpenMP's idle threads spin before they sleep; libgomp reads how long when the
+ * addon loads it. Every native job runs on one compute thread, so the process has
+ * one team, as many threads as cores, and libgomp then spins its full default
+ * (300 000 rounds): while another process wants the same cores, a thread waiting
+ * at a barrier spins out the time slice its partner needs (the model runtime's
+ * evaluation ran 2–4× slower beside two busy processes, and DF-Merge iterations
+ * up to 90× beside another DF-Merge). 1000 rounds, what libgomp itself uses when
+ * it has more threads than cores, kept merges and evaluation as fast without
+ * contention and near the sleep-at-once policy with it (docs/design.md §11). A
+ * user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
+ */
+function boundOpenMpSpinning(): void {
+  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
+    process.env.GOMP_SPINCOUNT = '1000';
+  }
+}
+
 /** The loaded addon (loaded once, on first use). */
 export function loadAddon(): LoadedAddon {
   if (loaded) return loaded;
+  boundOpenMpSpinning();
   const require = createRequire(import.meta.url);
   const tried: string[] = [];
   let cpuCapableCuda: LoadedAddon | undefined;
