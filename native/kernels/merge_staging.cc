@@ -1,14 +1,10 @@
 #include "kernels/merge_staging.h"
 
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
-#include <new>
+#include <algorithm>
 #include <utility>
 
 #include "io/file_read.h"
 #include "io/finite_scan.h"
-#include "util/buffer_pool.h"
 #include "util/error.h"
 
 namespace dfm {
@@ -26,30 +22,21 @@ InputStage::InputStage(const std::vector<TensorIn*>& targets, size_t n, size_t c
                        bool check_finite)
     : n_(n), chunk_(std::min(chunk, n)), tensor_(std::move(tensor)), check_finite_(check_finite) {
   if (n == 0 || !input_staging()) return;
-  try {
-    for (TensorIn* t : targets) {
-      if (t == nullptr || t->data == nullptr) continue;
-      auto s = std::make_unique<Staged>();
-      s->elem = dtype_size(t->dtype);
-      if (!mapped_region(t->data, n * s->elem, &s->region)) continue;  // memory: read in place
-      s->target = t;
-      s->original = t->data;
-      s->bytes = (chunk_ * s->elem + kBufAlign - 1) / kBufAlign * kBufAlign;
-      s->buf = static_cast<uint8_t*>(pool_take(s->bytes));
-      sequential_hint(s->region.fd);
-      staged_.push_back(std::move(s));
-    }
-  } catch (...) {
-    for (auto& s : staged_) pool_give(s->bytes, s->buf);
-    throw;
+  for (TensorIn* t : targets) {
+    if (t == nullptr || t->data == nullptr) continue;
+    auto s = std::make_unique<Staged>();
+    s->elem = dtype_size(t->dtype);
+    if (!mapped_region(t->data, n * s->elem, &s->region)) continue;  // memory: read in place
+    s->target = t;
+    s->original = t->data;
+    s->buf = PooledBuffer((chunk_ * s->elem + kBufAlign - 1) / kBufAlign * kBufAlign);
+    sequential_hint(s->region.fd);
+    staged_.push_back(std::move(s));
   }
 }
 
 InputStage::~InputStage() {
-  for (auto& s : staged_) {
-    s->target->data = s->original;
-    pool_give(s->bytes, s->buf);
-  }
+  for (auto& s : staged_) s->target->data = s->original;
 }
 
 void InputStage::begin_chunk(size_t c0, size_t c1) {
@@ -57,7 +44,7 @@ void InputStage::begin_chunk(size_t c0, size_t c1) {
   for (auto& s : staged_) {
     // data + i·size is buf + (i − c0)·size for the chunk's elements i (integer
     // arithmetic: the pointer itself is never dereferenced outside the buffer).
-    s->target->data = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(s->buf) - c0 * s->elem);
+    s->target->data = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(s->buf.data()) - c0 * s->elem);
     // 16 MiB ahead in the file, whatever tensor lies there (file_read.h)
     readahead_window(s->region.fd, s->region.offset + static_cast<uint64_t>(c1) * s->elem,
                      static_cast<uint64_t>(c1 - c0) * s->elem);
@@ -68,7 +55,7 @@ void InputStage::read(size_t b, size_t e) {
   if (e <= b || staged_.empty()) return;
   if (b < c0_ || e - c0_ > chunk_) throw DfError("InternalError", "input stage: read outside the current chunk", tensor_);
   for (auto& s : staged_) {
-    uint8_t* dst = s->buf + (b - c0_) * s->elem;
+    uint8_t* dst = s->buf.data() + (b - c0_) * s->elem;
     pread_all(s->region.fd, dst, (e - b) * s->elem, s->region.offset + b * s->elem, s->region.path, tensor_);
     if (check_finite_) {
       const NonFinite nf = scan_non_finite_span(dst, e - b, s->target->dtype);

@@ -16,6 +16,7 @@
 
 #include "io/mapped_file.h"
 #include "kernels/merge.h"
+#include "util/buffer_pool.h"
 
 namespace dfm {
 
@@ -46,8 +47,7 @@ class InputStage {
     const uint8_t* original = nullptr;
     size_t elem = 0;
     FileRegion region;
-    uint8_t* buf = nullptr;
-    size_t bytes = 0;
+    PooledBuffer buf;  // this input's chunk (util/buffer_pool.h: back to the pool with the stage)
     std::atomic<uint64_t> nonfinite{0};
     std::atomic<uint64_t> first{UINT64_MAX};
   };
