@@ -520,13 +520,17 @@ template <class S, int K>
 struct SceInputs {
   S x[K];
   S b;
+  static SceInputs of(S base, const S* xs) {
+    SceInputs in;
+    for (int q = 0; q < K; ++q) in.x[q] = xs[q];
+    in.b = base;
+    return in;
+  }
 };
 
 template <int K, bool Select, class S>
 void sce_mix_k(const ElemParams& p, S b, const S* xs, float* __restrict out, size_t n) {
-  SceInputs<S, K> in;
-  for (int q = 0; q < K; ++q) in.x[q] = xs[q];
-  in.b = b;
+  const SceInputs<S, K> in = SceInputs<S, K>::of(b, xs);
   float w[K];
   for (int q = 0; q < K; ++q) w[q] = p.w[q];
   const uint32_t thr = p.var_thr;
@@ -575,12 +579,13 @@ bool sce_mix_fused(const ElemParams& p, S b, const S* x, float* __restrict out, 
 // loop over the elements (load, subtract, mean and variance in registers; the
 // model-outer loops read and wrote every tile once per step): the same
 // operations in the same order per element. SCE's selection keys and Σ τ²
-// read these (0.36 of an SCE merge's samples were the separate loops).
+// read these (0.36 of an SCE merge's samples were the separate loops). The
+// variance is written out here and in sce_mix_k rather than called as
+// sce_variance (merge_methods.h): with the call GCC 12 no longer vectorised
+// the loop (SCE 0.56 -> 1.99 s).
 template <int K, class S>
 void sce_variance_k(S b, const S* xs, float* const* d, float* __restrict var, size_t n) {
-  SceInputs<S, K> in;
-  for (int q = 0; q < K; ++q) in.x[q] = xs[q];
-  in.b = b;
+  const SceInputs<S, K> in = SceInputs<S, K>::of(b, xs);
   float* dq[K];
   for (int q = 0; q < K; ++q) dq[q] = d[q];
   const float kf = static_cast<float>(K);
